@@ -1,0 +1,399 @@
+//! The store: every record Valine keeps, behind one interface with one backend per engine.
+//!
+//! Use cases see only the traits below, grouped by what they serve (traces, jobs, rate
+//! limits, settings and audit, webhook deliveries and runs, locks, confirmations). Each
+//! operation that must be atomic (rate-limit count, delivery dedup with its effects, a
+//! setting with its audit record, claiming a job, consuming a confirmation) is a single
+//! method, so a backend implements it as one conditional or transactional write.
+//!
+//! Times are passed in by the caller (`now`), never read inside a backend: tests control
+//! the clock, and the DynamoDB backend of a later issue computes nothing on its own.
+//!
+//! # Layout on one DynamoDB table (`valine-orchestrator-runs-{STAGE}`)
+//!
+//! | record | `pk` | `sk` |
+//! |---|---|---|
+//! | trace | `TRACE#{id}` | `TRACE` |
+//! | a user's trace index | `USERTRACE#{user}` | `{started_at_ms:013}#{id}` |
+//! | job | `JOB#{id}` | `JOB` (SQS carries the id in Lambda mode) |
+//! | rate window | `RATE#{user}` | `{window_start}` (`ADD count :1`) |
+//! | setting | `SETTING` | `{key}` (transaction with its audit item) |
+//! | audit | `AUDIT` | `{at_ms:013}#{id}` |
+//! | delivery | `DELIVERY#{id}` | `DELIVERY` (`attribute_not_exists(pk)` in the effects' transaction) |
+//! | run | `RUN` | `{run_id:020}` |
+//! | lock | `LOCK#{name}` | `LOCK` (conditional on expiry or owner) |
+//! | pending confirmation | `PENDING#{id}` | `PENDING` (delete with condition = consume) |
+//!
+//! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
+//! attribute); reads ignore expired records, so deletion is housekeeping only.
+
+pub mod sqlite;
+
+#[cfg(test)]
+pub mod conformance;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Retention periods of SPEC §9, in seconds.
+pub mod retention {
+    pub const TRACE: i64 = 7 * 24 * 3600;
+    pub const DELIVERY: i64 = 4 * 24 * 3600;
+    pub const RUN: i64 = 30 * 24 * 3600;
+    pub const AUDIT: i64 = 30 * 24 * 3600;
+    pub const RATE_WINDOW: i64 = 2 * 60;
+    pub const FAILED_JOB: i64 = 7 * 24 * 3600;
+}
+
+/// Errors a backend reports. Callers treat every variant as "the store cannot serve
+/// this now"; the message never contains record contents.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How a command or webhook ended (SPEC §8 `outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Error,
+    Denied,
+    RateLimited,
+    Invalid,
+    Duplicate,
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Denied => "denied",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Invalid => "invalid",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Ok,
+    Error,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceStep {
+    pub name: String,
+    pub status: StepStatus,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One command execution (SPEC §4.1 "Traces").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRecord {
+    pub id: String,
+    pub user_id: String,
+    pub command: String,
+    /// Options as given, secrets already redacted.
+    pub options: serde_json::Map<String, serde_json::Value>,
+    pub started_at_ms: i64,
+    pub steps: Vec<TraceStep>,
+    /// `None` while the command is still running (a deferred job not yet finished).
+    pub duration_ms: Option<u64>,
+    pub outcome: Option<Outcome>,
+    pub error: Option<String>,
+    pub links: Vec<String>,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for `run_after_ms`, or for a worker.
+    Pending,
+    /// Claimed; `lease_until_ms` says until when.
+    Running,
+    Done,
+    /// Gave up; kept for inspection until `expires_at`.
+    Failed,
+}
+
+/// A job to persist. `payload` is the serialized `jobs::Job`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub id: String,
+    pub payload: serde_json::Value,
+    pub run_after_ms: i64,
+    /// After this instant the job is given up instead of retried.
+    pub deadline_ms: i64,
+    pub trace_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    pub payload: serde_json::Value,
+    pub state: JobState,
+    /// Number of times the job has been claimed (the running attempt included).
+    pub attempts: u32,
+    pub run_after_ms: i64,
+    pub deadline_ms: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub trace_id: Option<String>,
+    pub created_at_ms: i64,
+    /// Set when the job reaches `Done` or `Failed`.
+    pub expires_at: Option<i64>,
+}
+
+/// A value in force for a setting (`FRONTEND_BASE_URL`, `VITE_API_BASE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingRecord {
+    pub key: String,
+    pub value: String,
+    pub updated_by: String,
+    pub updated_at_ms: i64,
+}
+
+/// One state change (SPEC §4.1 "Audit").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: String,
+    pub at_ms: i64,
+    pub user_id: String,
+    /// What changed, e.g. `set FRONTEND_BASE_URL` or `dispatch client-deploy.yml`.
+    pub action: String,
+    pub old_fingerprint: Option<String>,
+    pub new_fingerprint: Option<String>,
+    pub trace_id: Option<String>,
+    pub dry_run: bool,
+    pub expires_at: i64,
+}
+
+/// A workflow run as Valine last saw it (SPEC §3.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: u64,
+    pub workflow_id: u64,
+    pub workflow_name: Option<String>,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub branch: Option<String>,
+    pub head_sha: Option<String>,
+    pub run_attempt: u32,
+    pub html_url: Option<String>,
+    pub display_title: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A webhook delivery and every effect it has, written together (SPEC §3.2.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryEffects {
+    pub delivery_id: String,
+    pub expires_at: i64,
+    pub run: Option<RunRecord>,
+    pub jobs: Vec<NewJob>,
+}
+
+/// A `/set-*` preview awaiting Confirm or Cancel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingConfirmation {
+    pub id: String,
+    pub user_id: String,
+    pub key: String,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub expires_at: i64,
+}
+
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// One cheap round trip; `Err` means the store cannot serve requests.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait TraceStore: Send + Sync {
+    /// Creates or replaces the trace with this id.
+    async fn put_trace(&self, trace: &TraceRecord) -> StoreResult<()>;
+    async fn get_trace(&self, id: &str, now: i64) -> StoreResult<Option<TraceRecord>>;
+    /// The user's most recent trace whose command is not `exclude_command`.
+    async fn latest_trace_for_user(
+        &self,
+        user_id: &str,
+        exclude_command: &str,
+        now: i64,
+    ) -> StoreResult<Option<TraceRecord>>;
+}
+
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Adds one hit to the user's window starting at `window_start` and returns the
+    /// count including this hit, in one atomic operation.
+    async fn hit_rate_window(
+        &self,
+        user_id: &str,
+        window_start: i64,
+        expires_at: i64,
+    ) -> StoreResult<u32>;
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    async fn enqueue_job(&self, job: &NewJob, now_ms: i64) -> StoreResult<()>;
+    /// Atomically claims the oldest due job: a `Pending` job whose `run_after_ms` has
+    /// passed, or a `Running` one whose lease expired (its worker died). Increments
+    /// `attempts` and sets the lease.
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>>;
+    /// Extends the lease; `false` if `owner` no longer holds it.
+    async fn renew_job_lease(&self, id: &str, owner: &str, lease_until_ms: i64)
+    -> StoreResult<bool>;
+    async fn complete_job(&self, id: &str, owner: &str, expires_at: i64) -> StoreResult<bool>;
+    /// Back to `Pending` until `run_after_ms`, recording why.
+    async fn retry_job(
+        &self,
+        id: &str,
+        owner: &str,
+        run_after_ms: i64,
+        error: &str,
+    ) -> StoreResult<bool>;
+    async fn fail_job(&self, id: &str, owner: &str, error: &str, expires_at: i64)
+    -> StoreResult<bool>;
+    /// Makes every job leased by `owner` claimable again at once (graceful shutdown).
+    async fn release_job_leases(&self, owner: &str) -> StoreResult<u32>;
+    async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
+    /// Failed jobs not yet expired, newest first.
+    async fn failed_jobs(&self, now: i64) -> StoreResult<Vec<JobRecord>>;
+}
+
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<SettingRecord>>;
+    /// Sets (`Some`) or drops (`None`) the setting and writes `audit` in one atomic
+    /// write, only if the stored value is still `expected`. Returns `false` (and writes
+    /// nothing) when it is not.
+    async fn change_setting(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&SettingRecord>,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool>;
+    async fn append_audit(&self, audit: &AuditRecord) -> StoreResult<()>;
+    /// Audit records newest first, optionally of one user, at or after `since_ms`.
+    async fn list_audit(
+        &self,
+        user_id: Option<&str>,
+        since_ms: i64,
+        now: i64,
+    ) -> StoreResult<Vec<AuditRecord>>;
+    async fn put_pending(&self, pending: &PendingConfirmation) -> StoreResult<()>;
+    /// Removes and returns the confirmation: of two concurrent calls one gets it.
+    async fn take_pending(&self, id: &str, now: i64) -> StoreResult<Option<PendingConfirmation>>;
+}
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Marks the delivery accepted and applies its effects in one atomic write.
+    /// Returns `false` (and applies nothing) when the delivery was already accepted.
+    async fn accept_delivery(&self, effects: &DeliveryEffects, now: i64) -> StoreResult<bool>;
+    async fn get_run(&self, id: u64, now: i64) -> StoreResult<Option<RunRecord>>;
+}
+
+#[async_trait]
+pub trait LockStore: Send + Sync {
+    /// Takes the lock if it is free, expired, or already held by `owner`.
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn release_lock(&self, name: &str, owner: &str) -> StoreResult<()>;
+}
+
+/// Everything Valine keeps; one backend implements all of it.
+pub trait Store:
+    HealthStore + TraceStore + RateLimitStore + JobStore + SettingsStore + DeliveryStore + LockStore
+{
+}
+
+impl<T> Store for T where
+    T: HealthStore
+        + TraceStore
+        + RateLimitStore
+        + JobStore
+        + SettingsStore
+        + DeliveryStore
+        + LockStore
+{
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+/// Where the store lives (`VALINE_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    SqliteFile(std::path::PathBuf),
+    SqliteMemory,
+    DynamoDb(String),
+}
+
+impl std::str::FromStr for StoreLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "sqlite::memory:" {
+            Ok(StoreLocation::SqliteMemory)
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                Err("sqlite: needs a path".into())
+            } else {
+                Ok(StoreLocation::SqliteFile(path.into()))
+            }
+        } else if let Some(table) = s.strip_prefix("dynamodb:") {
+            if table.is_empty() {
+                Err("dynamodb: needs a table name".into())
+            } else {
+                Ok(StoreLocation::DynamoDb(table.into()))
+            }
+        } else {
+            Err("expected sqlite:<path>, sqlite::memory: or dynamodb:<table>".into())
+        }
+    }
+}
+
+/// Opens the store the location names.
+pub async fn open(location: &StoreLocation) -> StoreResult<SharedStore> {
+    match location {
+        StoreLocation::SqliteFile(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        StoreLocation::SqliteMemory => Ok(Arc::new(sqlite::SqliteStore::open_in_memory().await?)),
+        StoreLocation::DynamoDb(_) => Err(StoreError::Unavailable(
+            "the DynamoDB store is not part of this build yet; use sqlite:<path>".into(),
+        )),
+    }
+}
