@@ -1,0 +1,1 @@
+//! GitHub wire models (placeholder).
