@@ -1,1 +1,404 @@
-//! placeholder
+//! Typed configuration (SPEC §2), read once at start-up from the environment and an
+//! optional TOML file named by `VALINE_CONFIG`; the environment wins over the file.
+//!
+//! Every value is parsed into the type the rest of the code uses, so a bad value stops
+//! start-up with a message naming the variable (exit code 2) instead of failing later.
+//! Variables that are merely missing are allowed (`valine serve` starts with partial
+//! configuration) and reported by [`Config::missing`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::github::RepoSlug;
+use crate::store::StoreLocation;
+
+/// A configuration value that cannot be used; start-up stops with exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: String,
+    pub reason: String,
+}
+
+fn invalid(var: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var: var.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// The variables that `Config::missing` reports, with what stops working without them.
+const OPTIONAL_BUT_EXPECTED: &[&str] = &[
+    "DISCORD_PUBLIC_KEY",
+    "DISCORD_APPLICATION_ID",
+    "DISCORD_BOT_TOKEN",
+    "GITHUB_TOKEN",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_REPO",
+    "FRONTEND_BASE_URL",
+    "VITE_API_BASE",
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub stage: String,
+    /// 32 bytes, already checked to be a valid Ed25519 point when parsed by the server.
+    pub discord_public_key: Option<String>,
+    pub discord_application_id: Option<String>,
+    pub discord_bot_token: Option<SecretString>,
+    pub discord_guild_id: Option<String>,
+    pub discord_status_channel_id: Option<String>,
+    pub discord_api_base: Url,
+    pub github_token: Option<SecretString>,
+    pub github_webhook_secret: Option<SecretString>,
+    pub github_repo: Option<RepoSlug>,
+    pub github_api_base: Url,
+    pub deploy_workflow: String,
+    pub diagnose_workflow: Option<String>,
+    pub deploy_branch: String,
+    pub frontend_base_url: Option<Url>,
+    pub vite_api_base: Option<Url>,
+    pub verify_frontend_paths: Vec<String>,
+    pub verify_api_paths: Vec<String>,
+    pub admin_user_ids: BTreeSet<String>,
+    pub admin_role_ids: BTreeSet<String>,
+    pub deployer_user_ids: BTreeSet<String>,
+    pub deployer_role_ids: BTreeSet<String>,
+    pub blocked_user_ids: BTreeSet<String>,
+    pub allowed_domains: Vec<String>,
+    pub safe_local: bool,
+    pub dry_run: bool,
+    pub auto_verify: bool,
+    pub github_sync_settings: bool,
+    pub rate_limit_per_minute: u32,
+    pub store: StoreLocation,
+    pub listen: SocketAddr,
+    pub log: String,
+    missing: Vec<&'static str>,
+}
+
+/// Raw key/value pairs, upper-case keys; the environment layered over the file.
+struct Source {
+    values: HashMap<String, String>,
+}
+
+impl Source {
+    fn get(&self, var: &str) -> Result<Option<&str>, ConfigError> {
+        match self.values.get(var).map(|v| v.trim()) {
+            None | Some("") => Ok(None),
+            Some(v) if v.starts_with("ssm:") => Err(invalid(
+                var,
+                "ssm: parameters are read only by the AWS build, which this binary is not",
+            )),
+            Some(v) => Ok(Some(v)),
+        }
+    }
+
+    fn string(&self, var: &str, default: &str) -> Result<String, ConfigError> {
+        Ok(self.get(var)?.unwrap_or(default).to_owned())
+    }
+
+    fn bool(&self, var: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var)? {
+            None => Ok(default),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(invalid(var, format!("expected true or false, got {v:?}"))),
+            },
+        }
+    }
+
+    fn secret(&self, var: &str) -> Result<Option<SecretString>, ConfigError> {
+        Ok(self.get(var)?.map(|v| SecretString::from(v.to_owned())))
+    }
+
+    fn snowflake(&self, var: &str) -> Result<Option<String>, ConfigError> {
+        self.get(var)?
+            .map(|v| parse_snowflake(v).map_err(|reason| invalid(var, reason)))
+            .transpose()
+    }
+
+    fn snowflakes(&self, var: &str) -> Result<BTreeSet<String>, ConfigError> {
+        list(self.get(var)?)
+            .map(|v| parse_snowflake(&v).map_err(|reason| invalid(var, reason)))
+            .collect()
+    }
+
+    fn url(&self, var: &str) -> Result<Option<Url>, ConfigError> {
+        self.get(var)?
+            .map(|v| parse_http_url(v).map_err(|reason| invalid(var, reason)))
+            .transpose()
+    }
+
+    fn paths(&self, var: &str, default: &str) -> Result<Vec<String>, ConfigError> {
+        let paths: Vec<String> = list(Some(self.get(var)?.unwrap_or(default))).collect();
+        if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
+            return Err(invalid(var, format!("paths must start with /, got {bad:?}")));
+        }
+        Ok(paths)
+    }
+}
+
+fn list(value: Option<&str>) -> impl Iterator<Item = String> + '_ {
+    value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn parse_snowflake(v: &str) -> Result<String, String> {
+    if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(v.to_owned())
+    } else {
+        Err(format!("expected a numeric Discord id, got {v:?}"))
+    }
+}
+
+fn parse_http_url(v: &str) -> Result<Url, String> {
+    let url = Url::parse(v).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("expected an http(s) URL with a host".into());
+    }
+    Ok(url)
+}
+
+/// Converts a TOML table's scalar (or array of scalars) into the string form the
+/// environment would carry.
+fn toml_to_string(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(toml_to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Reads the process environment (and the file it names).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Builds the configuration from environment-like pairs; `VALINE_CONFIG` among
+    /// them names an optional TOML file whose lower-case keys the pairs override.
+    pub fn from_vars(env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut values = HashMap::new();
+        if let Some(path) = env.get("VALINE_CONFIG").filter(|p| !p.trim().is_empty()) {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("VALINE_CONFIG", format!("cannot read {path}: {e}")))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| invalid("VALINE_CONFIG", format!("{path} is not valid TOML: {e}")))?;
+            for (key, value) in &table {
+                let value = toml_to_string(value).ok_or_else(|| {
+                    invalid("VALINE_CONFIG", format!("key {key} must be a plain value"))
+                })?;
+                values.insert(key.to_ascii_uppercase(), value);
+            }
+        }
+        values.extend(env);
+        Self::from_source(&Source { values })
+    }
+
+    fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let discord_public_key = src
+            .get("DISCORD_PUBLIC_KEY")?
+            .map(|v| {
+                if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Ok(v.to_ascii_lowercase())
+                } else {
+                    Err(invalid("DISCORD_PUBLIC_KEY", "expected 64 hex characters"))
+                }
+            })
+            .transpose()?;
+        let github_repo = src
+            .get("GITHUB_REPO")?
+            .map(|v| v.parse::<RepoSlug>().map_err(|e| invalid("GITHUB_REPO", e)))
+            .transpose()?;
+        let required_url = |var: &str, default: &str| -> Result<Url, ConfigError> {
+            parse_http_url(src.get(var)?.unwrap_or(default)).map_err(|reason| invalid(var, reason))
+        };
+        let rate_limit_per_minute = match src.get("RATE_LIMIT_PER_MINUTE")? {
+            None => 10,
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                invalid("RATE_LIMIT_PER_MINUTE", format!("expected a whole number, got {v:?}"))
+            })?,
+        };
+        let store = src
+            .string("VALINE_STORE", "sqlite:./valine.db")?
+            .parse::<StoreLocation>()
+            .map_err(|e| invalid("VALINE_STORE", e))?;
+        let listen_raw = src.string("VALINE_LISTEN", "127.0.0.1:8080")?;
+        let listen = listen_raw.parse::<SocketAddr>().map_err(|_| {
+            invalid("VALINE_LISTEN", format!("expected host:port, got {listen_raw:?}"))
+        })?;
+        let allowed_domains = list(src.get("ALLOWED_DOMAINS")?)
+            .map(|d| {
+                let d = d.to_ascii_lowercase();
+                let bare = d.strip_prefix("*.").unwrap_or(&d);
+                if bare.is_empty()
+                    || bare.contains(['/', ':', '*', '@', ' '])
+                    || bare.starts_with('.')
+                {
+                    Err(invalid("ALLOWED_DOMAINS", format!("not a domain: {d:?}")))
+                } else {
+                    Ok(d)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let non_empty = |var: &str, default: &str| -> Result<String, ConfigError> {
+            let v = src.string(var, default)?;
+            if v.contains(char::is_whitespace) && var == "DEPLOY_BRANCH" {
+                return Err(invalid(var, "a branch name has no spaces"));
+            }
+            Ok(v)
+        };
+
+        let mut config = Config {
+            stage: src.string("STAGE", "dev")?,
+            discord_public_key,
+            discord_application_id: src.snowflake("DISCORD_APPLICATION_ID")?,
+            discord_bot_token: src.secret("DISCORD_BOT_TOKEN")?,
+            discord_guild_id: src.snowflake("DISCORD_GUILD_ID")?,
+            discord_status_channel_id: src.snowflake("DISCORD_STATUS_CHANNEL_ID")?,
+            discord_api_base: required_url("DISCORD_API_BASE", "https://discord.com/api/v10")?,
+            github_token: src.secret("GITHUB_TOKEN")?,
+            github_webhook_secret: src.secret("GITHUB_WEBHOOK_SECRET")?,
+            github_repo,
+            github_api_base: required_url("GITHUB_API_BASE", "https://api.github.com")?,
+            deploy_workflow: non_empty("DEPLOY_WORKFLOW", "client-deploy.yml")?,
+            diagnose_workflow: src.get("DIAGNOSE_WORKFLOW")?.map(str::to_owned),
+            deploy_branch: non_empty("DEPLOY_BRANCH", "main")?,
+            frontend_base_url: src.url("FRONTEND_BASE_URL")?,
+            vite_api_base: src.url("VITE_API_BASE")?,
+            verify_frontend_paths: src.paths("VERIFY_FRONTEND_PATHS", "/,/index.html")?,
+            verify_api_paths: src.paths("VERIFY_API_PATHS", "/health,/hello")?,
+            admin_user_ids: src.snowflakes("ADMIN_USER_IDS")?,
+            admin_role_ids: src.snowflakes("ADMIN_ROLE_IDS")?,
+            deployer_user_ids: src.snowflakes("DEPLOYER_USER_IDS")?,
+            deployer_role_ids: src.snowflakes("DEPLOYER_ROLE_IDS")?,
+            blocked_user_ids: src.snowflakes("BLOCKED_USER_IDS")?,
+            allowed_domains,
+            safe_local: src.bool("SAFE_LOCAL", false)?,
+            dry_run: src.bool("DRY_RUN", false)?,
+            auto_verify: src.bool("AUTO_VERIFY", true)?,
+            github_sync_settings: src.bool("GITHUB_SYNC_SETTINGS", false)?,
+            rate_limit_per_minute,
+            store,
+            listen,
+            log: src.string("VALINE_LOG", "info")?,
+            missing: Vec::new(),
+        };
+        config.missing = OPTIONAL_BUT_EXPECTED
+            .iter()
+            .copied()
+            .filter(|var| src.get(var).ok().flatten().is_none())
+            .collect();
+        Ok(config)
+    }
+
+    /// The expected variables that are not set, for one WARN line each at start-up.
+    pub fn missing(&self) -> &[&'static str] {
+        &self.missing
+    }
+
+    /// Every secret value, so the log layer can scrub them from any text.
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        [
+            &self.discord_bot_token,
+            &self.github_token,
+            &self.github_webhook_secret,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose_secret().to_owned())
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_and_missing_variables_are_listed() {
+        let config = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(config.stage, "dev");
+        assert_eq!(config.deploy_workflow, "client-deploy.yml");
+        assert_eq!(config.deploy_branch, "main");
+        assert_eq!(config.verify_frontend_paths, vec!["/", "/index.html"]);
+        assert_eq!(config.verify_api_paths, vec!["/health", "/hello"]);
+        assert_eq!(config.rate_limit_per_minute, 10);
+        assert!(config.auto_verify && !config.dry_run && !config.safe_local);
+        assert_eq!(config.store, StoreLocation::SqliteFile("./valine.db".into()));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.discord_api_base.as_str(), "https://discord.com/api/v10");
+        assert!(config.missing().contains(&"DISCORD_PUBLIC_KEY"));
+        assert!(config.missing().contains(&"GITHUB_TOKEN"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            ("DISCORD_PUBLIC_KEY", "abc"),
+            ("GITHUB_REPO", "not a repo"),
+            ("VALINE_STORE", "postgres://x"),
+            ("FRONTEND_BASE_URL", "ftp://x"),
+            ("RATE_LIMIT_PER_MINUTE", "-1"),
+            ("DRY_RUN", "maybe"),
+            ("ADMIN_USER_IDS", "12,abc"),
+            ("VALINE_LISTEN", "nowhere"),
+            ("VERIFY_API_PATHS", "health"),
+            ("GITHUB_TOKEN", "ssm:/valine/token"),
+        ];
+        for (var, value) in cases {
+            let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
+        }
+    }
+
+    #[test]
+    fn environment_wins_over_the_file_and_secrets_stay_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("valine.toml");
+        std::fs::write(
+            &path,
+            "stage = \"prod\"\ngithub_repo = \"o/r\"\nrate_limit_per_minute = 3\n\
+             admin_user_ids = [\"1\", \"2\"]\ngithub_token = \"ghp_filesecret\"\n",
+        )
+        .unwrap();
+        let config = Config::from_vars(vars(&[
+            ("VALINE_CONFIG", path.to_str().unwrap()),
+            ("STAGE", "staging"),
+        ]))
+        .unwrap();
+        assert_eq!(config.stage, "staging");
+        assert_eq!(config.github_repo.as_ref().unwrap().to_string(), "o/r");
+        assert_eq!(config.rate_limit_per_minute, 3);
+        assert_eq!(config.admin_user_ids.len(), 2);
+        assert!(!format!("{config:?}").contains("ghp_filesecret"));
+        assert_eq!(config.secret_values(), vec!["ghp_filesecret".to_string()]);
+    }
+}

@@ -1,1 +1,259 @@
-//! placeholder
+//! The HTTP edge: the axum `Router` for Discord interactions, GitHub webhooks and the
+//! health check, and [`run`], which serves it with the in-process worker until the
+//! shutdown signal.
+//!
+//! Handlers extract, call the use case, and map the result; an error in a command
+//! never becomes a 5xx for Discord (SPEC §3.1.6).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::commands::pipeline::{self, Decision};
+use crate::discord::interaction::{self, Incoming};
+use crate::discord::response::{self, Reply, callback};
+use crate::jobs::{self, Job, ReplyTarget};
+use crate::secret::ExposeSecret;
+
+const DISCORD_BODY_LIMIT: usize = 1024 * 1024;
+const GITHUB_BODY_LIMIT: usize = 25 * 1024 * 1024;
+/// Discord waits 3 s; leave room for the network on both sides.
+const INTERACTION_BUDGET: Duration = Duration::from_millis(2500);
+
+/// A JSON error answer `{"error": "…"}`.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn not_configured(var: &str) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{var} is not configured"),
+    )
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let discord = Router::new()
+        .route("/discord/interactions", post(interactions))
+        .route("/discord", post(interactions))
+        .layer(RequestBodyLimitLayer::new(DISCORD_BODY_LIMIT))
+        // Whatever goes wrong inside, Discord gets a message, not a 5xx.
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!(error.type = "panic", error.message = "interaction handler panicked", "handler panicked");
+            axum::Json(
+                Reply::ephemeral("❌ Something went wrong").to_response_json(callback::MESSAGE),
+            )
+            .into_response()
+        }));
+    let github = Router::new()
+        .route("/github/webhook", post(github_webhook))
+        .layer(RequestBodyLimitLayer::new(GITHUB_BODY_LIMIT));
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(discord)
+        .merge(github)
+        .route("/healthz", get(healthz))
+        // The route layers enforce the limits; axum's own default (2 MiB) must not cut
+        // the webhook's 25 MiB first.
+        .layer(DefaultBodyLimit::disable())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            HeaderName::from_static("x-hub-signature-256"),
+            HeaderName::from_static("x-signature-ed25519"),
+        ]))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(app)
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let store_ok = app.store.ping().await.is_ok();
+    let body = json!({
+        "status": if store_ok { "ok" } else { "error" },
+        "version": crate::VERSION,
+        "stage": app.config.stage,
+        "store": if store_ok { "ok" } else { "error" },
+    });
+    let status = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn interactions(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(verifier) = app.verifier.as_ref() else {
+        return not_configured("DISCORD_PUBLIC_KEY");
+    };
+    if let Err(e) = verifier.verify(
+        header(&headers, "x-signature-ed25519"),
+        header(&headers, "x-signature-timestamp"),
+        &body,
+        crate::clock::now_secs(),
+    ) {
+        tracing::info!(reason = %e, outcome = "denied", "interaction signature rejected");
+        return error(StatusCode::UNAUTHORIZED, "invalid request signature");
+    }
+    let incoming = match interaction::parse(&body) {
+        Ok(incoming) => incoming,
+        Err(e) => {
+            tracing::info!(reason = %e, outcome = "invalid", "signed body is not an interaction");
+            return error(StatusCode::BAD_REQUEST, "not a valid interaction");
+        }
+    };
+    match tokio::time::timeout(INTERACTION_BUDGET, answer(&app, incoming)).await {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(_) => {
+            tracing::error!(error.type = "interaction_timeout", error.message = "answer not ready within budget", "interaction too slow");
+            axum::Json(
+                Reply::ephemeral("❌ Something went wrong (timed out)")
+                    .to_response_json(callback::MESSAGE),
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn answer(app: &App, incoming: Incoming) -> Value {
+    match incoming {
+        Incoming::Ping => json!({ "type": callback::PONG }),
+        Incoming::Command {
+            caller,
+            name,
+            options,
+            handle,
+        } => {
+            let reply_to = ReplyTarget {
+                application_id: handle.application_id,
+                token: handle.token,
+            };
+            match pipeline::decide_command(app, &caller, &name, options, Some(reply_to)).await {
+                Decision::Reply { reply, .. } => reply.to_response_json(callback::MESSAGE),
+                Decision::Defer { job, ephemeral } => {
+                    let trace_id = job.trace_id.clone();
+                    match jobs::enqueue(app, &Job::Command(job), Some(&trace_id)).await {
+                        Ok(_) => response::deferred(ephemeral),
+                        Err(e) => {
+                            let span = tracing::info_span!("command", trace_id = %trace_id, user_id = %caller.user_id, command = %name);
+                            span.in_scope(|| {
+                                tracing::error!(error.type = "store_unavailable", error.message = %e, duration_ms = 0u64, outcome = "error", "job not enqueued");
+                            });
+                            Reply::ephemeral(format!(
+                                "❌ Something went wrong (trace {})",
+                                crate::trace::short_id(&trace_id)
+                            ))
+                            .to_response_json(callback::MESSAGE)
+                        }
+                    }
+                }
+            }
+        }
+        Incoming::Component {
+            caller, custom_id, ..
+        } => match pipeline::decide_component(app, &caller, &custom_id).await {
+            Decision::Reply { reply, .. } => reply.to_response_json(callback::MESSAGE),
+            // No button defers yet; answer rather than leave Discord waiting.
+            Decision::Defer { .. } => response::deferred(true),
+        },
+        // Valine has no suggestions to offer yet; an empty list is the honest answer.
+        Incoming::Autocomplete { .. } => {
+            json!({ "type": callback::AUTOCOMPLETE_RESULT, "data": { "choices": [] } })
+        }
+        Incoming::Other => {
+            Reply::ephemeral("❌ This kind of interaction is not supported.")
+                .to_response_json(callback::MESSAGE)
+        }
+    }
+}
+
+async fn github_webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = app.config.github_webhook_secret.as_ref() else {
+        return not_configured("GITHUB_WEBHOOK_SECRET");
+    };
+    if !crate::github::webhook::signature_valid(
+        secret.expose_secret().as_bytes(),
+        &body,
+        header(&headers, "x-hub-signature-256"),
+    ) {
+        return error(StatusCode::UNAUTHORIZED, "invalid signature");
+    }
+    let (Some(event), Some(delivery)) = (
+        header(&headers, "x-github-event"),
+        header(&headers, "x-github-delivery"),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "X-GitHub-Event and X-GitHub-Delivery are required",
+        );
+    };
+    let span = tracing::info_span!("webhook", event = %event, delivery_id = %delivery);
+    async {
+        let started = Instant::now();
+        let (status, body, outcome) = match serde_json::from_slice::<Value>(&body) {
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "body is not JSON"}),
+                "invalid",
+            ),
+            Ok(_) if event == "ping" => (StatusCode::OK, json!({"status": "ok"}), "ok"),
+            // Run tracking arrives with the GitHub integration; until then every other
+            // event is acknowledged as ignored so GitHub does not redeliver it.
+            Ok(_) => (
+                StatusCode::ACCEPTED,
+                json!({"status": "ignored"}),
+                "ignored",
+            ),
+        };
+        tracing::info!(
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            outcome,
+            "webhook finished"
+        );
+        (status, axum::Json(body)).into_response()
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves `app` on `listener` with the worker in-process until `shutdown` resolves;
+/// then stops accepting, lets the worker finish its job (up to the grace period) and
+/// release its leases.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(jobs::worker::Worker::new(Arc::clone(&app)).run(stop_rx));
+    let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new jobs will be claimed");
+        let _ = stop_tx.send(true);
+    });
+    let result = server.await;
+    if let Err(e) = worker.await {
+        tracing::error!(error.type = "worker_panic", error.message = %e, "worker ended abnormally");
+    }
+    result
+}

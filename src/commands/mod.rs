@@ -1,1 +1,482 @@
-//! placeholder
+//! The command registry: one definition per slash command (name, options, who may run
+//! it, how it answers), used for routing, for `valine register-commands`, and for
+//! parsing `valine invoke` lines. Each command lives in its own file with its `spec()`
+//! and `run()`; this module only lists them.
+
+pub mod debug_last;
+pub mod deploy_client;
+pub mod diagnose;
+pub mod pipeline;
+pub mod set_api_base;
+pub mod set_frontend;
+pub mod status;
+pub mod status_digest;
+pub mod verify_latest;
+pub mod verify_run;
+
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::auth::Access;
+use crate::discord::interaction::{Caller, OptionMap, OptionValue};
+use crate::discord::response::Reply;
+use crate::github::api::GitHubError;
+use crate::store::StoreError;
+use crate::trace::Tracer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionKind {
+    String,
+    Integer { min: i64, max: i64 },
+    Boolean,
+}
+
+impl OptionKind {
+    fn discord_type(self) -> u8 {
+        match self {
+            OptionKind::String => 3,
+            OptionKind::Integer { .. } => 4,
+            OptionKind::Boolean => 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub kind: OptionKind,
+    pub required: bool,
+    /// For string options: the only values accepted.
+    pub choices: &'static [&'static str],
+}
+
+impl OptionSpec {
+    pub const fn string(name: &'static str, description: &'static str) -> Self {
+        OptionSpec {
+            name,
+            description,
+            kind: OptionKind::String,
+            required: false,
+            choices: &[],
+        }
+    }
+
+    pub const fn boolean(name: &'static str, description: &'static str) -> Self {
+        OptionSpec {
+            kind: OptionKind::Boolean,
+            ..OptionSpec::string(name, description)
+        }
+    }
+
+    pub const fn integer(name: &'static str, description: &'static str, min: i64, max: i64) -> Self {
+        OptionSpec {
+            kind: OptionKind::Integer { min, max },
+            ..OptionSpec::string(name, description)
+        }
+    }
+
+    pub const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    pub const fn choices(mut self, choices: &'static [&'static str]) -> Self {
+        self.choices = choices;
+        self
+    }
+}
+
+/// How a command answers Discord.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Type 4 at once, from the request.
+    Immediate { ephemeral: bool },
+    /// Type 5 at once; a job edits the original response.
+    Deferred { ephemeral: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub options: Vec<OptionSpec>,
+    pub access: Access,
+    pub answer: Answer,
+    /// `false` until the issue that implements the command lands: the command is
+    /// registered with its final options but answers `🚧 … is not available yet`.
+    pub available: bool,
+}
+
+impl CommandSpec {
+    /// The command in Discord's application-command JSON.
+    pub fn to_discord_json(&self) -> Value {
+        let options: Vec<Value> = self
+            .options
+            .iter()
+            .map(|o| {
+                let mut option = json!({
+                    "type": o.kind.discord_type(),
+                    "name": o.name,
+                    "description": o.description,
+                    "required": o.required,
+                });
+                if let OptionKind::Integer { min, max } = o.kind {
+                    option["min_value"] = min.into();
+                    option["max_value"] = max.into();
+                }
+                if !o.choices.is_empty() {
+                    option["choices"] = o
+                        .choices
+                        .iter()
+                        .map(|c| json!({"name": c, "value": c}))
+                        .collect();
+                }
+                option
+            })
+            .collect();
+        json!({
+            "type": 1,
+            "name": self.name,
+            "description": self.description,
+            "options": options,
+        })
+    }
+
+    /// Checks the options a user gave against this spec: known names, types, ranges,
+    /// choices and required options. The message is shown to the user.
+    pub fn validate(&self, options: &OptionMap) -> Result<(), String> {
+        for (name, value) in options {
+            let spec = self
+                .options
+                .iter()
+                .find(|o| o.name == name)
+                .ok_or_else(|| format!("/{} has no option `{name}`", self.name))?;
+            match (spec.kind, value) {
+                (OptionKind::String, OptionValue::String(s)) => {
+                    if !spec.choices.is_empty() && !spec.choices.contains(&s.as_str()) {
+                        return Err(format!(
+                            "`{name}` must be one of: {}",
+                            spec.choices.join(", ")
+                        ));
+                    }
+                    if s.chars().count() > 6000 {
+                        return Err(format!("`{name}` is too long"));
+                    }
+                }
+                (OptionKind::Integer { min, max }, OptionValue::Integer(i)) => {
+                    if *i < min || *i > max {
+                        return Err(format!("`{name}` must be between {min} and {max}"));
+                    }
+                }
+                (OptionKind::Boolean, OptionValue::Boolean(_)) => {}
+                _ => return Err(format!("`{name}` has the wrong type")),
+            }
+        }
+        if let Some(missing) = self
+            .options
+            .iter()
+            .find(|o| o.required && !options.contains_key(o.name))
+        {
+            return Err(format!("`{}` is required", missing.name));
+        }
+        Ok(())
+    }
+}
+
+/// Every slash command Valine has; `from_name` is the routing table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandName {
+    Status,
+    VerifyLatest,
+    VerifyRun,
+    Diagnose,
+    DeployClient,
+    SetFrontend,
+    SetApiBase,
+    DebugLast,
+    StatusDigest,
+}
+
+impl CommandName {
+    pub const ALL: [CommandName; 9] = [
+        CommandName::Status,
+        CommandName::VerifyLatest,
+        CommandName::VerifyRun,
+        CommandName::Diagnose,
+        CommandName::DeployClient,
+        CommandName::SetFrontend,
+        CommandName::SetApiBase,
+        CommandName::DebugLast,
+        CommandName::StatusDigest,
+    ];
+
+    pub fn spec(self) -> CommandSpec {
+        match self {
+            CommandName::Status => status::spec(),
+            CommandName::VerifyLatest => verify_latest::spec(),
+            CommandName::VerifyRun => verify_run::spec(),
+            CommandName::Diagnose => diagnose::spec(),
+            CommandName::DeployClient => deploy_client::spec(),
+            CommandName::SetFrontend => set_frontend::spec(),
+            CommandName::SetApiBase => set_api_base::spec(),
+            CommandName::DebugLast => debug_last::spec(),
+            CommandName::StatusDigest => status_digest::spec(),
+        }
+    }
+
+    /// `None` is the registry's unknown case: a name Discord may still send from a
+    /// stale registration.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.spec().name == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Runs the command's body. For deferred commands this happens in the worker (or
+    /// inline for `valine invoke`).
+    pub async fn run(
+        self,
+        app: &App,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        match self {
+            CommandName::Status => status::run(app, call, tracer).await,
+            CommandName::DebugLast => debug_last::run(app, call, tracer).await,
+            // Not implemented yet: the pipeline answers `🚧` before reaching here
+            // because their spec says `available: false`.
+            CommandName::VerifyLatest
+            | CommandName::VerifyRun
+            | CommandName::Diagnose
+            | CommandName::DeployClient
+            | CommandName::SetFrontend
+            | CommandName::SetApiBase
+            | CommandName::StatusDigest => Ok(not_available(self.name())),
+        }
+    }
+}
+
+/// The honest answer of a registered command whose issue has not landed yet.
+pub fn not_available(name: &str) -> Reply {
+    Reply::ephemeral(format!("🚧 /{name} is not available yet"))
+}
+
+/// Every command's registration JSON, for `valine register-commands`.
+pub fn registration_set() -> Vec<Value> {
+    CommandName::ALL
+        .iter()
+        .map(|c| c.spec().to_discord_json())
+        .collect()
+}
+
+/// One command call after authorization and validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub caller: Caller,
+    pub options: OptionMap,
+}
+
+impl Call {
+    pub fn string(&self, name: &str) -> Option<&str> {
+        match self.options.get(name) {
+            Some(OptionValue::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn integer(&self, name: &str) -> Option<i64> {
+        match self.options.get(name) {
+            Some(OptionValue::Integer(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn boolean(&self, name: &str) -> Option<bool> {
+        match self.options.get(name) {
+            Some(OptionValue::Boolean(b)) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// Why a command body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Bad input the user can fix; shown as is.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something Valine needs is not configured; shown as is.
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CommandError {
+    /// The stable class logged as `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            CommandError::Invalid(_) => "invalid_input",
+            CommandError::NotConfigured(_) => "not_configured",
+            CommandError::GitHub(e) => e.error_type(),
+            CommandError::Store(_) => "store_unavailable",
+        }
+    }
+
+    /// What the user reads. Errors with a known cause say it (SPEC §7's runbook
+    /// messages); anything else is the generic line with the trace id.
+    pub fn user_message(&self, trace_short: &str) -> String {
+        match self {
+            CommandError::Invalid(m) | CommandError::NotConfigured(m) => format!("❌ {m}"),
+            CommandError::GitHub(e) => format!("❌ {e} (trace {trace_short})"),
+            CommandError::Store(_) => format!("❌ Something went wrong (trace {trace_short})"),
+        }
+    }
+}
+
+/// Splits an invoke line such as `/verify-run run_id:123 note:"a b"` into the command
+/// and its options, typed by the command's spec.
+pub fn parse_invoke_line(line: &str) -> Result<(CommandName, OptionMap), String> {
+    let tokens = split_quoted(line)?;
+    let mut tokens = tokens.into_iter();
+    let head = tokens.next().ok_or("empty command line")?;
+    let name = head.strip_prefix('/').unwrap_or(&head);
+    let command = CommandName::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = CommandName::ALL.iter().map(|c| c.name()).collect();
+        format!("unknown command /{name} (known: {})", known.join(", "))
+    })?;
+    let spec = command.spec();
+    let mut options = OptionMap::new();
+    for token in tokens {
+        let (key, raw) = token
+            .split_once(':')
+            .ok_or_else(|| format!("expected key:value, got {token:?}"))?;
+        let option = spec
+            .options
+            .iter()
+            .find(|o| o.name == key)
+            .ok_or_else(|| format!("/{} has no option `{key}`", spec.name))?;
+        let value = match option.kind {
+            OptionKind::String => OptionValue::String(raw.to_owned()),
+            OptionKind::Integer { .. } => OptionValue::Integer(
+                raw.parse()
+                    .map_err(|_| format!("`{key}` must be a whole number"))?,
+            ),
+            OptionKind::Boolean => match raw.to_ascii_lowercase().as_str() {
+                "true" | "yes" => OptionValue::Boolean(true),
+                "false" | "no" => OptionValue::Boolean(false),
+                _ => return Err(format!("`{key}` must be true or false")),
+            },
+        };
+        options.insert(key.to_owned(), value);
+    }
+    Ok((command, options))
+}
+
+/// Shell-like splitting on spaces with `"…"` quoting anywhere in a token.
+fn split_quoted(line: &str) -> Result<Vec<String>, String> {
+    let mut tokens = Vec::new();
+    let mut current = String::new();
+    let mut in_quotes = false;
+    let mut has_token = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                has_token = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if has_token {
+                    tokens.push(std::mem::take(&mut current));
+                    has_token = false;
+                }
+            }
+            c => {
+                current.push(c);
+                has_token = true;
+            }
+        }
+    }
+    if in_quotes {
+        return Err("unclosed quote".into());
+    }
+    if has_token {
+        tokens.push(current);
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_registered_once_with_its_options() {
+        let names: Vec<&str> = CommandName::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "status",
+                "verify-latest",
+                "verify-run",
+                "diagnose",
+                "deploy-client",
+                "set-frontend",
+                "set-api-base",
+                "debug-last",
+                "status-digest"
+            ]
+        );
+        for c in CommandName::ALL {
+            assert_eq!(CommandName::from_name(c.name()), Some(c));
+        }
+        assert_eq!(CommandName::from_name("nope"), None);
+        let status = CommandName::Status.spec().to_discord_json();
+        assert_eq!(status["options"][0]["name"], "count");
+        assert_eq!(status["options"][0]["type"], 4);
+        assert_eq!(status["options"][0]["min_value"], 1);
+        assert_eq!(status["options"][0]["max_value"], 10);
+        let digest = CommandName::StatusDigest.spec().to_discord_json();
+        assert_eq!(digest["options"][0]["choices"][1]["value"], "7d");
+        let verify_run = CommandName::VerifyRun.spec().to_discord_json();
+        assert_eq!(verify_run["options"][0]["required"], true);
+    }
+
+    #[test]
+    fn invoke_lines_parse_with_quotes_and_types() {
+        let (cmd, opts) = parse_invoke_line("/status count:2").unwrap();
+        assert_eq!(cmd, CommandName::Status);
+        assert_eq!(opts["count"], OptionValue::Integer(2));
+        let (cmd, opts) =
+            parse_invoke_line("/deploy-client ref:\"feature/a b\" wait:true").unwrap();
+        assert_eq!(cmd, CommandName::DeployClient);
+        assert_eq!(opts["ref"], OptionValue::String("feature/a b".into()));
+        assert_eq!(opts["wait"], OptionValue::Boolean(true));
+        assert!(parse_invoke_line("/status count:two").is_err());
+        assert!(parse_invoke_line("/status colour:red").is_err());
+        assert!(parse_invoke_line("/nope").is_err());
+        assert!(parse_invoke_line("/status count:\"2").is_err());
+        assert!(parse_invoke_line("").is_err());
+    }
+
+    #[test]
+    fn validation_checks_ranges_choices_types_and_required() {
+        let status = CommandName::Status.spec();
+        let mut opts = OptionMap::new();
+        assert!(status.validate(&opts).is_ok());
+        opts.insert("count".into(), OptionValue::Integer(11));
+        assert!(status.validate(&opts).unwrap_err().contains("between 1 and 10"));
+        opts.insert("count".into(), OptionValue::String("3".into()));
+        assert!(status.validate(&opts).is_err());
+        let digest = CommandName::StatusDigest.spec();
+        let mut opts = OptionMap::new();
+        opts.insert("period".into(), OptionValue::String("30d".into()));
+        assert!(digest.validate(&opts).is_err());
+        assert!(CommandName::VerifyRun.spec().validate(&OptionMap::new()).is_err());
+    }
+}

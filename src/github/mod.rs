@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod model;
+pub mod webhook;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,1 +1,230 @@
-//! placeholder
+//! Durable background work (SPEC §5): the [`Job`] kinds, how each runs, and the
+//! [`worker`] loop that claims them from the store with a lease.
+//!
+//! A job is at-least-once: it may run again after a crash, so every effect is
+//! idempotent (an edit of the original response repeats harmlessly).
+
+pub mod worker;
+
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::commands::{Call, CommandName};
+use crate::discord::interaction::{Caller, OptionMap};
+use crate::discord::response::Reply;
+use crate::store::Outcome;
+use crate::trace::Tracer;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// The body of a deferred slash command; its reply edits the original response.
+    Command(DeferredCommand),
+}
+
+/// Everything the worker needs to finish a command that was answered with type 5.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeferredCommand {
+    pub trace_id: String,
+    pub command: String,
+    pub options: OptionMap,
+    pub user_id: String,
+    pub roles: Vec<String>,
+    pub guild_id: Option<String>,
+    pub channel_id: Option<String>,
+    /// `None` for `valine invoke`, which prints the reply instead.
+    pub reply_to: Option<ReplyTarget>,
+}
+
+/// The interaction webhook to edit. The token is a credential for 15 minutes: it is
+/// stored with the job but never logged or shown (`Debug` hides it).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyTarget {
+    pub application_id: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ReplyTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyTarget")
+            .field("application_id", &self.application_id)
+            .field("token", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DeferredCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredCommand")
+            .field("trace_id", &self.trace_id)
+            .field("command", &self.command)
+            .field("user_id", &self.user_id)
+            .field("reply_to", &self.reply_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a job attempt ended, for the worker's retry decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobError {
+    /// Worth another attempt (Discord or the store briefly unavailable).
+    Transient(String),
+    /// Retrying cannot help.
+    Permanent(String),
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Transient(m) | JobError::Permanent(m) => f.write_str(m),
+        }
+    }
+}
+
+impl DeferredCommand {
+    pub fn caller(&self) -> Caller {
+        Caller {
+            user_id: self.user_id.clone(),
+            roles: self.roles.clone(),
+            guild_id: self.guild_id.clone(),
+            channel_id: self.channel_id.clone(),
+        }
+    }
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "command",
+            trace_id = %self.trace_id,
+            user_id = %self.user_id,
+            command = %self.command,
+        )
+    }
+}
+
+/// Runs a deferred command's body and returns its reply; the trace is completed and
+/// stored, and the completion line logged. Shared by the worker and `valine invoke`.
+pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outcome) {
+    let span = job.span();
+    async {
+        let now_ms = crate::clock::now_ms();
+        let mut tracer = match app.store.get_trace(&job.trace_id, now_ms.div_euclid(1000)).await {
+            Ok(Some(record)) => Tracer::resume(record),
+            // The trace is a record of the work, not a precondition for it: start a
+            // fresh one with the same id rather than fail the command.
+            _ => {
+                let options = job.options.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                let mut tracer = Tracer::start(&job.user_id, &job.command, &options, now_ms);
+                tracer.set_id(&job.trace_id);
+                tracer
+            }
+        };
+        let call = Call {
+            caller: job.caller(),
+            options: job.options.clone(),
+        };
+        let (reply, outcome, error) = match CommandName::from_name(&job.command) {
+            None => (
+                Reply::text(format!("❌ Unknown command /{}", job.command)).failed(),
+                Outcome::Invalid,
+                Some("unknown command".to_owned()),
+            ),
+            Some(command) => match command.run(app, &call, &mut tracer).await {
+                Ok(reply) => {
+                    let outcome = if reply.failed { Outcome::Error } else { Outcome::Ok };
+                    (reply, outcome, None)
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error.type = e.error_type(),
+                        error.message = %e,
+                        "command failed"
+                    );
+                    let message = e.user_message(tracer.short_id());
+                    let outcome = match e {
+                        crate::commands::CommandError::Invalid(_) => Outcome::Invalid,
+                        _ => Outcome::Error,
+                    };
+                    (Reply::text(message).failed(), outcome, Some(e.to_string()))
+                }
+            },
+        };
+        let record = tracer.finish(outcome, error);
+        if let Err(e) = app.store.put_trace(&record).await {
+            tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
+        }
+        tracing::info!(
+            duration_ms = record.duration_ms.unwrap_or(0),
+            outcome = outcome.as_str(),
+            "command finished"
+        );
+        (reply, outcome)
+    }
+    .instrument(span)
+    .await
+}
+
+/// One attempt at a job.
+pub async fn execute(app: &App, job: &Job) -> Result<(), JobError> {
+    match job {
+        Job::Command(command) => {
+            let (reply, _) = run_command_body(app, command).await;
+            if let Some(target) = &command.reply_to {
+                edit_original(app, target, &reply)
+                    .instrument(command.span())
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Edits the deferred response; repeating it is harmless, so a failed edit retries.
+pub async fn edit_original(app: &App, target: &ReplyTarget, reply: &Reply) -> Result<(), JobError> {
+    app.discord
+        .edit_original(&target.application_id, &target.token, &reply.to_message_json())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error.type = e.error_type(), error.message = %e, "editing the reply failed");
+            if e.is_transient() {
+                JobError::Transient(e.to_string())
+            } else {
+                JobError::Permanent(e.to_string())
+            }
+        })
+}
+
+/// Tells the user a job gave up, if it has anywhere to say it.
+pub async fn report_gave_up(app: &App, job: &Job, attempts: u32, error: &str) {
+    match job {
+        Job::Command(command) => {
+            if let Some(target) = &command.reply_to {
+                let reply = Reply::text(format!(
+                    "❌ Gave up after {attempts} attempts: {error} (trace {})",
+                    crate::trace::short_id(&command.trace_id)
+                ))
+                .failed();
+                // Best effort: the failure that exhausted the retries may still stand.
+                let _ = edit_original(app, target, &reply).await;
+            }
+        }
+    }
+}
+
+/// Persists a job for the worker and wakes the in-process worker.
+pub async fn enqueue(app: &App, job: &Job, trace_id: Option<&str>) -> Result<String, crate::store::StoreError> {
+    let now = crate::clock::now_ms();
+    let deadline_ms = now + i64::try_from(app.worker.deadline.as_millis()).unwrap_or(i64::MAX / 2);
+    let payload = serde_json::to_value(job)
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("job does not serialize: {e}")))?;
+    let record = crate::store::NewJob {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        payload,
+        run_after_ms: now,
+        deadline_ms,
+        trace_id: trace_id.map(str::to_owned),
+    };
+    app.store.enqueue_job(&record, now).await?;
+    app.jobs_ready.notify_one();
+    Ok(record.id)
+}

@@ -1,0 +1,231 @@
+//! The path every slash command and button press takes (SPEC §4.1): guild check,
+//! blocked users, rate limit, authorization, validation, trace, then either an answer
+//! now (type 4) or a deferred answer (type 5) whose body runs as a job.
+//!
+//! The pipeline only decides; the edges act on the decision (the server enqueues the
+//! job and answers type 5, `valine invoke` runs the job inline and prints the reply).
+
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use super::{Answer, Call, CommandName};
+use crate::app::App;
+use crate::auth;
+use crate::discord::interaction::{Caller, OptionMap};
+use crate::discord::response::Reply;
+use crate::jobs::{DeferredCommand, ReplyTarget};
+use crate::ratelimit::{self, Decision as RateDecision};
+use crate::store::Outcome;
+use crate::trace::Tracer;
+
+#[derive(Debug)]
+pub enum Decision {
+    /// Answer at once with this reply.
+    Reply { reply: Reply, outcome: Outcome },
+    /// Answer "thinking…" (type 5); the job produces the reply.
+    Defer {
+        job: DeferredCommand,
+        ephemeral: bool,
+    },
+}
+
+impl Decision {
+    fn now(reply: Reply, outcome: Outcome) -> Self {
+        Decision::Reply { reply, outcome }
+    }
+}
+
+fn options_json(options: &OptionMap) -> Map<String, Value> {
+    options
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect()
+}
+
+/// Checks that apply to commands and buttons alike, in SPEC order: guild, blocked
+/// (not counted), rate limit (fail closed). `Some` is the refusal to send.
+async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
+    if let (Some(required), Some(actual)) = (&app.config.discord_guild_id, &caller.guild_id)
+        && required != actual
+    {
+        return Some((
+            Reply::ephemeral("⛔ This bot is not available in this server."),
+            Outcome::Denied,
+        ));
+    }
+    if auth::is_blocked(&app.config, caller) {
+        return Some((
+            Reply::ephemeral("⛔ You are blocked from using this bot."),
+            Outcome::Denied,
+        ));
+    }
+    let limit = app.config.rate_limit_per_minute;
+    match ratelimit::check(app.store.as_ref(), &caller.user_id, limit, crate::clock::now_secs())
+        .await
+    {
+        Ok(RateDecision::Allowed) => None,
+        Ok(RateDecision::Limited { retry_in_secs }) => Some((
+            Reply::ephemeral(format!("⏳ Rate limited: try again in {retry_in_secs} s")),
+            Outcome::RateLimited,
+        )),
+        Err(e) => {
+            tracing::error!(error.type = "store_unavailable", error.message = %e, "rate limit cannot be counted; refusing");
+            Some((
+                Reply::ephemeral("❌ Valine cannot check the rate limit right now; try again shortly."),
+                Outcome::Error,
+            ))
+        }
+    }
+}
+
+/// Decides how to answer a slash command. `reply_to` is the interaction to edit later
+/// (`None` for `valine invoke`).
+pub async fn decide_command(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    options: OptionMap,
+    reply_to: Option<ReplyTarget>,
+) -> Decision {
+    let span = tracing::info_span!(
+        "command",
+        trace_id = tracing::field::Empty,
+        user_id = %caller.user_id,
+        command = %name,
+    );
+    async {
+        let started = std::time::Instant::now();
+        let decision = decide_inner(app, caller, name, options, reply_to).await;
+        if let Decision::Reply { outcome, .. } = &decision {
+            tracing::info!(
+                duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                outcome = outcome.as_str(),
+                "command finished"
+            );
+        }
+        decision
+    }
+    .instrument(span)
+    .await
+}
+
+async fn decide_inner(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    options: OptionMap,
+    reply_to: Option<ReplyTarget>,
+) -> Decision {
+    if let Some((reply, outcome)) = gate(app, caller).await {
+        return Decision::now(reply, outcome);
+    }
+    let Some(command) = CommandName::from_name(name) else {
+        return Decision::now(
+            Reply::ephemeral(format!("❌ Unknown command /{name}")),
+            Outcome::Invalid,
+        );
+    };
+    let spec = command.spec();
+    let now_ms = crate::clock::now_ms();
+    let mut tracer = Tracer::start(&caller.user_id, spec.name, &options_json(&options), now_ms);
+    tracing::Span::current().record("trace_id", tracer.id());
+
+    let step = tracer.begin("authorize");
+    if !auth::allows(&app.config, caller, spec.access) {
+        tracer.end_with(step, crate::store::StepStatus::Error, Some("denied".into()));
+        let reply = Reply::ephemeral(format!("⛔ /{}: {}", spec.name, spec.access.denial()));
+        return finish_now(app, tracer, reply, Outcome::Denied, Some("denied".into())).await;
+    }
+    tracer.end::<(), String>(step, &Ok(()));
+
+    let step = tracer.begin("validate");
+    if let Err(message) = spec.validate(&options) {
+        tracer.end_with(step, crate::store::StepStatus::Error, Some(message.clone()));
+        let reply = Reply::ephemeral(format!("❌ {message}"));
+        return finish_now(app, tracer, reply, Outcome::Invalid, Some(message)).await;
+    }
+    tracer.end::<(), String>(step, &Ok(()));
+
+    if !spec.available {
+        let reply = super::not_available(spec.name);
+        return finish_now(app, tracer, reply, Outcome::Ok, None).await;
+    }
+
+    match spec.answer {
+        Answer::Immediate { .. } => {
+            let call = Call {
+                caller: caller.clone(),
+                options,
+            };
+            match command.run(app, &call, &mut tracer).await {
+                Ok(reply) => {
+                    let outcome = if reply.failed { Outcome::Error } else { Outcome::Ok };
+                    finish_now(app, tracer, reply, outcome, None).await
+                }
+                Err(e) => {
+                    tracing::error!(error.type = e.error_type(), error.message = %e, "command failed");
+                    let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
+                    finish_now(app, tracer, reply, Outcome::Error, Some(e.to_string())).await
+                }
+            }
+        }
+        Answer::Deferred { ephemeral } => {
+            let job = DeferredCommand {
+                trace_id: tracer.id().to_owned(),
+                command: spec.name.to_owned(),
+                options,
+                user_id: caller.user_id.clone(),
+                roles: caller.roles.clone(),
+                guild_id: caller.guild_id.clone(),
+                channel_id: caller.channel_id.clone(),
+                reply_to,
+            };
+            let checkpoint = tracer.checkpoint();
+            if let Err(e) = app.store.put_trace(&checkpoint).await {
+                tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
+            }
+            Decision::Defer { job, ephemeral }
+        }
+    }
+}
+
+async fn finish_now(
+    app: &App,
+    tracer: Tracer,
+    reply: Reply,
+    outcome: Outcome,
+    error: Option<String>,
+) -> Decision {
+    let record = tracer.finish(outcome, error);
+    if let Err(e) = app.store.put_trace(&record).await {
+        tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
+    }
+    Decision::now(reply, outcome)
+}
+
+/// Decides how to answer a button press (`valine:<action>:<id>`). Buttons are checked
+/// like commands: gate first, then the action's own authorization.
+pub async fn decide_component(app: &App, caller: &Caller, custom_id: &str) -> Decision {
+    let span = tracing::info_span!(
+        "component",
+        user_id = %caller.user_id,
+        command = %custom_id,
+    );
+    async {
+        if let Some((reply, outcome)) = gate(app, caller).await {
+            return Decision::now(reply, outcome);
+        }
+        let action = custom_id
+            .strip_prefix("valine:")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(action, _)| action);
+        let reply = match action {
+            // No button actions exist yet; each later issue adds its own here.
+            Some(_) | None => Reply::ephemeral("❌ This button is not one Valine handles."),
+        };
+        tracing::info!(duration_ms = 0u64, outcome = "invalid", "component finished");
+        Decision::now(reply, Outcome::Invalid)
+    }
+    .instrument(span)
+    .await
+}
