@@ -21,6 +21,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -1,3 +1,26 @@
-fn main() {
-    println!("Hello, world!");
+//! The `valine` binary: parses the command line and hands over to [`valine::cli`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match valine::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version on stdout with success; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { valine::cli::exit::USAGE } else { 0 });
+        }
+    };
+    match valine::cli::run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(exit) => {
+            if let Some(message) = exit.message {
+                eprintln!("valine: {message}");
+            }
+            ExitCode::from(exit.code)
+        }
+    }
 }

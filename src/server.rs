@@ -245,15 +245,27 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(jobs::worker::Worker::new(Arc::clone(&app)).run(stop_rx));
+    let mut worker = AbortOnDrop(tokio::spawn(
+        jobs::worker::Worker::new(Arc::clone(&app)).run(stop_rx),
+    ));
     let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new jobs will be claimed");
         let _ = stop_tx.send(true);
     });
     let result = server.await;
-    if let Err(e) = worker.await {
+    if let Err(e) = (&mut worker.0).await {
         tracing::error!(error.type = "worker_panic", error.message = %e, "worker ended abnormally");
     }
     result
+}
+
+/// Ends the worker with the server: if `run` is dropped (the process is going away),
+/// its worker must not keep claiming jobs on its own.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

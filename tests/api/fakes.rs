@@ -1,0 +1,297 @@
+//! Fakes of the GitHub and Discord APIs: real HTTP servers on 127.0.0.1 that record
+//! every request. GitHub's answers are built from the examples in the OpenAPI contract
+//! (`tests/contracts/github-actions-openapi.json`), with only the fields a test cares
+//! about changed.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, patch};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// Requests seen by a fake, shared with the test.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<Recorded>>>);
+
+impl Log {
+    fn push(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) {
+        let body = serde_json::from_slice(body).unwrap_or(Value::Null);
+        self.0.lock().unwrap().push(Recorded {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+            headers: headers.clone(),
+            body,
+        });
+    }
+
+    pub fn all(&self) -> Vec<Recorded> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn matching(&self, method: &str, path_contains: &str) -> Vec<Recorded> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.contains(path_contains))
+            .collect()
+    }
+
+    /// Polls until a request matching `method` and `path_contains` has arrived.
+    pub async fn wait_for(&self, method: &str, path_contains: &str, timeout: Duration) -> Recorded {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.matching(method, path_contains).pop() {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {method} …{path_contains}… within {timeout:?}; saw {:?}",
+                self.all().iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+fn contract() -> &'static Value {
+    static CONTRACT: OnceLock<Value> = OnceLock::new();
+    CONTRACT.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/github-actions-openapi.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    })
+}
+
+/// The example body of `GET path` in the contract.
+pub fn contract_example(path: &str) -> Value {
+    contract()["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["examples"]
+        ["default"]["value"]
+        .clone()
+}
+
+/// The JSON schema of `GET path`'s 200 answer.
+pub fn contract_schema(path: &str) -> Value {
+    contract()["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        .clone()
+}
+
+/// A workflow run shaped like the contract's example.
+pub fn run_json(id: u64, workflow_id: u64, branch: &str, status: &str, conclusion: Option<&str>, created_at: &str, updated_at: &str) -> Value {
+    let mut run = contract_example("/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs")
+        ["workflow_runs"][0]
+        .clone();
+    run["id"] = id.into();
+    run["workflow_id"] = workflow_id.into();
+    run["head_branch"] = branch.into();
+    run["status"] = status.into();
+    run["conclusion"] = conclusion.map(Value::from).unwrap_or(Value::Null);
+    run["created_at"] = created_at.into();
+    run["run_started_at"] = created_at.into();
+    run["updated_at"] = updated_at.into();
+    run["html_url"] = format!("https://github.com/octo-org/octo-repo/actions/runs/{id}").into();
+    run["display_title"] = format!("Deploy {id}").into();
+    run
+}
+
+pub fn workflow_json(id: u64, name: &str, file: &str) -> Value {
+    let mut workflow = contract_example("/repos/{owner}/{repo}/actions/workflows/{workflow_id}");
+    workflow["id"] = id.into();
+    workflow["name"] = name.into();
+    workflow["path"] = format!(".github/workflows/{file}").into();
+    workflow
+}
+
+#[derive(Default)]
+pub struct GitHubState {
+    pub workflows: Vec<Value>,
+    pub runs: Vec<Value>,
+    /// When set, run listings wait for this before answering (a slow GitHub).
+    pub gate: Option<Arc<Notify>>,
+}
+
+#[derive(Clone)]
+pub struct FakeGitHub {
+    pub addr: SocketAddr,
+    pub log: Log,
+    pub state: Arc<Mutex<GitHubState>>,
+}
+
+type GhState = (Log, Arc<Mutex<GitHubState>>);
+
+impl FakeGitHub {
+    pub async fn start() -> Self {
+        let log = Log::default();
+        let state = Arc::new(Mutex::new(GitHubState::default()));
+        let router = Router::new()
+            .route("/repos/{owner}/{repo}/actions/workflows", get(gh_workflows))
+            .route("/repos/{owner}/{repo}/actions/workflows/{id}", get(gh_workflow))
+            .route("/repos/{owner}/{repo}/actions/workflows/{id}/runs", get(gh_runs))
+            .fallback(any(gh_fallback))
+            .with_state((log.clone(), state.clone()));
+        let addr = serve(router).await;
+        FakeGitHub { addr, log, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn add_workflow(&self, id: u64, name: &str, file: &str) {
+        self.state.lock().unwrap().workflows.push(workflow_json(id, name, file));
+    }
+
+    pub fn add_run(&self, run: Value) {
+        self.state.lock().unwrap().runs.push(run);
+    }
+
+    pub fn set_gate(&self, gate: Option<Arc<Notify>>) {
+        self.state.lock().unwrap().gate = gate;
+    }
+}
+
+async fn gh_workflows(State((log, state)): State<GhState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let workflows = state.lock().unwrap().workflows.clone();
+    axum::Json(json!({"total_count": workflows.len(), "workflows": workflows})).into_response()
+}
+
+async fn gh_workflow(State((log, state)): State<GhState>, Path((_, _, id)): Path<(String, String, String)>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let found = state.lock().unwrap().workflows.iter().find(|w| {
+        w["id"].to_string() == id || w["path"].as_str().is_some_and(|p| p.ends_with(&format!("/{id}")))
+    }).cloned();
+    match found {
+        Some(w) => axum::Json(w).into_response(),
+        None => (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}))).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RunsQuery {
+    branch: Option<String>,
+    per_page: Option<usize>,
+    page: Option<usize>,
+}
+
+async fn gh_runs(State((log, state)): State<GhState>, Path((_, _, id)): Path<(String, String, String)>, Query(q): Query<RunsQuery>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let gate = state.lock().unwrap().gate.clone();
+    if let Some(gate) = gate {
+        gate.notified().await;
+    }
+    let mut runs: Vec<Value> = state.lock().unwrap().runs.iter().filter(|r| {
+        r["workflow_id"].to_string() == id && q.branch.as_deref().is_none_or(|b| r["head_branch"] == b)
+    }).cloned().collect();
+    runs.sort_by(|a, b| b["created_at"].as_str().cmp(&a["created_at"].as_str()));
+    let total = runs.len();
+    let per_page = q.per_page.unwrap_or(30).max(1);
+    let page = q.page.unwrap_or(1).max(1);
+    let page_runs: Vec<Value> = runs.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    axum::Json(json!({"total_count": total, "workflow_runs": page_runs})).into_response()
+}
+
+async fn gh_fallback(State((log, _)): State<GhState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response()
+}
+
+/// A fake Discord REST API: accepts edits of original responses and records them.
+#[derive(Clone)]
+pub struct FakeDiscord {
+    pub addr: SocketAddr,
+    pub log: Log,
+    /// The application's registered commands, as `GET …/commands` returns them.
+    pub commands: Arc<Mutex<Vec<Value>>>,
+}
+
+type DcState = (Log, Arc<Mutex<Vec<Value>>>);
+
+impl FakeDiscord {
+    pub async fn start() -> Self {
+        let log = Log::default();
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let router = Router::new()
+            .route("/api/v10/webhooks/{app}/{token}/messages/@original", patch(discord_edit))
+            .route("/api/v10/applications/{app}/commands", get(discord_commands).put(discord_commands))
+            .route("/api/v10/applications/{app}/guilds/{guild}/commands", get(discord_commands).put(discord_commands))
+            .fallback(any(discord_fallback))
+            .with_state((log.clone(), commands.clone()));
+        let addr = serve(router).await;
+        FakeDiscord { addr, log, commands }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/api/v10", self.addr)
+    }
+
+    /// Waits for the edit of the original response of interaction `token`.
+    pub async fn wait_for_edit(&self, token: &str) -> Value {
+        self.log
+            .wait_for("PATCH", &format!("/{token}/messages/@original"), Duration::from_secs(20))
+            .await
+            .body
+    }
+
+    pub fn edits_of(&self, token: &str) -> Vec<Value> {
+        self.log
+            .matching("PATCH", &format!("/{token}/messages/@original"))
+            .into_iter()
+            .map(|r| r.body)
+            .collect()
+    }
+}
+
+async fn discord_commands(State((log, commands)): State<DcState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    if method == Method::PUT {
+        let sent: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+        let stored: Vec<Value> = sent
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                c["id"] = format!("{}", 1300000000000000000u64 + i as u64).into();
+                c["application_id"] = "4242".into();
+                c["version"] = "1".into();
+                c
+            })
+            .collect();
+        *commands.lock().unwrap() = stored;
+    }
+    axum::Json(commands.lock().unwrap().clone()).into_response()
+}
+
+async fn discord_edit(State((log, _)): State<DcState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    let mut message: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    message["id"] = "1".into();
+    axum::Json(message).into_response()
+}
+
+async fn discord_fallback(State((log, _)): State<DcState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Unknown", "code": 0}))).into_response()
+}

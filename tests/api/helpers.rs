@@ -1,0 +1,225 @@
+//! `spawn_app()`: a Valine server on 127.0.0.1 wired to fake GitHub and Discord APIs,
+//! with a fresh SQLite file, plus typed helpers to send signed interactions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use valine::app::App;
+use valine::config::Config;
+
+use crate::fakes::{FakeDiscord, FakeGitHub};
+
+pub const APPLICATION_ID: &str = "4242";
+pub const GITHUB_TOKEN: &str = "ghp_testtoken0123456789abcdef";
+pub const BOT_TOKEN: &str = "bot-token-never-logged-0123";
+pub const WEBHOOK_SECRET: &str = "webhook-secret-never-logged";
+
+pub fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+pub fn public_key_hex() -> String {
+    hex::encode(signing_key().verifying_key().as_bytes())
+}
+
+/// Signs `timestamp ‖ body` the way Discord does.
+pub fn sign(timestamp: &str, body: &[u8]) -> String {
+    let mut message = timestamp.as_bytes().to_vec();
+    message.extend_from_slice(body);
+    hex::encode(signing_key().sign(&message).to_bytes())
+}
+
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The environment a test app starts from; tests add or override entries.
+pub fn base_env(github: &FakeGitHub, discord: &FakeDiscord, db: &std::path::Path) -> HashMap<String, String> {
+    [
+        ("STAGE", "test".to_owned()),
+        ("DISCORD_PUBLIC_KEY", public_key_hex()),
+        ("DISCORD_APPLICATION_ID", APPLICATION_ID.to_owned()),
+        ("DISCORD_BOT_TOKEN", BOT_TOKEN.to_owned()),
+        ("DISCORD_API_BASE", discord.url()),
+        ("GITHUB_TOKEN", GITHUB_TOKEN.to_owned()),
+        ("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("GITHUB_REPO", "octo-org/octo-repo".to_owned()),
+        ("GITHUB_API_BASE", github.url()),
+        ("FRONTEND_BASE_URL", "https://app.example.com".to_owned()),
+        ("VITE_API_BASE", "https://api.example.com".to_owned()),
+        ("VALINE_STORE", format!("sqlite:{}", db.display())),
+        // Tests poll with commands; the rate limit has tests of its own.
+        ("RATE_LIMIT_PER_MINUTE", "1000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub github: FakeGitHub,
+    pub discord: FakeDiscord,
+    pub app: Arc<App>,
+    pub db: PathBuf,
+    pub env: HashMap<String, String>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    dir_handle: Arc<tempfile::TempDir>,
+}
+
+pub struct Options {
+    pub env: Vec<(&'static str, String)>,
+    /// Reuse these fakes and this database (a restarted process).
+    pub reuse: Option<(FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>)>,
+    pub lease: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            env: Vec::new(),
+            reuse: None,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let (github, discord, dir) = match options.reuse {
+        Some(reused) => reused,
+        None => (
+            FakeGitHub::start().await,
+            FakeDiscord::start().await,
+            Arc::new(tempfile::tempdir().unwrap()),
+        ),
+    };
+    let db = dir.path().join("valine.db");
+    let mut env = base_env(&github, &discord, &db);
+    for (k, v) in options.env {
+        env.insert(k.to_owned(), v);
+    }
+    let config = Config::from_vars(env.clone()).expect("test configuration is valid");
+    let mut app = App::new(config).await.expect("app starts");
+    app.worker.lease = options.lease;
+    app.worker.poll = Duration::from_millis(50);
+    app.worker.backoff_base = Duration::from_millis(50);
+    let app = Arc::new(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(valine::server::run(listener, app.clone(), async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        github,
+        discord,
+        app,
+        db,
+        env,
+        stop: Some(stop),
+        server: Some(server),
+        dir_handle: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The fakes and database, for a second process on the same state.
+    pub fn shared(&self) -> (FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>) {
+        (self.github.clone(), self.discord.clone(), self.dir_handle.clone())
+    }
+
+    /// Posts `body` signed with the test key and a current timestamp.
+    pub async fn post_interaction(&self, body: &Value) -> reqwest::Response {
+        let raw = body.to_string();
+        let ts = now_secs().to_string();
+        let signature = sign(&ts, raw.as_bytes());
+        self.post_signed("/discord/interactions", &raw, &ts, &signature).await
+    }
+
+    pub async fn post_signed(&self, path: &str, raw: &str, ts: &str, signature: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("X-Signature-Ed25519", signature)
+            .header("X-Signature-Timestamp", ts)
+            .body(raw.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server gracefully (as SIGTERM would) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Kills the server and its worker mid-flight, as a crash would: nothing is
+    /// released or finished.
+    pub fn crash(mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A slash command interaction from a guild member.
+pub fn command(name: &str, options: Value, user: &str, roles: &[&str], token: &str) -> Value {
+    json!({
+        "id": "1100000000000000001",
+        "application_id": APPLICATION_ID,
+        "type": 2,
+        "token": token,
+        "version": 1,
+        "guild_id": "900",
+        "channel_id": "901",
+        "member": {
+            "user": {"id": user, "username": "tester", "discriminator": "0"},
+            "roles": roles,
+            "joined_at": "2024-01-01T00:00:00.000000+00:00",
+            "deaf": false,
+            "mute": false,
+            "flags": 0
+        },
+        "data": {"id": "1200000000000000001", "name": name, "type": 1, "options": options}
+    })
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

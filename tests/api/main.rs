@@ -1,0 +1,11 @@
+//! Black-box tests: Valine's HTTP surface and binary against fake GitHub and Discord
+//! APIs on 127.0.0.1.
+
+mod fakes;
+mod helpers;
+
+mod binary;
+mod interactions;
+mod jobs;
+mod limits;
+mod status;
