@@ -1,1 +1,1265 @@
-//! placeholder
+//! Behaviour every store backend must show, written only against the traits of
+//! [`crate::store`], so the SQLite backend and the later DynamoDB one run the same checks.
+//!
+//! Each `pub async fn` takes a fresh, empty store and panics on a violation. A backend
+//! runs them all with [`conformance_tests!`], given an async factory returning
+//! `(guard, SharedStore)` (the guard, e.g. a temp dir, lives until the test ends).
+//! [`shared_between_instances`] needs two handles on the same storage and is run by hand.
+//!
+//! Conventions the checks pin down, so backends agree on them:
+//! - a record is live while `expires_at > now` (epoch seconds): at `now == expires_at` it
+//!   is gone;
+//! - a job lease is held while `lease_until_ms >= now_ms`: a claim takes it over only once
+//!   `lease_until_ms < now_ms`;
+//! - lease fields are set only while a job is `Running`;
+//! - writes of records with caller-chosen ids (jobs, audit) are idempotent: a repeated id
+//!   keeps the first version.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use super::{
+    AuditRecord, DeliveryEffects, JobRecord, JobState, NewJob, Outcome, PendingConfirmation,
+    RunRecord, SettingRecord, SharedStore, StepStatus, TraceRecord, TraceStep,
+};
+
+/// Expands to one `#[tokio::test]` per conformance function, each on a fresh store from
+/// `$fresh`, an async fn returning `(guard, SharedStore)`.
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::store::conformance::conformance_tests!(@each $fresh;
+            ping_succeeds,
+            trace_round_trip,
+            trace_expired_is_ignored,
+            latest_trace_for_user_skips_excluded_command,
+            rate_window_counts_hits,
+            rate_window_separates_windows_and_users,
+            rate_window_concurrent_hits_count_once_each,
+            job_enqueue_and_get,
+            job_enqueue_same_id_keeps_first,
+            job_claim_order_and_run_after,
+            job_claim_sets_lease,
+            job_concurrent_claims_are_exclusive,
+            job_expired_lease_is_reclaimed,
+            job_renew_extends_lease,
+            job_complete,
+            job_retry,
+            job_fail_and_failed_jobs_listing,
+            job_release_leases,
+            setting_change_checks_expected,
+            setting_reset_to_none,
+            audit_listing,
+            pending_taken_once,
+            pending_concurrent_take_one_wins,
+            pending_expired_not_returned,
+            delivery_accept_applies_effects,
+            delivery_duplicate_applies_nothing,
+            delivery_concurrent_duplicates_one_wins,
+            delivery_expired_id_accepted_again,
+            run_upsert_rules,
+            run_expired_not_returned,
+            lock_rules,
+        );
+    };
+    (@each $fresh:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_guard, store) = $fresh().await;
+                $crate::store::conformance::$name(store).await;
+            }
+        )*
+    };
+}
+pub(crate) use conformance_tests;
+
+/// An arbitrary "now" in epoch seconds; the tests never read the clock.
+const NOW: i64 = 1_700_000_000;
+const NOW_MS: i64 = NOW * 1000;
+const LATER: i64 = NOW + 1_000_000;
+
+fn trace(id: &str, user: &str, command: &str, started_at_ms: i64, expires_at: i64) -> TraceRecord {
+    let mut options = serde_json::Map::new();
+    options.insert("env".into(), json!("prod"));
+    options.insert("token".into(), json!("[redacted]"));
+    TraceRecord {
+        id: id.into(),
+        user_id: user.into(),
+        command: command.into(),
+        options,
+        started_at_ms,
+        steps: vec![
+            TraceStep {
+                name: "authorize".into(),
+                status: StepStatus::Ok,
+                duration_ms: 1,
+                detail: None,
+            },
+            TraceStep {
+                name: "dispatch".into(),
+                status: StepStatus::Error,
+                duration_ms: 250,
+                detail: Some("github 502".into()),
+            },
+        ],
+        duration_ms: Some(251),
+        outcome: Some(Outcome::Error),
+        error: Some("github unavailable".into()),
+        links: vec!["https://github.com/o/r/actions/runs/1".into()],
+        expires_at,
+    }
+}
+
+fn new_job(id: &str, run_after_ms: i64) -> NewJob {
+    NewJob {
+        id: id.into(),
+        payload: json!({ "kind": "test", "id": id, "nested": { "n": [1, 2, 3] } }),
+        run_after_ms,
+        deadline_ms: run_after_ms + 15 * 60 * 1000,
+        trace_id: Some(format!("trace-{id}")),
+    }
+}
+
+fn audit(id: &str, user: &str, at_ms: i64, expires_at: i64) -> AuditRecord {
+    AuditRecord {
+        id: id.into(),
+        at_ms,
+        user_id: user.into(),
+        action: "set FRONTEND_BASE_URL".into(),
+        old_fingerprint: Some("old-fp".into()),
+        new_fingerprint: Some("new-fp".into()),
+        trace_id: Some("trace".into()),
+        dry_run: false,
+        expires_at,
+    }
+}
+
+fn setting(key: &str, value: &str, at_ms: i64) -> SettingRecord {
+    SettingRecord {
+        key: key.into(),
+        value: value.into(),
+        updated_by: "admin".into(),
+        updated_at_ms: at_ms,
+    }
+}
+
+fn pending(id: &str, expires_at: i64) -> PendingConfirmation {
+    PendingConfirmation {
+        id: id.into(),
+        user_id: "u1".into(),
+        key: "FRONTEND_BASE_URL".into(),
+        old_value: Some("https://old".into()),
+        new_value: None,
+        expires_at,
+    }
+}
+
+fn run(id: u64, attempt: u32, status: &str, conclusion: Option<&str>) -> RunRecord {
+    RunRecord {
+        id,
+        workflow_id: 77,
+        workflow_name: Some("client-deploy".into()),
+        status: status.into(),
+        conclusion: conclusion.map(Into::into),
+        branch: Some("main".into()),
+        head_sha: Some("0123abcd".into()),
+        run_attempt: attempt,
+        html_url: Some(format!("https://github.com/o/r/actions/runs/{id}")),
+        display_title: Some("Deploy".into()),
+        created_at: Some("2024-01-01T00:00:00Z".into()),
+        updated_at: Some(format!("2024-01-01T00:00:{attempt:02}Z")),
+        expires_at: LATER,
+    }
+}
+
+fn delivery(id: &str, run: Option<RunRecord>, jobs: Vec<NewJob>) -> DeliveryEffects {
+    DeliveryEffects {
+        delivery_id: id.into(),
+        expires_at: LATER,
+        run,
+        jobs,
+    }
+}
+
+async fn job(store: &SharedStore, id: &str) -> JobRecord {
+    store
+        .get_job(id)
+        .await
+        .expect("get_job")
+        .unwrap_or_else(|| panic!("job {id} exists"))
+}
+
+async fn claim(store: &SharedStore, owner: &str, now_ms: i64) -> Option<JobRecord> {
+    store
+        .claim_job(owner, now_ms, now_ms + 30_000)
+        .await
+        .expect("claim_job")
+}
+
+async fn claimed_id(store: &SharedStore, owner: &str, now_ms: i64) -> Option<String> {
+    claim(store, owner, now_ms).await.map(|job| job.id)
+}
+
+pub async fn ping_succeeds(store: SharedStore) {
+    store.ping().await.expect("ping");
+}
+
+pub async fn trace_round_trip(store: SharedStore) {
+    let t = trace("t1", "u1", "deploy-client", NOW_MS, LATER);
+    store.put_trace(&t).await.expect("put");
+    assert_eq!(
+        store.get_trace("t1", NOW).await.expect("get"),
+        Some(t.clone())
+    );
+    assert_eq!(store.get_trace("nope", NOW).await.expect("get"), None);
+
+    // A running trace has no duration or outcome yet; putting again replaces it.
+    let running = TraceRecord {
+        duration_ms: None,
+        outcome: None,
+        error: None,
+        steps: vec![],
+        links: vec![],
+        ..t.clone()
+    };
+    store.put_trace(&running).await.expect("put running");
+    assert_eq!(
+        store.get_trace("t1", NOW).await.expect("get"),
+        Some(running)
+    );
+    store.put_trace(&t).await.expect("put finished");
+    assert_eq!(store.get_trace("t1", NOW).await.expect("get"), Some(t));
+}
+
+pub async fn trace_expired_is_ignored(store: SharedStore) {
+    store
+        .put_trace(&trace("t1", "u1", "status", NOW_MS, NOW))
+        .await
+        .expect("put");
+    assert!(store.get_trace("t1", NOW - 1).await.expect("get").is_some());
+    assert_eq!(store.get_trace("t1", NOW).await.expect("get"), None);
+    assert_eq!(
+        store
+            .latest_trace_for_user("u1", "debug-last", NOW)
+            .await
+            .expect("latest"),
+        None
+    );
+}
+
+pub async fn latest_trace_for_user_skips_excluded_command(store: SharedStore) {
+    let traces = [
+        trace("a-old", "u1", "status", NOW_MS - 3000, LATER),
+        trace("b-mid", "u1", "deploy-client", NOW_MS - 2000, LATER),
+        // Newer, but expired: ignored.
+        trace("c-expired", "u1", "status", NOW_MS - 1500, NOW),
+        trace("d-new", "u1", "debug-last", NOW_MS - 1000, LATER),
+        trace("e-other", "u2", "status", NOW_MS, LATER),
+    ];
+    for t in &traces {
+        store.put_trace(t).await.expect("put");
+    }
+    let latest = store
+        .latest_trace_for_user("u1", "debug-last", NOW)
+        .await
+        .expect("latest");
+    assert_eq!(latest, Some(traces[1].clone()));
+    let latest = store
+        .latest_trace_for_user("u1", "deploy-client", NOW)
+        .await
+        .expect("latest");
+    assert_eq!(latest.map(|t| t.id), Some("d-new".to_string()));
+    let latest = store
+        .latest_trace_for_user("u2", "status", NOW)
+        .await
+        .expect("latest");
+    assert_eq!(latest, None);
+    let latest = store
+        .latest_trace_for_user("u3", "debug-last", NOW)
+        .await
+        .expect("latest");
+    assert_eq!(latest, None);
+}
+
+pub async fn rate_window_counts_hits(store: SharedStore) {
+    for expected in 1..=3 {
+        let count = store
+            .hit_rate_window("u1", NOW, NOW + 120)
+            .await
+            .expect("hit");
+        assert_eq!(count, expected);
+    }
+}
+
+pub async fn rate_window_separates_windows_and_users(store: SharedStore) {
+    assert_eq!(
+        store
+            .hit_rate_window("u1", NOW, NOW + 120)
+            .await
+            .expect("hit"),
+        1
+    );
+    assert_eq!(
+        store
+            .hit_rate_window("u1", NOW, NOW + 120)
+            .await
+            .expect("hit"),
+        2
+    );
+    assert_eq!(
+        store
+            .hit_rate_window("u1", NOW + 60, NOW + 180)
+            .await
+            .expect("hit"),
+        1
+    );
+    assert_eq!(
+        store
+            .hit_rate_window("u2", NOW, NOW + 120)
+            .await
+            .expect("hit"),
+        1
+    );
+    assert_eq!(
+        store
+            .hit_rate_window("u1", NOW, NOW + 120)
+            .await
+            .expect("hit"),
+        3
+    );
+}
+
+pub async fn rate_window_concurrent_hits_count_once_each(store: SharedStore) {
+    let mut hits = JoinSet::new();
+    for _ in 0..50 {
+        let store = store.clone();
+        hits.spawn(async move { store.hit_rate_window("u1", NOW, NOW + 120).await });
+    }
+    let mut counts = Vec::new();
+    while let Some(hit) = hits.join_next().await {
+        counts.push(hit.expect("join").expect("hit"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=50).collect::<Vec<u32>>());
+}
+
+pub async fn job_enqueue_and_get(store: SharedStore) {
+    let new = new_job("j1", NOW_MS + 5);
+    store.enqueue_job(&new, NOW_MS).await.expect("enqueue");
+    let stored = job(&store, "j1").await;
+    assert_eq!(
+        stored,
+        JobRecord {
+            id: "j1".into(),
+            payload: new.payload,
+            state: JobState::Pending,
+            attempts: 0,
+            run_after_ms: NOW_MS + 5,
+            deadline_ms: new.deadline_ms,
+            lease_owner: None,
+            lease_until_ms: None,
+            last_error: None,
+            trace_id: Some("trace-j1".into()),
+            created_at_ms: NOW_MS,
+            expires_at: None,
+        }
+    );
+    assert_eq!(store.get_job("nope").await.expect("get"), None);
+}
+
+pub async fn job_enqueue_same_id_keeps_first(store: SharedStore) {
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS)
+        .await
+        .expect("enqueue");
+    let mut again = new_job("j1", NOW_MS + 99);
+    again.payload = json!({ "kind": "other" });
+    store
+        .enqueue_job(&again, NOW_MS + 1)
+        .await
+        .expect("enqueue again");
+    let stored = job(&store, "j1").await;
+    assert_eq!(stored.payload, new_job("j1", NOW_MS).payload);
+    assert_eq!(stored.run_after_ms, NOW_MS);
+    assert_eq!(stored.created_at_ms, NOW_MS);
+    assert_eq!(
+        claimed_id(&store, "w", NOW_MS + 1000).await.as_deref(),
+        Some("j1")
+    );
+    assert_eq!(claimed_id(&store, "w", NOW_MS + 1000).await, None);
+}
+
+pub async fn job_claim_order_and_run_after(store: SharedStore) {
+    // Ids deliberately not in run_after order; "b" and "a" tie on run_after.
+    for (id, run_after) in [
+        ("c", NOW_MS + 300),
+        ("b", NOW_MS + 100),
+        ("z", NOW_MS + 200),
+        ("a", NOW_MS + 100),
+        ("later", NOW_MS + 10_000),
+    ] {
+        store
+            .enqueue_job(&new_job(id, run_after), NOW_MS)
+            .await
+            .expect("enqueue");
+    }
+    assert_eq!(claimed_id(&store, "w", NOW_MS + 99).await, None);
+    let now = NOW_MS + 250;
+    assert_eq!(claimed_id(&store, "w", now).await.as_deref(), Some("a"));
+    assert_eq!(claimed_id(&store, "w", now).await.as_deref(), Some("b"));
+    assert_eq!(claimed_id(&store, "w", now).await.as_deref(), Some("z"));
+    assert_eq!(claimed_id(&store, "w", now).await, None);
+    // run_after is inclusive.
+    assert_eq!(
+        claimed_id(&store, "w", NOW_MS + 300).await.as_deref(),
+        Some("c")
+    );
+    assert_eq!(claimed_id(&store, "w", NOW_MS + 9_999).await, None);
+    assert_eq!(job(&store, "later").await.state, JobState::Pending);
+}
+
+pub async fn job_claim_sets_lease(store: SharedStore) {
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS)
+        .await
+        .expect("enqueue");
+    let claimed = store
+        .claim_job("worker-1", NOW_MS, NOW_MS + 30_000)
+        .await
+        .expect("claim")
+        .expect("a due job");
+    assert_eq!(claimed.id, "j1");
+    assert_eq!(claimed.state, JobState::Running);
+    assert_eq!(claimed.attempts, 1);
+    assert_eq!(claimed.lease_owner.as_deref(), Some("worker-1"));
+    assert_eq!(claimed.lease_until_ms, Some(NOW_MS + 30_000));
+    assert_eq!(claimed.payload, new_job("j1", NOW_MS).payload);
+    assert_eq!(job(&store, "j1").await, claimed);
+}
+
+pub async fn job_concurrent_claims_are_exclusive(store: SharedStore) {
+    for i in 0..10 {
+        store
+            .enqueue_job(&new_job(&format!("j{i:02}"), NOW_MS), NOW_MS)
+            .await
+            .expect("enqueue");
+    }
+    let mut claims = JoinSet::new();
+    for w in 0..25 {
+        let store = store.clone();
+        claims.spawn(async move {
+            store
+                .claim_job(&format!("worker-{w}"), NOW_MS, NOW_MS + 30_000)
+                .await
+        });
+    }
+    let mut ids = Vec::new();
+    let mut empty = 0;
+    while let Some(claimed) = claims.join_next().await {
+        match claimed.expect("join").expect("claim") {
+            Some(job) => {
+                assert_eq!(job.attempts, 1);
+                ids.push(job.id);
+            }
+            None => empty += 1,
+        }
+    }
+    let distinct: BTreeSet<_> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), 10, "every job claimed once");
+    assert_eq!(distinct.len(), 10, "no job claimed twice");
+    assert_eq!(empty, 15);
+}
+
+pub async fn job_expired_lease_is_reclaimed(store: SharedStore) {
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS)
+        .await
+        .expect("enqueue");
+    let lease_until = NOW_MS + 1000;
+    store
+        .claim_job("a", NOW_MS, lease_until)
+        .await
+        .expect("claim")
+        .expect("due");
+    // Held up to and including lease_until.
+    assert_eq!(claim(&store, "b", lease_until).await, None);
+    let reclaimed = store
+        .claim_job("b", lease_until + 1, lease_until + 31_000)
+        .await
+        .expect("claim")
+        .expect("expired lease is claimable");
+    assert_eq!(reclaimed.id, "j1");
+    assert_eq!(reclaimed.attempts, 2);
+    assert_eq!(reclaimed.lease_owner.as_deref(), Some("b"));
+    assert_eq!(reclaimed.lease_until_ms, Some(lease_until + 31_000));
+
+    // The crashed worker's late calls no longer count.
+    let renewed = store
+        .renew_job_lease("j1", "a", NOW_MS + 99_000)
+        .await
+        .expect("renew");
+    assert!(!renewed);
+    assert!(
+        !store
+            .complete_job("j1", "a", LATER)
+            .await
+            .expect("complete")
+    );
+    assert!(
+        !store
+            .retry_job("j1", "a", NOW_MS, "x")
+            .await
+            .expect("retry")
+    );
+    assert!(!store.fail_job("j1", "a", "x", LATER).await.expect("fail"));
+    assert_eq!(job(&store, "j1").await, reclaimed);
+    assert!(
+        store
+            .complete_job("j1", "b", LATER)
+            .await
+            .expect("complete")
+    );
+}
+
+pub async fn job_renew_extends_lease(store: SharedStore) {
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS)
+        .await
+        .expect("enqueue");
+    store
+        .claim_job("a", NOW_MS, NOW_MS + 1000)
+        .await
+        .expect("claim")
+        .expect("due");
+    let renewed = store
+        .renew_job_lease("j1", "a", NOW_MS + 5000)
+        .await
+        .expect("renew");
+    assert!(renewed);
+    assert_eq!(job(&store, "j1").await.lease_until_ms, Some(NOW_MS + 5000));
+    // The old lease end has passed, the renewed one has not.
+    assert_eq!(claim(&store, "b", NOW_MS + 2000).await, None);
+    assert!(
+        !store
+            .renew_job_lease("j1", "b", NOW_MS + 9000)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !store
+            .renew_job_lease("nope", "a", NOW_MS + 9000)
+            .await
+            .expect("renew")
+    );
+    assert_eq!(job(&store, "j1").await.lease_until_ms, Some(NOW_MS + 5000));
+    assert_eq!(job(&store, "j1").await.attempts, 1);
+}
+
+pub async fn job_complete(store: SharedStore) {
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS)
+        .await
+        .expect("enqueue");
+    assert!(
+        !store
+            .complete_job("j1", "a", LATER)
+            .await
+            .expect("not claimed yet")
+    );
+    claim(&store, "a", NOW_MS).await.expect("due");
+    assert!(
+        !store
+            .complete_job("j1", "b", LATER)
+            .await
+            .expect("other owner")
+    );
+    assert!(
+        store
+            .complete_job("j1", "a", LATER)
+            .await
+            .expect("complete")
+    );
+    let done = job(&store, "j1").await;
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!(done.expires_at, Some(LATER));
+    assert_eq!(done.lease_owner, None);
+    assert_eq!(done.lease_until_ms, None);
+    assert_eq!(done.attempts, 1);
+    assert!(!store.complete_job("j1", "a", LATER).await.expect("twice"));
+    assert!(
+        !store
+            .complete_job("nope", "a", LATER)
+            .await
+            .expect("unknown")
+    );
+    assert_eq!(claim(&store, "a", NOW_MS + 10_000_000).await, None);
+    assert!(store.failed_jobs(NOW).await.expect("failed").is_empty());
+}
+
+pub async fn job_retry(store: SharedStore) {
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS)
+        .await
+        .expect("enqueue");
+    claim(&store, "a", NOW_MS).await.expect("due");
+    assert!(
+        !store
+            .retry_job("j1", "b", NOW_MS + 5000, "x")
+            .await
+            .expect("retry")
+    );
+    assert!(
+        store
+            .retry_job("j1", "a", NOW_MS + 5000, "github 502")
+            .await
+            .expect("retry")
+    );
+    let waiting = job(&store, "j1").await;
+    assert_eq!(waiting.state, JobState::Pending);
+    assert_eq!(waiting.run_after_ms, NOW_MS + 5000);
+    assert_eq!(waiting.last_error.as_deref(), Some("github 502"));
+    assert_eq!(waiting.lease_owner, None);
+    assert_eq!(waiting.lease_until_ms, None);
+    assert_eq!(waiting.attempts, 1);
+    // Not before its new run_after, even though the old lease would have lasted.
+    assert_eq!(claim(&store, "b", NOW_MS + 4999).await, None);
+    let again = claim(&store, "b", NOW_MS + 5000).await.expect("due again");
+    assert_eq!(again.attempts, 2);
+    assert_eq!(again.lease_owner.as_deref(), Some("b"));
+    assert_eq!(again.last_error.as_deref(), Some("github 502"));
+}
+
+pub async fn job_fail_and_failed_jobs_listing(store: SharedStore) {
+    for (id, created) in [("old", NOW_MS), ("new", NOW_MS + 10), ("gone", NOW_MS + 20)] {
+        store
+            .enqueue_job(&new_job(id, NOW_MS), created)
+            .await
+            .expect("enqueue");
+    }
+    store
+        .enqueue_job(&new_job("ok", NOW_MS), NOW_MS + 30)
+        .await
+        .expect("enqueue");
+    for _ in 0..4 {
+        claim(&store, "w", NOW_MS + 100).await.expect("due");
+    }
+    assert!(
+        !store
+            .fail_job("old", "other", "x", LATER)
+            .await
+            .expect("fail")
+    );
+    assert!(
+        store
+            .fail_job("old", "w", "gave up: 502", LATER)
+            .await
+            .expect("fail")
+    );
+    assert!(
+        store
+            .fail_job("new", "w", "gave up: timeout", LATER)
+            .await
+            .expect("fail")
+    );
+    assert!(
+        store
+            .fail_job("gone", "w", "gave up", NOW)
+            .await
+            .expect("fail")
+    );
+    assert!(
+        store
+            .complete_job("ok", "w", LATER)
+            .await
+            .expect("complete")
+    );
+
+    let failed = job(&store, "old").await;
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.last_error.as_deref(), Some("gave up: 502"));
+    assert_eq!(failed.expires_at, Some(LATER));
+    assert_eq!(failed.lease_owner, None);
+    assert_eq!(failed.lease_until_ms, None);
+    assert!(
+        !store
+            .fail_job("old", "w", "again", LATER)
+            .await
+            .expect("twice")
+    );
+
+    let listed: Vec<String> = store
+        .failed_jobs(NOW)
+        .await
+        .expect("failed")
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, ["new", "old"]);
+    let listed = store.failed_jobs(NOW - 1).await.expect("failed");
+    assert_eq!(listed.len(), 3);
+    assert!(store.failed_jobs(LATER).await.expect("failed").is_empty());
+    // Failed jobs are never claimed again.
+    assert_eq!(claim(&store, "w", NOW_MS + 100_000_000).await, None);
+}
+
+pub async fn job_release_leases(store: SharedStore) {
+    for id in ["j1", "j2", "j3"] {
+        store
+            .enqueue_job(&new_job(id, NOW_MS), NOW_MS)
+            .await
+            .expect("enqueue");
+    }
+    let until = NOW_MS + 60_000;
+    assert_eq!(
+        store
+            .claim_job("a", NOW_MS, until)
+            .await
+            .expect("claim")
+            .map(|j| j.id)
+            .as_deref(),
+        Some("j1")
+    );
+    assert_eq!(
+        store
+            .claim_job("b", NOW_MS, until)
+            .await
+            .expect("claim")
+            .map(|j| j.id)
+            .as_deref(),
+        Some("j2")
+    );
+    assert_eq!(
+        store
+            .claim_job("a", NOW_MS, until)
+            .await
+            .expect("claim")
+            .map(|j| j.id)
+            .as_deref(),
+        Some("j3")
+    );
+    assert_eq!(store.release_job_leases("a").await.expect("release"), 2);
+    assert_eq!(store.release_job_leases("a").await.expect("release"), 0);
+    assert_eq!(
+        store.release_job_leases("nobody").await.expect("release"),
+        0
+    );
+    for id in ["j1", "j3"] {
+        let released = job(&store, id).await;
+        assert_eq!(released.state, JobState::Pending);
+        assert_eq!(released.lease_owner, None);
+        assert_eq!(released.lease_until_ms, None);
+    }
+    assert!(
+        !store
+            .complete_job("j1", "a", LATER)
+            .await
+            .expect("complete")
+    );
+    // Claimable at once, well before the old leases would have run out.
+    let mut reclaimed = BTreeSet::new();
+    while let Some(job) = claim(&store, "c", NOW_MS + 1).await {
+        assert_eq!(job.attempts, 2);
+        reclaimed.insert(job.id);
+    }
+    assert_eq!(
+        reclaimed,
+        BTreeSet::from(["j1".to_string(), "j3".to_string()])
+    );
+    assert_eq!(job(&store, "j2").await.lease_owner.as_deref(), Some("b"));
+}
+
+pub async fn setting_change_checks_expected(store: SharedStore) {
+    let key = "FRONTEND_BASE_URL";
+    assert_eq!(store.get_setting(key).await.expect("get"), None);
+
+    let v1 = setting(key, "https://one", NOW_MS);
+    let changed = store
+        .change_setting(key, None, Some(&v1), &audit("a1", "admin", NOW_MS, LATER))
+        .await
+        .expect("change");
+    assert!(changed);
+    assert_eq!(store.get_setting(key).await.expect("get"), Some(v1.clone()));
+
+    // Stale expectations: nothing written, no audit.
+    let v2 = setting(key, "https://two", NOW_MS + 1);
+    let stale = store
+        .change_setting(
+            key,
+            None,
+            Some(&v2),
+            &audit("a2", "admin", NOW_MS + 1, LATER),
+        )
+        .await
+        .expect("change");
+    assert!(!stale);
+    let wrong = store
+        .change_setting(
+            key,
+            Some("https://zero"),
+            Some(&v2),
+            &audit("a3", "admin", NOW_MS + 2, LATER),
+        )
+        .await
+        .expect("change");
+    assert!(!wrong);
+    assert_eq!(store.get_setting(key).await.expect("get"), Some(v1));
+
+    let changed = store
+        .change_setting(
+            key,
+            Some("https://one"),
+            Some(&v2),
+            &audit("a4", "admin", NOW_MS + 3, LATER),
+        )
+        .await
+        .expect("change");
+    assert!(changed);
+    assert_eq!(store.get_setting(key).await.expect("get"), Some(v2));
+    // Other keys are independent.
+    assert_eq!(store.get_setting("VITE_API_BASE").await.expect("get"), None);
+
+    let ids: Vec<String> = store
+        .list_audit(None, 0, NOW)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, ["a4", "a1"]);
+}
+
+pub async fn setting_reset_to_none(store: SharedStore) {
+    let key = "VITE_API_BASE";
+    let v1 = setting(key, "https://api", NOW_MS);
+    assert!(
+        store
+            .change_setting(key, None, Some(&v1), &audit("a1", "admin", NOW_MS, LATER))
+            .await
+            .expect("set")
+    );
+    assert!(
+        store
+            .change_setting(
+                key,
+                Some("https://api"),
+                None,
+                &audit("a2", "admin", NOW_MS + 1, LATER)
+            )
+            .await
+            .expect("reset")
+    );
+    assert_eq!(store.get_setting(key).await.expect("get"), None);
+    // Already reset: expecting the old value is stale, expecting none succeeds.
+    assert!(
+        !store
+            .change_setting(
+                key,
+                Some("https://api"),
+                None,
+                &audit("a3", "admin", NOW_MS + 2, LATER)
+            )
+            .await
+            .expect("reset again")
+    );
+    assert!(
+        store
+            .change_setting(key, None, None, &audit("a4", "admin", NOW_MS + 3, LATER))
+            .await
+            .expect("reset from none")
+    );
+    let ids: Vec<String> = store
+        .list_audit(None, 0, NOW)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, ["a4", "a2", "a1"]);
+}
+
+pub async fn audit_listing(store: SharedStore) {
+    let records = [
+        audit("a1", "u1", NOW_MS - 300, LATER),
+        audit("a2", "u2", NOW_MS - 200, LATER),
+        AuditRecord {
+            dry_run: true,
+            old_fingerprint: None,
+            new_fingerprint: None,
+            trace_id: None,
+            action: "dispatch client-deploy.yml".into(),
+            ..audit("a3", "u1", NOW_MS - 100, LATER)
+        },
+        audit("a4-expired", "u1", NOW_MS - 50, NOW),
+        audit("a5", "u2", NOW_MS, LATER),
+    ];
+    for a in &records {
+        store.append_audit(a).await.expect("append");
+    }
+    // Appending the same record again is harmless.
+    store.append_audit(&records[0]).await.expect("append again");
+
+    let all = store.list_audit(None, 0, NOW).await.expect("list");
+    assert_eq!(
+        all,
+        vec![
+            records[4].clone(),
+            records[2].clone(),
+            records[1].clone(),
+            records[0].clone()
+        ]
+    );
+    let u1 = store.list_audit(Some("u1"), 0, NOW).await.expect("list");
+    assert_eq!(u1, vec![records[2].clone(), records[0].clone()]);
+    // since_ms is inclusive.
+    let since = store
+        .list_audit(None, NOW_MS - 200, NOW)
+        .await
+        .expect("list");
+    let ids: Vec<&str> = since.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a5", "a3", "a2"]);
+    let u2_since = store
+        .list_audit(Some("u2"), NOW_MS - 199, NOW)
+        .await
+        .expect("list");
+    assert_eq!(u2_since, vec![records[4].clone()]);
+    assert!(
+        store
+            .list_audit(Some("u3"), 0, NOW)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let with_expired = store
+        .list_audit(Some("u1"), 0, NOW - 1)
+        .await
+        .expect("list");
+    assert_eq!(with_expired.len(), 3);
+}
+
+pub async fn pending_taken_once(store: SharedStore) {
+    let p = pending("p1", LATER);
+    store.put_pending(&p).await.expect("put");
+    assert_eq!(store.take_pending("p1", NOW).await.expect("take"), Some(p));
+    assert_eq!(store.take_pending("p1", NOW).await.expect("take"), None);
+    assert_eq!(store.take_pending("nope", NOW).await.expect("take"), None);
+}
+
+pub async fn pending_concurrent_take_one_wins(store: SharedStore) {
+    let p = pending("p1", LATER);
+    store.put_pending(&p).await.expect("put");
+    let mut takers = JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        takers.spawn(async move { store.take_pending("p1", NOW).await });
+    }
+    let mut won = Vec::new();
+    while let Some(taken) = takers.join_next().await {
+        if let Some(p) = taken.expect("join").expect("take") {
+            won.push(p);
+        }
+    }
+    assert_eq!(won, vec![p]);
+}
+
+pub async fn pending_expired_not_returned(store: SharedStore) {
+    store.put_pending(&pending("p1", NOW)).await.expect("put");
+    assert_eq!(store.take_pending("p1", NOW).await.expect("take"), None);
+    assert_eq!(
+        store.take_pending("p1", NOW + 10).await.expect("take"),
+        None
+    );
+}
+
+pub async fn delivery_accept_applies_effects(store: SharedStore) {
+    let r = run(1001, 1, "in_progress", None);
+    let effects = delivery(
+        "d1",
+        Some(r.clone()),
+        vec![new_job("dj1", NOW_MS), new_job("dj2", NOW_MS + 500)],
+    );
+    assert!(store.accept_delivery(&effects, NOW).await.expect("accept"));
+    assert_eq!(store.get_run(1001, NOW).await.expect("run"), Some(r));
+    assert_eq!(store.get_run(1002, NOW).await.expect("run"), None);
+    for (id, run_after) in [("dj1", NOW_MS), ("dj2", NOW_MS + 500)] {
+        let j = job(&store, id).await;
+        assert_eq!(j.state, JobState::Pending);
+        assert_eq!(j.attempts, 0);
+        assert_eq!(j.run_after_ms, run_after);
+        assert_eq!(j.payload, new_job(id, run_after).payload);
+    }
+    // A delivery with no effects is still recorded for dedup.
+    assert!(
+        store
+            .accept_delivery(&delivery("d2", None, vec![]), NOW)
+            .await
+            .expect("accept")
+    );
+    assert!(
+        !store
+            .accept_delivery(&delivery("d2", None, vec![]), NOW)
+            .await
+            .expect("dup")
+    );
+}
+
+pub async fn delivery_duplicate_applies_nothing(store: SharedStore) {
+    let first = delivery(
+        "d1",
+        Some(run(1001, 1, "in_progress", None)),
+        vec![new_job("j1", NOW_MS)],
+    );
+    assert!(store.accept_delivery(&first, NOW).await.expect("accept"));
+    let replay = delivery(
+        "d1",
+        Some(run(1001, 1, "completed", Some("success"))),
+        vec![new_job("j2", NOW_MS)],
+    );
+    assert!(
+        !store
+            .accept_delivery(&replay, NOW + 1)
+            .await
+            .expect("duplicate")
+    );
+    assert_eq!(store.get_job("j2").await.expect("get"), None);
+    assert_eq!(
+        store
+            .get_run(1001, NOW)
+            .await
+            .expect("run")
+            .map(|r| r.status)
+            .as_deref(),
+        Some("in_progress")
+    );
+    assert_eq!(claimed_id(&store, "w", NOW_MS).await.as_deref(), Some("j1"));
+    assert_eq!(claimed_id(&store, "w", NOW_MS).await, None);
+}
+
+pub async fn delivery_concurrent_duplicates_one_wins(store: SharedStore) {
+    let mut accepts = JoinSet::new();
+    for i in 0..10 {
+        let store = store.clone();
+        accepts.spawn(async move {
+            let effects = delivery("d1", None, vec![new_job(&format!("j{i}"), NOW_MS)]);
+            store.accept_delivery(&effects, NOW).await.map(|ok| (i, ok))
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(accepted) = accepts.join_next().await {
+        let (i, ok) = accepted.expect("join").expect("accept");
+        if ok {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let winner = format!("j{}", winners[0]);
+    assert_eq!(claimed_id(&store, "w", NOW_MS).await, Some(winner));
+    assert_eq!(claimed_id(&store, "w", NOW_MS).await, None);
+}
+
+pub async fn delivery_expired_id_accepted_again(store: SharedStore) {
+    let first = DeliveryEffects {
+        expires_at: NOW + 10,
+        ..delivery("d1", None, vec![])
+    };
+    assert!(store.accept_delivery(&first, NOW).await.expect("accept"));
+    assert!(
+        !store
+            .accept_delivery(&first, NOW + 9)
+            .await
+            .expect("still kept")
+    );
+    let redelivered = delivery("d1", None, vec![new_job("j1", NOW_MS)]);
+    assert!(
+        store
+            .accept_delivery(&redelivered, NOW + 10)
+            .await
+            .expect("expired id")
+    );
+    assert!(store.get_job("j1").await.expect("get").is_some());
+    assert!(
+        !store
+            .accept_delivery(&redelivered, NOW + 11)
+            .await
+            .expect("dup again")
+    );
+}
+
+pub async fn run_upsert_rules(store: SharedStore) {
+    let mut n = 0;
+    let mut upsert = async |r: RunRecord| {
+        n += 1;
+        let accepted = store
+            .accept_delivery(&delivery(&format!("d{n}"), Some(r), vec![]), NOW)
+            .await
+            .expect("accept");
+        assert!(accepted);
+        store
+            .get_run(5, NOW)
+            .await
+            .expect("get_run")
+            .expect("run stored")
+    };
+
+    let queued = RunRecord {
+        display_title: None,
+        ..run(5, 1, "queued", None)
+    };
+    assert_eq!(upsert(queued.clone()).await, queued);
+
+    // A newer event of the same attempt replaces fields but keeps old values it lacks.
+    let progress = RunRecord {
+        branch: None,
+        display_title: Some("Deploy main".into()),
+        ..run(5, 1, "in_progress", None)
+    };
+    let stored = upsert(progress).await;
+    assert_eq!(stored.status, "in_progress");
+    assert_eq!(stored.branch.as_deref(), Some("main"));
+    assert_eq!(stored.display_title.as_deref(), Some("Deploy main"));
+
+    let completed = run(5, 1, "completed", Some("failure"));
+    let stored = upsert(completed.clone()).await;
+    assert_eq!(stored.status, "completed");
+    assert_eq!(stored.conclusion.as_deref(), Some("failure"));
+
+    // A late in_progress event never moves the completed attempt back.
+    let late = upsert(run(5, 1, "in_progress", None)).await;
+    assert_eq!(late.status, "completed");
+    assert_eq!(late.conclusion.as_deref(), Some("failure"));
+
+    // A re-run (higher attempt) takes over, its result not yet known.
+    let rerun = RunRecord {
+        html_url: None,
+        ..run(5, 2, "queued", None)
+    };
+    let stored = upsert(rerun).await;
+    assert_eq!(stored.run_attempt, 2);
+    assert_eq!(stored.status, "queued");
+    assert_eq!(stored.conclusion, None);
+    assert_eq!(
+        stored.html_url.as_deref(),
+        Some("https://github.com/o/r/actions/runs/5")
+    );
+
+    // Events of the earlier attempt are ignored now.
+    let stale = upsert(run(5, 1, "completed", Some("success"))).await;
+    assert_eq!(stale, stored);
+
+    let done = upsert(run(5, 2, "completed", Some("success"))).await;
+    assert_eq!(done, run(5, 2, "completed", Some("success")));
+}
+
+pub async fn run_expired_not_returned(store: SharedStore) {
+    let short = RunRecord {
+        expires_at: NOW + 5,
+        ..run(9, 1, "completed", Some("success"))
+    };
+    assert!(
+        store
+            .accept_delivery(&delivery("d1", Some(short.clone()), vec![]), NOW)
+            .await
+            .expect("accept")
+    );
+    assert_eq!(store.get_run(9, NOW + 4).await.expect("run"), Some(short));
+    assert_eq!(store.get_run(9, NOW + 5).await.expect("run"), None);
+    // Once expired, an event of the same attempt starts a fresh record.
+    let fresh = run(9, 1, "in_progress", None);
+    assert!(
+        store
+            .accept_delivery(&delivery("d2", Some(fresh.clone()), vec![]), NOW + 5)
+            .await
+            .expect("accept")
+    );
+    assert_eq!(store.get_run(9, NOW + 5).await.expect("run"), Some(fresh));
+}
+
+pub async fn lock_rules(store: SharedStore) {
+    let acquire = async |name: &str, owner: &str, expires_at: i64, now: i64| {
+        store
+            .acquire_lock(name, owner, expires_at, now)
+            .await
+            .expect("acquire")
+    };
+    assert!(acquire("verify#5#1", "a", NOW + 60, NOW).await);
+    assert!(!acquire("verify#5#1", "b", NOW + 60, NOW + 1).await);
+    // Other locks are independent.
+    assert!(acquire("verify#5#2", "b", NOW + 60, NOW + 1).await);
+    // The holder may extend it.
+    assert!(acquire("verify#5#1", "a", NOW + 120, NOW + 2).await);
+    assert!(!acquire("verify#5#1", "b", NOW + 200, NOW + 60).await);
+    // Expired at expires_at: anyone may take it.
+    assert!(acquire("verify#5#1", "b", NOW + 200, NOW + 120).await);
+    assert!(!acquire("verify#5#1", "a", NOW + 200, NOW + 121).await);
+
+    // Releasing someone else's lock does nothing.
+    store
+        .release_lock("verify#5#1", "a")
+        .await
+        .expect("release");
+    assert!(!acquire("verify#5#1", "c", NOW + 200, NOW + 122).await);
+    store
+        .release_lock("verify#5#1", "b")
+        .await
+        .expect("release");
+    assert!(acquire("verify#5#1", "c", NOW + 200, NOW + 123).await);
+    store
+        .release_lock("never-taken", "c")
+        .await
+        .expect("release");
+}
+
+/// Two handles on the same storage (two processes, two Lambda instances) see each
+/// other's writes, and atomic operations stay atomic across them.
+pub async fn shared_between_instances(a: SharedStore, b: SharedStore) {
+    assert_eq!(
+        a.hit_rate_window("u1", NOW, NOW + 120).await.expect("hit"),
+        1
+    );
+    assert_eq!(
+        b.hit_rate_window("u1", NOW, NOW + 120).await.expect("hit"),
+        2
+    );
+    assert_eq!(
+        a.hit_rate_window("u1", NOW, NOW + 120).await.expect("hit"),
+        3
+    );
+
+    let mut hits = JoinSet::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        hits.spawn(async move { store.hit_rate_window("u2", NOW, NOW + 120).await });
+    }
+    let mut counts = Vec::new();
+    while let Some(hit) = hits.join_next().await {
+        counts.push(hit.expect("join").expect("hit"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=40).collect::<Vec<u32>>());
+
+    let t = trace("t1", "u1", "status", NOW_MS, LATER);
+    a.put_trace(&t).await.expect("put");
+    assert_eq!(b.get_trace("t1", NOW).await.expect("get"), Some(t));
+
+    a.enqueue_job(&new_job("j1", NOW_MS), NOW_MS)
+        .await
+        .expect("enqueue");
+    assert_eq!(claimed_id(&b, "wb", NOW_MS).await.as_deref(), Some("j1"));
+    assert_eq!(claimed_id(&a, "wa", NOW_MS).await, None);
+
+    assert!(
+        a.accept_delivery(&delivery("d1", None, vec![]), NOW)
+            .await
+            .expect("accept")
+    );
+    assert!(
+        !b.accept_delivery(&delivery("d1", None, vec![]), NOW)
+            .await
+            .expect("dup")
+    );
+
+    a.put_pending(&pending("p1", LATER)).await.expect("put");
+    assert!(b.take_pending("p1", NOW).await.expect("take").is_some());
+    assert!(a.take_pending("p1", NOW).await.expect("take").is_none());
+}

@@ -1,60 +1,1440 @@
-//! SQLite backend (placeholder until the store helper lands the real one).
-use super::*;
-use std::path::Path;
+//! SQLite backend of the store: the default, embedded engine (a file, or memory for tests).
+//!
+//! One connection sits behind a mutex and every call runs on tokio's blocking pool, so the
+//! async runtime never waits on disk. Several processes may open the same file: the
+//! database runs in WAL mode with a busy timeout. An atomic operation is one statement
+//! (which takes the write lock as it starts) or one `BEGIN IMMEDIATE` transaction, so the
+//! write lock is taken up front, where the busy timeout applies, instead of being upgraded
+//! from a read snapshot another process may have made stale.
+//!
+//! The schema is a list of migration steps in `MIGRATIONS`; `PRAGMA user_version`
+//! records how many have been applied.
+//!
+//! Expiry: a record is live while `expires_at > now`; reads skip the others and
+//! [`SqliteStore::purge_expired`] deletes them (housekeeping, never needed for
+//! correctness).
 
-pub struct SqliteStore;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
+use serde::de::DeserializeOwned;
+
+use super::{
+    AuditRecord, DeliveryEffects, DeliveryStore, HealthStore, JobRecord, JobStore, LockStore,
+    NewJob, Outcome, PendingConfirmation, RateLimitStore, RunRecord, SettingRecord, SettingsStore,
+    StoreError, StoreResult, TraceRecord, TraceStore,
+};
+
+/// Long enough to ride out another process's write transaction (they are all short),
+/// short enough that a wedged database surfaces as an error instead of a hung command.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema steps, applied in order; step `i` brings `user_version` from `i` to `i + 1`.
+/// Never edit a released step: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE traces (
+    id            TEXT PRIMARY KEY NOT NULL,
+    user_id       TEXT NOT NULL,
+    command       TEXT NOT NULL,
+    options       TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    steps         TEXT NOT NULL,
+    duration_ms   INTEGER,
+    outcome       TEXT,
+    error         TEXT,
+    links         TEXT NOT NULL,
+    expires_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX traces_by_user ON traces (user_id, started_at_ms);
+
+CREATE TABLE rate_windows (
+    user_id      TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, window_start)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE jobs (
+    id             TEXT PRIMARY KEY NOT NULL,
+    payload        TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    attempts       INTEGER NOT NULL,
+    run_after_ms   INTEGER NOT NULL,
+    deadline_ms    INTEGER NOT NULL,
+    lease_owner    TEXT,
+    lease_until_ms INTEGER,
+    last_error     TEXT,
+    trace_id       TEXT,
+    created_at_ms  INTEGER NOT NULL,
+    expires_at     INTEGER
+) STRICT;
+CREATE INDEX jobs_due ON jobs (state, run_after_ms, id);
+CREATE INDEX jobs_by_lease_owner ON jobs (lease_owner) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE settings (
+    key           TEXT PRIMARY KEY NOT NULL,
+    value         TEXT NOT NULL,
+    updated_by    TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE audit (
+    id              TEXT PRIMARY KEY NOT NULL,
+    at_ms           INTEGER NOT NULL,
+    user_id         TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    old_fingerprint TEXT,
+    new_fingerprint TEXT,
+    trace_id        TEXT,
+    dry_run         INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX audit_by_time ON audit (at_ms);
+CREATE INDEX audit_by_user ON audit (user_id, at_ms);
+
+CREATE TABLE pending (
+    id         TEXT PRIMARY KEY NOT NULL,
+    user_id    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    old_value  TEXT,
+    new_value  TEXT,
+    expires_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE deliveries (
+    id         TEXT PRIMARY KEY NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE runs (
+    id            INTEGER PRIMARY KEY NOT NULL,
+    workflow_id   INTEGER NOT NULL,
+    workflow_name TEXT,
+    status        TEXT NOT NULL,
+    conclusion    TEXT,
+    branch        TEXT,
+    head_sha      TEXT,
+    run_attempt   INTEGER NOT NULL,
+    html_url      TEXT,
+    display_title TEXT,
+    created_at    TEXT,
+    updated_at    TEXT,
+    expires_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE locks (
+    name       TEXT PRIMARY KEY NOT NULL,
+    owner      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+"#];
+
+const TRACE_COLUMNS: &str = "id, user_id, command, options, started_at_ms, steps, duration_ms, \
+     outcome, error, links, expires_at";
+const JOB_COLUMNS: &str = "id, payload, state, attempts, run_after_ms, deadline_ms, lease_owner, \
+     lease_until_ms, last_error, trace_id, created_at_ms, expires_at";
+const AUDIT_COLUMNS: &str = "id, at_ms, user_id, action, old_fingerprint, new_fingerprint, \
+     trace_id, dry_run, expires_at";
+const RUN_COLUMNS: &str = "id, workflow_id, workflow_name, status, conclusion, branch, head_sha, \
+     run_attempt, html_url, display_title, created_at, updated_at, expires_at";
+const PENDING_COLUMNS: &str = "id, user_id, key, old_value, new_value, expires_at";
+
+/// Tables whose rows carry a non-null `expires_at` once they may go.
+const EXPIRING_TABLES: &[&str] = &[
+    "traces",
+    "rate_windows",
+    "jobs",
+    "audit",
+    "pending",
+    "deliveries",
+    "runs",
+    "locks",
+];
+
+/// The store on one SQLite database. Cloning shares the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+/// Why a blocking call failed, before it is named after the operation.
+enum Fail {
+    Unavailable(String),
+    Corrupt(String),
+}
+
+impl Fail {
+    fn into_store_error(self, op: &str) -> StoreError {
+        match self {
+            Fail::Unavailable(msg) => StoreError::Unavailable(format!("{op}: {msg}")),
+            Fail::Corrupt(msg) => StoreError::Corrupt(format!("{op}: {msg}")),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Fail {
+    // Only the SQLite result code is kept: rusqlite's own messages may quote SQL or a
+    // value that failed to convert, and store errors must never carry record contents.
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::Error as E;
+        match err {
+            E::SqliteFailure(code, _) => Fail::Unavailable(code.to_string()),
+            E::FromSqlConversionFailure(column, ..)
+            | E::IntegralValueOutOfRange(column, _)
+            | E::Utf8Error(column, _)
+            | E::InvalidColumnType(column, ..) => {
+                Fail::Corrupt(format!("column {column} has an unexpected value"))
+            }
+            E::ToSqlConversionFailure(_) => Fail::Unavailable("a value cannot be stored".into()),
+            E::SqlInputError { error, .. } => Fail::Unavailable(format!("invalid SQL ({error})")),
+            _ => Fail::Unavailable("unexpected SQLite API error".into()),
+        }
+    }
+}
+
+type FResult<T> = Result<T, Fail>;
 
 impl SqliteStore {
-    pub async fn open(_path: &Path) -> StoreResult<Self> {
-        Err(StoreError::Unavailable("not yet".into()))
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Safe while other processes have the same file open.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let path = path.to_owned();
+        Self::open_with("open", move || {
+            let mut conn = Connection::open(&path)?;
+            // Set first: switching to WAL and migrating both wait for other processes.
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Fail::Unavailable(
+                    "the database cannot use WAL journal mode".into(),
+                ));
+            }
+            // With WAL, NORMAL loses at most the last commits on power loss, never
+            // consistency; FULL would fsync every rate-limit hit.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await
     }
+
+    /// A private database that lives as long as this store (and its clones).
     pub async fn open_in_memory() -> StoreResult<Self> {
-        Err(StoreError::Unavailable("not yet".into()))
+        Self::open_with("open_in_memory", || {
+            let mut conn = Connection::open_in_memory()?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await
     }
+
+    async fn open_with<F>(op: &'static str, open: F) -> StoreResult<Self>
+    where
+        F: FnOnce() -> FResult<Connection> + Send + 'static,
+    {
+        let conn = tokio::task::spawn_blocking(open)
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("{op}: store task did not finish")))?
+            .map_err(|fail| fail.into_store_error(op))?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Deletes every record whose `expires_at` (epoch seconds) is not after `now`, and
+    /// returns how many went. Reads already ignore them; this only reclaims space.
+    pub async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        self.call("purge_expired", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut purged = 0u64;
+            for table in EXPIRING_TABLES {
+                let sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
+                purged += tx.execute(&sql, [now])? as u64;
+            }
+            tx.commit()?;
+            Ok(purged)
+        })
+        .await
+    }
+
+    /// Runs `f` on the connection on the blocking pool, naming errors after `op`.
+    async fn call<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> FResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let joined = tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held unwound through `Transaction::drop`, which
+            // rolled back, so the connection is consistent and still usable.
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await;
+        match joined {
+            Ok(result) => result.map_err(|fail| fail.into_store_error(op)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "{op}: store task did not finish"
+            ))),
+        }
+    }
+}
+
+/// Applies the migration steps this database has not seen, in one transaction so that
+/// processes opening a fresh file together apply them exactly once.
+fn migrate(conn: &mut Connection) -> FResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let applied =
+        usize::try_from(version).map_err(|_| Fail::Corrupt("negative schema version".into()))?;
+    if applied > MIGRATIONS.len() {
+        return Err(Fail::Unavailable(format!(
+            "schema version {applied} is newer than this build ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for step in &MIGRATIONS[applied..] {
+        tx.execute_batch(step)?;
+    }
+    if applied < MIGRATIONS.len() {
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn query_opt<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    decode: fn(&Row<'_>) -> FResult<T>,
+) -> FResult<Option<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    match rows.next()? {
+        Some(row) => decode(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    decode: fn(&Row<'_>) -> FResult<T>,
+) -> FResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> FResult<T> {
+    serde_json::from_str(text).map_err(|_| Fail::Corrupt(format!("{what} is not valid JSON")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> FResult<String> {
+    serde_json::to_string(value)
+        .map_err(|_| Fail::Unavailable(format!("{what} cannot be serialized")))
+}
+
+/// Parses a snake_case enum the way serde names it, so stored text and JSON agree.
+fn parse_enum<T: DeserializeOwned>(text: String, what: &str) -> FResult<T> {
+    serde_json::from_value(serde_json::Value::String(text))
+        .map_err(|_| Fail::Corrupt(format!("unknown {what}")))
+}
+
+fn to_i64(value: u64, what: &str) -> FResult<i64> {
+    i64::try_from(value).map_err(|_| Fail::Unavailable(format!("{what} is out of range")))
+}
+
+fn to_u64(value: i64, what: &str) -> FResult<u64> {
+    u64::try_from(value).map_err(|_| Fail::Corrupt(format!("{what} is negative")))
+}
+
+fn to_u32(value: i64, what: &str) -> FResult<u32> {
+    u32::try_from(value).map_err(|_| Fail::Corrupt(format!("{what} is out of range")))
+}
+
+fn trace_from_row(row: &Row<'_>) -> FResult<TraceRecord> {
+    let options: String = row.get("options")?;
+    let steps: String = row.get("steps")?;
+    let links: String = row.get("links")?;
+    let duration_ms: Option<i64> = row.get("duration_ms")?;
+    let outcome: Option<String> = row.get("outcome")?;
+    Ok(TraceRecord {
+        id: row.get("id")?,
+        user_id: row.get("user_id")?,
+        command: row.get("command")?,
+        options: from_json(&options, "trace options")?,
+        started_at_ms: row.get("started_at_ms")?,
+        steps: from_json(&steps, "trace steps")?,
+        duration_ms: duration_ms
+            .map(|d| to_u64(d, "trace duration"))
+            .transpose()?,
+        outcome: outcome
+            .map(|o| parse_enum::<Outcome>(o, "trace outcome"))
+            .transpose()?,
+        error: row.get("error")?,
+        links: from_json(&links, "trace links")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+fn job_from_row(row: &Row<'_>) -> FResult<JobRecord> {
+    let payload: String = row.get("payload")?;
+    let state: String = row.get("state")?;
+    Ok(JobRecord {
+        id: row.get("id")?,
+        payload: from_json(&payload, "job payload")?,
+        state: parse_enum(state, "job state")?,
+        attempts: to_u32(row.get("attempts")?, "job attempts")?,
+        run_after_ms: row.get("run_after_ms")?,
+        deadline_ms: row.get("deadline_ms")?,
+        lease_owner: row.get("lease_owner")?,
+        lease_until_ms: row.get("lease_until_ms")?,
+        last_error: row.get("last_error")?,
+        trace_id: row.get("trace_id")?,
+        created_at_ms: row.get("created_at_ms")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+fn setting_from_row(row: &Row<'_>) -> FResult<SettingRecord> {
+    Ok(SettingRecord {
+        key: row.get("key")?,
+        value: row.get("value")?,
+        updated_by: row.get("updated_by")?,
+        updated_at_ms: row.get("updated_at_ms")?,
+    })
+}
+
+fn audit_from_row(row: &Row<'_>) -> FResult<AuditRecord> {
+    Ok(AuditRecord {
+        id: row.get("id")?,
+        at_ms: row.get("at_ms")?,
+        user_id: row.get("user_id")?,
+        action: row.get("action")?,
+        old_fingerprint: row.get("old_fingerprint")?,
+        new_fingerprint: row.get("new_fingerprint")?,
+        trace_id: row.get("trace_id")?,
+        dry_run: row.get("dry_run")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+fn pending_from_row(row: &Row<'_>) -> FResult<PendingConfirmation> {
+    Ok(PendingConfirmation {
+        id: row.get("id")?,
+        user_id: row.get("user_id")?,
+        key: row.get("key")?,
+        old_value: row.get("old_value")?,
+        new_value: row.get("new_value")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+fn run_from_row(row: &Row<'_>) -> FResult<RunRecord> {
+    Ok(RunRecord {
+        id: to_u64(row.get("id")?, "run id")?,
+        workflow_id: to_u64(row.get("workflow_id")?, "workflow id")?,
+        workflow_name: row.get("workflow_name")?,
+        status: row.get("status")?,
+        conclusion: row.get("conclusion")?,
+        branch: row.get("branch")?,
+        head_sha: row.get("head_sha")?,
+        run_attempt: to_u32(row.get("run_attempt")?, "run attempt")?,
+        html_url: row.get("html_url")?,
+        display_title: row.get("display_title")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+/// Combines the stored run with a newer event about it (SPEC §3.2 item 4): webhook
+/// events arrive out of order and partially filled, so the stored record only ever moves
+/// forward.
+fn merge_run(old: Option<RunRecord>, new: &RunRecord) -> RunRecord {
+    let Some(old) = old else {
+        return new.clone();
+    };
+    let expires_at = old.expires_at.max(new.expires_at);
+    match new.run_attempt.cmp(&old.run_attempt) {
+        // A late event of an earlier attempt says nothing about the current one.
+        std::cmp::Ordering::Less => RunRecord { expires_at, ..old },
+        // A re-run: its status and result start afresh, while facts about the run itself
+        // (name, branch, sha, url) carry over when this event leaves them out.
+        std::cmp::Ordering::Greater => RunRecord {
+            status: new.status.clone(),
+            conclusion: new.conclusion.clone(),
+            updated_at: new.updated_at.clone(),
+            expires_at,
+            ..overlay(new, old)
+        },
+        std::cmp::Ordering::Equal if old.status == "completed" && new.status != "completed" => {
+            // A late progress event for a finished attempt may only fill gaps.
+            RunRecord {
+                expires_at,
+                ..overlay(&old, new.clone())
+            }
+        }
+        std::cmp::Ordering::Equal => RunRecord {
+            expires_at,
+            ..overlay(new, old)
+        },
+    }
+}
+
+/// `primary`'s fields, with `fallback`'s where `primary` has none.
+fn overlay(primary: &RunRecord, fallback: RunRecord) -> RunRecord {
+    let p = primary.clone();
+    RunRecord {
+        id: p.id,
+        workflow_id: p.workflow_id,
+        workflow_name: p.workflow_name.or(fallback.workflow_name),
+        status: p.status,
+        conclusion: p.conclusion.or(fallback.conclusion),
+        branch: p.branch.or(fallback.branch),
+        head_sha: p.head_sha.or(fallback.head_sha),
+        run_attempt: p.run_attempt,
+        html_url: p.html_url.or(fallback.html_url),
+        display_title: p.display_title.or(fallback.display_title),
+        created_at: p.created_at.or(fallback.created_at),
+        updated_at: p.updated_at.or(fallback.updated_at),
+        expires_at: p.expires_at,
+    }
+}
+
+/// A job ready to insert, its JSON already rendered so the blocking closure only binds.
+struct JobRow {
+    id: String,
+    payload: String,
+    run_after_ms: i64,
+    deadline_ms: i64,
+    trace_id: Option<String>,
+}
+
+impl JobRow {
+    fn new(job: &NewJob) -> FResult<Self> {
+        Ok(JobRow {
+            id: job.id.clone(),
+            payload: to_json(&job.payload, "job payload")?,
+            run_after_ms: job.run_after_ms,
+            deadline_ms: job.deadline_ms,
+            trace_id: job.trace_id.clone(),
+        })
+    }
+
+    /// Inserts the job as `Pending`; an id already present keeps its first version, so a
+    /// caller that retries after an unclear failure never doubles the work.
+    fn insert(&self, conn: &Connection, created_at_ms: i64) -> FResult<()> {
+        conn.prepare_cached(
+            "INSERT INTO jobs (id, payload, state, attempts, run_after_ms, deadline_ms, \
+             trace_id, created_at_ms) VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![
+            self.id,
+            self.payload,
+            self.run_after_ms,
+            self.deadline_ms,
+            self.trace_id,
+            created_at_ms
+        ])?;
+        Ok(())
+    }
+}
+
+fn write_run(conn: &Connection, run: &RunRecord) -> FResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO runs (id, workflow_id, workflow_name, status, conclusion, branch, head_sha, \
+         run_attempt, html_url, display_title, created_at, updated_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+         ON CONFLICT (id) DO UPDATE SET workflow_id = excluded.workflow_id, \
+         workflow_name = excluded.workflow_name, status = excluded.status, \
+         conclusion = excluded.conclusion, branch = excluded.branch, \
+         head_sha = excluded.head_sha, run_attempt = excluded.run_attempt, \
+         html_url = excluded.html_url, display_title = excluded.display_title, \
+         created_at = excluded.created_at, updated_at = excluded.updated_at, \
+         expires_at = excluded.expires_at",
+    )?
+    .execute(params![
+        to_i64(run.id, "run id")?,
+        to_i64(run.workflow_id, "workflow id")?,
+        run.workflow_name,
+        run.status,
+        run.conclusion,
+        run.branch,
+        run.head_sha,
+        run.run_attempt,
+        run.html_url,
+        run.display_title,
+        run.created_at,
+        run.updated_at,
+        run.expires_at
+    ])?;
+    Ok(())
+}
+
+fn insert_audit(conn: &Connection, audit: &AuditRecord) -> FResult<()> {
+    // Audit records are immutable; a repeated id is the same record written again.
+    conn.prepare_cached(
+        "INSERT INTO audit (id, at_ms, user_id, action, old_fingerprint, new_fingerprint, \
+         trace_id, dry_run, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (id) DO NOTHING",
+    )?
+    .execute(params![
+        audit.id,
+        audit.at_ms,
+        audit.user_id,
+        audit.action,
+        audit.old_fingerprint,
+        audit.new_fingerprint,
+        audit.trace_id,
+        audit.dry_run,
+        audit.expires_at
+    ])?;
+    Ok(())
+}
+
+/// Moves a job its `owner` still holds; `false` when the lease has passed to another
+/// worker or the job is no longer running.
+fn update_leased_job(conn: &Connection, sql: &str, params: impl Params) -> FResult<bool> {
+    Ok(conn.prepare_cached(sql)?.execute(params)? == 1)
 }
 
 #[async_trait]
 impl HealthStore for SqliteStore {
-    async fn ping(&self) -> StoreResult<()> { todo!() }
+    async fn ping(&self) -> StoreResult<()> {
+        self.call("ping", |conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
 }
+
 #[async_trait]
 impl TraceStore for SqliteStore {
-    async fn put_trace(&self, _: &TraceRecord) -> StoreResult<()> { todo!() }
-    async fn get_trace(&self, _: &str, _: i64) -> StoreResult<Option<TraceRecord>> { todo!() }
-    async fn latest_trace_for_user(&self, _: &str, _: &str, _: i64) -> StoreResult<Option<TraceRecord>> { todo!() }
+    async fn put_trace(&self, trace: &TraceRecord) -> StoreResult<()> {
+        let op = "put_trace";
+        let encode = || -> FResult<_> {
+            Ok((
+                to_json(&trace.options, "trace options")?,
+                to_json(&trace.steps, "trace steps")?,
+                to_json(&trace.links, "trace links")?,
+                trace
+                    .duration_ms
+                    .map(|d| to_i64(d, "trace duration"))
+                    .transpose()?,
+            ))
+        };
+        let (options, steps, links, duration_ms) =
+            encode().map_err(|fail| fail.into_store_error(op))?;
+        let trace = trace.clone();
+        self.call(op, move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO traces ({TRACE_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))?
+            .execute(params![
+                trace.id,
+                trace.user_id,
+                trace.command,
+                options,
+                trace.started_at_ms,
+                steps,
+                duration_ms,
+                trace.outcome.map(Outcome::as_str),
+                trace.error,
+                links,
+                trace.expires_at
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_trace(&self, id: &str, now: i64) -> StoreResult<Option<TraceRecord>> {
+        let id = id.to_owned();
+        self.call("get_trace", move |conn| {
+            query_opt(
+                conn,
+                &format!("SELECT {TRACE_COLUMNS} FROM traces WHERE id = ?1 AND expires_at > ?2"),
+                params![id, now],
+                trace_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn latest_trace_for_user(
+        &self,
+        user_id: &str,
+        exclude_command: &str,
+        now: i64,
+    ) -> StoreResult<Option<TraceRecord>> {
+        let user_id = user_id.to_owned();
+        let exclude = exclude_command.to_owned();
+        self.call("latest_trace_for_user", move |conn| {
+            query_opt(
+                conn,
+                &format!(
+                    "SELECT {TRACE_COLUMNS} FROM traces \
+                     WHERE user_id = ?1 AND command <> ?2 AND expires_at > ?3 \
+                     ORDER BY started_at_ms DESC, id DESC LIMIT 1"
+                ),
+                params![user_id, exclude, now],
+                trace_from_row,
+            )
+        })
+        .await
+    }
 }
+
 #[async_trait]
 impl RateLimitStore for SqliteStore {
-    async fn hit_rate_window(&self, _: &str, _: i64, _: i64) -> StoreResult<u32> { todo!() }
+    async fn hit_rate_window(
+        &self,
+        user_id: &str,
+        window_start: i64,
+        expires_at: i64,
+    ) -> StoreResult<u32> {
+        let user_id = user_id.to_owned();
+        self.call("hit_rate_window", move |conn| {
+            let count: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO rate_windows (user_id, window_start, count, expires_at) \
+                     VALUES (?1, ?2, 1, ?3) \
+                     ON CONFLICT (user_id, window_start) DO UPDATE \
+                     SET count = count + 1, expires_at = max(expires_at, excluded.expires_at) \
+                     RETURNING count",
+                )?
+                .query_row(params![user_id, window_start, expires_at], |row| row.get(0))?;
+            to_u32(count, "rate window count")
+        })
+        .await
+    }
 }
+
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn enqueue_job(&self, _: &NewJob, _: i64) -> StoreResult<()> { todo!() }
-    async fn claim_job(&self, _: &str, _: i64, _: i64) -> StoreResult<Option<JobRecord>> { todo!() }
-    async fn renew_job_lease(&self, _: &str, _: &str, _: i64) -> StoreResult<bool> { todo!() }
-    async fn complete_job(&self, _: &str, _: &str, _: i64) -> StoreResult<bool> { todo!() }
-    async fn retry_job(&self, _: &str, _: &str, _: i64, _: &str) -> StoreResult<bool> { todo!() }
-    async fn fail_job(&self, _: &str, _: &str, _: &str, _: i64) -> StoreResult<bool> { todo!() }
-    async fn release_job_leases(&self, _: &str) -> StoreResult<u32> { todo!() }
-    async fn get_job(&self, _: &str) -> StoreResult<Option<JobRecord>> { todo!() }
-    async fn failed_jobs(&self, _: i64) -> StoreResult<Vec<JobRecord>> { todo!() }
+    async fn enqueue_job(&self, job: &NewJob, now_ms: i64) -> StoreResult<()> {
+        let op = "enqueue_job";
+        let row = JobRow::new(job).map_err(|fail| fail.into_store_error(op))?;
+        self.call(op, move |conn| row.insert(conn, now_ms)).await
+    }
+
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>> {
+        let owner = owner.to_owned();
+        self.call("claim_job", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let job = query_opt(
+                &tx,
+                &format!(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+                     lease_owner = ?1, lease_until_ms = ?3 \
+                     WHERE id = (SELECT id FROM jobs \
+                         WHERE (state = 'pending' AND run_after_ms <= ?2) \
+                            OR (state = 'running' AND lease_until_ms < ?2) \
+                         ORDER BY run_after_ms, id LIMIT 1) \
+                     RETURNING {JOB_COLUMNS}"
+                ),
+                params![owner, now_ms, lease_until_ms],
+                job_from_row,
+            )?;
+            tx.commit()?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn renew_job_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> StoreResult<bool> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.call("renew_job_lease", move |conn| {
+            update_leased_job(
+                conn,
+                "UPDATE jobs SET lease_until_ms = ?3 \
+                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+                params![id, owner, lease_until_ms],
+            )
+        })
+        .await
+    }
+
+    async fn complete_job(&self, id: &str, owner: &str, expires_at: i64) -> StoreResult<bool> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.call("complete_job", move |conn| {
+            update_leased_job(
+                conn,
+                "UPDATE jobs SET state = 'done', expires_at = ?3, \
+                 lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+                params![id, owner, expires_at],
+            )
+        })
+        .await
+    }
+
+    async fn retry_job(
+        &self,
+        id: &str,
+        owner: &str,
+        run_after_ms: i64,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let (id, owner, error) = (id.to_owned(), owner.to_owned(), error.to_owned());
+        self.call("retry_job", move |conn| {
+            update_leased_job(
+                conn,
+                "UPDATE jobs SET state = 'pending', run_after_ms = ?3, last_error = ?4, \
+                 lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+                params![id, owner, run_after_ms, error],
+            )
+        })
+        .await
+    }
+
+    async fn fail_job(
+        &self,
+        id: &str,
+        owner: &str,
+        error: &str,
+        expires_at: i64,
+    ) -> StoreResult<bool> {
+        let (id, owner, error) = (id.to_owned(), owner.to_owned(), error.to_owned());
+        self.call("fail_job", move |conn| {
+            update_leased_job(
+                conn,
+                "UPDATE jobs SET state = 'failed', last_error = ?3, expires_at = ?4, \
+                 lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+                params![id, owner, error, expires_at],
+            )
+        })
+        .await
+    }
+
+    async fn release_job_leases(&self, owner: &str) -> StoreResult<u32> {
+        let owner = owner.to_owned();
+        self.call("release_job_leases", move |conn| {
+            let released = conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL \
+                     WHERE state = 'running' AND lease_owner = ?1",
+                )?
+                .execute([owner])?;
+            Ok(u32::try_from(released).unwrap_or(u32::MAX))
+        })
+        .await
+    }
+
+    async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
+        let id = id.to_owned();
+        self.call("get_job", move |conn| {
+            query_opt(
+                conn,
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn failed_jobs(&self, now: i64) -> StoreResult<Vec<JobRecord>> {
+        self.call("failed_jobs", move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'failed' AND expires_at > ?1 \
+                     ORDER BY created_at_ms DESC, id DESC"
+                ),
+                [now],
+                job_from_row,
+            )
+        })
+        .await
+    }
 }
+
 #[async_trait]
 impl SettingsStore for SqliteStore {
-    async fn get_setting(&self, _: &str) -> StoreResult<Option<SettingRecord>> { todo!() }
-    async fn change_setting(&self, _: &str, _: Option<&str>, _: Option<&SettingRecord>, _: &AuditRecord) -> StoreResult<bool> { todo!() }
-    async fn append_audit(&self, _: &AuditRecord) -> StoreResult<()> { todo!() }
-    async fn list_audit(&self, _: Option<&str>, _: i64, _: i64) -> StoreResult<Vec<AuditRecord>> { todo!() }
-    async fn put_pending(&self, _: &PendingConfirmation) -> StoreResult<()> { todo!() }
-    async fn take_pending(&self, _: &str, _: i64) -> StoreResult<Option<PendingConfirmation>> { todo!() }
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<SettingRecord>> {
+        let key = key.to_owned();
+        self.call("get_setting", move |conn| {
+            query_opt(
+                conn,
+                "SELECT key, value, updated_by, updated_at_ms FROM settings WHERE key = ?1",
+                [key],
+                setting_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn change_setting(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&SettingRecord>,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        let key = key.to_owned();
+        let expected = expected.map(str::to_owned);
+        let new = new.cloned();
+        let audit = audit.clone();
+        self.call("change_setting", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<String> = tx
+                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                .query_row([&key], |row| row.get(0))
+                .optional()?;
+            if current != expected {
+                return Ok(false);
+            }
+            match &new {
+                // The row is keyed by `key` (what the caller checked), whatever `new.key`
+                // says, so the condition and the write always concern the same setting.
+                Some(record) => {
+                    tx.prepare_cached(
+                        "INSERT INTO settings (key, value, updated_by, updated_at_ms) \
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO UPDATE \
+                         SET value = excluded.value, updated_by = excluded.updated_by, \
+                         updated_at_ms = excluded.updated_at_ms",
+                    )?
+                    .execute(params![
+                        key,
+                        record.value,
+                        record.updated_by,
+                        record.updated_at_ms
+                    ])?;
+                }
+                None => {
+                    tx.prepare_cached("DELETE FROM settings WHERE key = ?1")?
+                        .execute([&key])?;
+                }
+            }
+            insert_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
+        let audit = audit.clone();
+        self.call("append_audit", move |conn| insert_audit(conn, &audit))
+            .await
+    }
+
+    async fn list_audit(
+        &self,
+        user_id: Option<&str>,
+        since_ms: i64,
+        now: i64,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let user_id = user_id.map(str::to_owned);
+        self.call("list_audit", move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit \
+                     WHERE (?1 IS NULL OR user_id = ?1) AND at_ms >= ?2 AND expires_at > ?3 \
+                     ORDER BY at_ms DESC, id DESC"
+                ),
+                params![user_id, since_ms, now],
+                audit_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn put_pending(&self, pending: &PendingConfirmation) -> StoreResult<()> {
+        let p = pending.clone();
+        self.call("put_pending", move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO pending ({PENDING_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![
+                p.id,
+                p.user_id,
+                p.key,
+                p.old_value,
+                p.new_value,
+                p.expires_at
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_pending(&self, id: &str, now: i64) -> StoreResult<Option<PendingConfirmation>> {
+        let id = id.to_owned();
+        self.call("take_pending", move |conn| {
+            query_opt(
+                conn,
+                &format!(
+                    "DELETE FROM pending WHERE id = ?1 AND expires_at > ?2 \
+                     RETURNING {PENDING_COLUMNS}"
+                ),
+                params![id, now],
+                pending_from_row,
+            )
+        })
+        .await
+    }
 }
+
 #[async_trait]
 impl DeliveryStore for SqliteStore {
-    async fn accept_delivery(&self, _: &DeliveryEffects, _: i64) -> StoreResult<bool> { todo!() }
-    async fn get_run(&self, _: u64, _: i64) -> StoreResult<Option<RunRecord>> { todo!() }
+    async fn accept_delivery(&self, effects: &DeliveryEffects, now: i64) -> StoreResult<bool> {
+        let op = "accept_delivery";
+        let jobs = effects
+            .jobs
+            .iter()
+            .map(JobRow::new)
+            .collect::<FResult<Vec<_>>>()
+            .map_err(|fail| fail.into_store_error(op))?;
+        let delivery_id = effects.delivery_id.clone();
+        let expires_at = effects.expires_at;
+        let run = effects.run.clone();
+        self.call(op, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // An expired id is no longer a duplicate: its row only awaits housekeeping.
+            let marked = tx
+                .prepare_cached(
+                    "INSERT INTO deliveries (id, expires_at) VALUES (?1, ?2) \
+                     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE deliveries.expires_at <= ?3",
+                )?
+                .execute(params![delivery_id, expires_at, now])?;
+            if marked == 0 {
+                // Dropping `tx` rolls back; nothing was written anyway.
+                return Ok(false);
+            }
+            if let Some(run) = run {
+                let stored = query_opt(
+                    &tx,
+                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND expires_at > ?2"),
+                    params![to_i64(run.id, "run id")?, now],
+                    run_from_row,
+                )?;
+                write_run(&tx, &merge_run(stored, &run))?;
+            }
+            // The trait gives this write seconds only; jobs record when they were created.
+            let created_at_ms = now.saturating_mul(1000);
+            for job in &jobs {
+                job.insert(&tx, created_at_ms)?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn get_run(&self, id: u64, now: i64) -> StoreResult<Option<RunRecord>> {
+        let op = "get_run";
+        let id = to_i64(id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        self.call(op, move |conn| {
+            query_opt(
+                conn,
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND expires_at > ?2"),
+                params![id, now],
+                run_from_row,
+            )
+        })
+        .await
+    }
 }
+
 #[async_trait]
 impl LockStore for SqliteStore {
-    async fn acquire_lock(&self, _: &str, _: &str, _: i64, _: i64) -> StoreResult<bool> { todo!() }
-    async fn release_lock(&self, _: &str, _: &str) -> StoreResult<()> { todo!() }
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.call("acquire_lock", move |conn| {
+            let taken = conn
+                .prepare_cached(
+                    "INSERT INTO locks (name, owner, expires_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE \
+                     SET owner = excluded.owner, expires_at = excluded.expires_at \
+                     WHERE locks.expires_at <= ?4 OR locks.owner = excluded.owner",
+                )?
+                .execute(params![name, owner, expires_at, now])?;
+            Ok(taken == 1)
+        })
+        .await
+    }
+
+    async fn release_lock(&self, name: &str, owner: &str) -> StoreResult<()> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.call("release_lock", move |conn| {
+            conn.prepare_cached("DELETE FROM locks WHERE name = ?1 AND owner = ?2")?
+                .execute(params![name, owner])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SharedStore;
+    use crate::store::conformance::{self, conformance_tests};
+
+    async fn in_memory() -> ((), SharedStore) {
+        let store = SqliteStore::open_in_memory().await.expect("open in memory");
+        ((), Arc::new(store))
+    }
+
+    async fn in_file() -> (tempfile::TempDir, SharedStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("valine.db"))
+            .await
+            .expect("open file");
+        (dir, Arc::new(store))
+    }
+
+    mod memory {
+        use super::*;
+        conformance_tests!(in_memory);
+    }
+
+    mod file {
+        use super::*;
+        conformance_tests!(in_file);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_on_one_file_share_records() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let a = SqliteStore::open(&path).await.expect("open a");
+        let b = SqliteStore::open(&path).await.expect("open b");
+        conformance::shared_between_instances(Arc::new(a), Arc::new(b)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_opens_of_a_fresh_file_migrate_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let mut opens = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let path = path.clone();
+            opens.spawn(async move { SqliteStore::open(&path).await });
+        }
+        while let Some(opened) = opens.join_next().await {
+            let store = opened.expect("join").expect("open");
+            store.ping().await.expect("ping");
+        }
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_records_and_schema_version() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let first = SqliteStore::open(&path).await.expect("open");
+        assert_eq!(first.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+        drop(first);
+        let again = SqliteStore::open(&path).await.expect("reopen");
+        assert_eq!(again.hit_rate_window("u", 0, 100).await.expect("hit"), 2);
+        let version = again
+            .call("test", |conn| {
+                Ok(conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))?)
+            })
+            .await
+            .expect("user_version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            conn.pragma_update(None, "user_version", 999)
+                .expect("set version");
+        }
+        let err = SqliteStore::open(&path).await.expect_err("must refuse");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    }
+
+    /// One record of every expiring kind, all expiring at `expires_at`.
+    async fn seed_expiring(store: &SqliteStore, expires_at: i64) {
+        let e = expires_at;
+        let trace = TraceRecord {
+            id: format!("t{e}"),
+            user_id: "u".into(),
+            command: "status".into(),
+            options: serde_json::Map::new(),
+            started_at_ms: 0,
+            steps: vec![],
+            duration_ms: None,
+            outcome: None,
+            error: None,
+            links: vec![],
+            expires_at: e,
+        };
+        store.put_trace(&trace).await.expect("trace");
+        store
+            .hit_rate_window(&format!("u{e}"), 0, e)
+            .await
+            .expect("rate");
+        let job = NewJob {
+            id: format!("j{e}"),
+            payload: serde_json::json!({}),
+            run_after_ms: 0,
+            deadline_ms: 0,
+            trace_id: None,
+        };
+        store.enqueue_job(&job, 0).await.expect("job");
+        store
+            .claim_job("w", 0, 1)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert!(store.complete_job(&job.id, "w", e).await.expect("complete"));
+        let audit = AuditRecord {
+            id: format!("a{e}"),
+            at_ms: 0,
+            user_id: "u".into(),
+            action: "set X".into(),
+            old_fingerprint: None,
+            new_fingerprint: None,
+            trace_id: None,
+            dry_run: false,
+            expires_at: e,
+        };
+        store.append_audit(&audit).await.expect("audit");
+        let pending = PendingConfirmation {
+            id: format!("p{e}"),
+            user_id: "u".into(),
+            key: "X".into(),
+            old_value: None,
+            new_value: None,
+            expires_at: e,
+        };
+        store.put_pending(&pending).await.expect("pending");
+        let run = RunRecord {
+            id: e as u64,
+            workflow_id: 1,
+            workflow_name: None,
+            status: "queued".into(),
+            conclusion: None,
+            branch: None,
+            head_sha: None,
+            run_attempt: 1,
+            html_url: None,
+            display_title: None,
+            created_at: None,
+            updated_at: None,
+            expires_at: e,
+        };
+        let effects = DeliveryEffects {
+            delivery_id: format!("d{e}"),
+            expires_at: e,
+            run: Some(run),
+            jobs: vec![],
+        };
+        assert!(store.accept_delivery(&effects, 0).await.expect("delivery"));
+        assert!(
+            store
+                .acquire_lock(&format!("l{e}"), "o", e, 0)
+                .await
+                .expect("lock")
+        );
+    }
+
+    #[tokio::test]
+    async fn purge_removes_only_expired_records() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        seed_expiring(&store, 100).await;
+        seed_expiring(&store, 200).await;
+        let setting = SettingRecord {
+            key: "X".into(),
+            value: "v".into(),
+            updated_by: "u".into(),
+            updated_at_ms: 0,
+        };
+        let audit = AuditRecord {
+            id: "a-forever".into(),
+            at_ms: 0,
+            user_id: "u".into(),
+            action: "set X".into(),
+            old_fingerprint: None,
+            new_fingerprint: None,
+            trace_id: None,
+            dry_run: false,
+            expires_at: i64::MAX,
+        };
+        assert!(
+            store
+                .change_setting("X", None, Some(&setting), &audit)
+                .await
+                .expect("setting")
+        );
+
+        // Records expiring at 100 are gone at 100; an unexpired job is never purged.
+        store
+            .enqueue_job(
+                &NewJob {
+                    id: "live".into(),
+                    payload: serde_json::json!({}),
+                    run_after_ms: i64::MAX,
+                    deadline_ms: i64::MAX,
+                    trace_id: None,
+                },
+                0,
+            )
+            .await
+            .expect("live job");
+        assert_eq!(store.purge_expired(100).await.expect("purge"), 8);
+        assert_eq!(store.purge_expired(100).await.expect("purge again"), 0);
+
+        // Queried with an old `now`, so only deletion can hide them.
+        assert!(store.get_trace("t100", 0).await.expect("get").is_none());
+        assert!(store.get_trace("t200", 0).await.expect("get").is_some());
+        assert!(store.get_job("j100").await.expect("get").is_none());
+        assert!(store.get_job("j200").await.expect("get").is_some());
+        assert!(store.get_job("live").await.expect("get").is_some());
+        assert!(store.get_run(100, 0).await.expect("get").is_none());
+        assert!(store.get_run(200, 0).await.expect("get").is_some());
+        let audit_ids: Vec<String> = store
+            .list_audit(None, 0, 0)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(audit_ids, ["a200", "a-forever"]);
+        assert!(store.take_pending("p100", 0).await.expect("take").is_none());
+        assert!(
+            store
+                .acquire_lock("l100", "other", 300, 0)
+                .await
+                .expect("lock")
+        );
+        assert!(
+            !store
+                .acquire_lock("l200", "other", 300, 0)
+                .await
+                .expect("lock")
+        );
+        assert_eq!(
+            store.hit_rate_window("u100", 0, 100).await.expect("rate"),
+            1
+        );
+        assert_eq!(
+            store.hit_rate_window("u200", 0, 200).await.expect("rate"),
+            2
+        );
+        assert!(store.get_setting("X").await.expect("setting").is_some());
+    }
+
+    #[tokio::test]
+    async fn undecodable_row_is_corrupt() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        store
+            .call("test", |conn| {
+                conn.execute(
+                    "INSERT INTO traces (id, user_id, command, options, started_at_ms, steps, \
+                     links, expires_at) VALUES ('t', 'u', 'c', 'not json', 0, '[]', '[]', 100)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("raw insert");
+        let err = store.get_trace("t", 0).await.expect_err("corrupt");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert!(!err.to_string().contains("not json"), "{err}");
+    }
+
+    #[test]
+    fn run_merge_rules() {
+        let base = RunRecord {
+            id: 1,
+            workflow_id: 2,
+            workflow_name: Some("deploy".into()),
+            status: "in_progress".into(),
+            conclusion: None,
+            branch: Some("main".into()),
+            head_sha: Some("abc".into()),
+            run_attempt: 1,
+            html_url: Some("https://x/1".into()),
+            display_title: Some("title".into()),
+            created_at: Some("t0".into()),
+            updated_at: Some("t1".into()),
+            expires_at: 100,
+        };
+        let done = RunRecord {
+            status: "completed".into(),
+            conclusion: Some("failure".into()),
+            updated_at: Some("t2".into()),
+            display_title: None,
+            expires_at: 200,
+            ..base.clone()
+        };
+        let merged = merge_run(Some(base.clone()), &done);
+        assert_eq!(merged.status, "completed");
+        assert_eq!(merged.display_title.as_deref(), Some("title"));
+        assert_eq!(merged.expires_at, 200);
+
+        let late = merge_run(Some(merged.clone()), &base);
+        assert_eq!(late, merged);
+
+        let rerun = RunRecord {
+            run_attempt: 2,
+            status: "queued".into(),
+            conclusion: None,
+            updated_at: None,
+            html_url: None,
+            expires_at: 150,
+            ..base.clone()
+        };
+        let second = merge_run(Some(merged.clone()), &rerun);
+        assert_eq!(second.run_attempt, 2);
+        assert_eq!(second.status, "queued");
+        assert_eq!(second.conclusion, None);
+        assert_eq!(second.updated_at, None);
+        assert_eq!(second.html_url.as_deref(), Some("https://x/1"));
+        assert_eq!(second.expires_at, 200);
+
+        let stale = merge_run(Some(second.clone()), &done);
+        assert_eq!(stale, second);
+    }
 }
