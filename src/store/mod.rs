@@ -282,7 +282,8 @@ pub trait JobStore: Send + Sync {
     ) -> StoreResult<bool>;
     async fn fail_job(&self, id: &str, owner: &str, error: &str, expires_at: i64)
     -> StoreResult<bool>;
-    /// Makes every job leased by `owner` claimable again at once (graceful shutdown).
+    /// Makes every job leased by `owner` claimable again at once (graceful shutdown),
+    /// giving back the interrupted attempt: restarts must not use up a job's retries.
     async fn release_job_leases(&self, owner: &str) -> StoreResult<u32>;
     async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
     /// Failed jobs not yet expired, newest first.

@@ -846,7 +846,8 @@ impl JobStore for SqliteStore {
         self.call("release_job_leases", move |conn| {
             let released = conn
                 .prepare_cached(
-                    "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL \
+                    "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL, \
+                     attempts = MAX(attempts - 1, 0) \
                      WHERE state = 'running' AND lease_owner = ?1",
                 )?
                 .execute([owner])?;
