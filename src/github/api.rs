@@ -30,8 +30,8 @@ use url::Url;
 use super::RepoSlug;
 pub use super::error::{GitHubError, needs};
 use super::model::{
-    DispatchOutcome, ErrorBody, Job, JobList, RateLimit, RateLimitOverview, Workflow, WorkflowList,
-    WorkflowRun, WorkflowRunList,
+    DispatchOutcome, ErrorBody, Job, JobList, RateLimit, RateLimitOverview, RepoAccess,
+    RepoPublicKey, TokenInfo, Workflow, WorkflowList, WorkflowRun, WorkflowRunList,
 };
 use super::retry::{RetryPolicy, header_u64, rate_limit_wait, retry_after};
 
@@ -61,6 +61,15 @@ const RUN_JOBS: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs";
 const RUN_CANCEL: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel";
 const RUN_RERUN_FAILED: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs";
 const RATE_LIMIT: &str = "/rate_limit";
+const REPO: &str = "/repos/{owner}/{repo}";
+const JOB_LOGS: &str = "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs";
+const VARIABLES: &str = "/repos/{owner}/{repo}/actions/variables";
+const VARIABLE: &str = "/repos/{owner}/{repo}/actions/variables/{name}";
+const SECRETS_PUBLIC_KEY: &str = "/repos/{owner}/{repo}/actions/secrets/public-key";
+const SECRET: &str = "/repos/{owner}/{repo}/actions/secrets/{secret_name}";
+/// Bytes of a job log kept (its end): enough for any tail we show, and a bound on memory
+/// for logs of many megabytes.
+const LOG_TAIL_BYTES: usize = 512 * 1024;
 
 /// Installs rustls' ring provider as the process default, once. reqwest is built with
 /// `rustls-no-provider` and panics when it builds a client without one, even for plain
@@ -494,6 +503,88 @@ impl GitHubClient {
         }
     }
 
+    /// The last `max_lines` lines of a job's log that explain its failure: of the step
+    /// `step_name` when its section can be found, ending at the last `##[error]` line,
+    /// timestamps and colour codes removed, token-like strings redacted. GitHub answers
+    /// with a redirect to short-lived blob storage; the token is not sent there.
+    pub async fn job_log_tail(
+        &self,
+        job_id: u64,
+        step_name: Option<&str>,
+        max_lines: usize,
+    ) -> Result<Vec<String>, GitHubError> {
+        let id = job_id.to_string();
+        let args = [id.as_str()];
+        let call = Call::get(JOB_LOGS, &args).keep_tail(LOG_TAIL_BYTES);
+        let reply = self.success(self.call(&call).await?, needs::ACTIONS_READ)?;
+        let text = String::from_utf8_lossy(&reply.body);
+        Ok(super::logs::tail(
+            &text,
+            step_name,
+            max_lines,
+            reply.truncated,
+        ))
+    }
+
+    /// The token's scopes, write access to the repository, and remaining quota.
+    pub async fn token_info(&self) -> Result<TokenInfo, GitHubError> {
+        let reply = self.call(&Call::get(REPO, &[])).await?;
+        let reply = self.success(reply, needs::ACTIONS_READ)?;
+        let scopes = reply
+            .headers
+            .get("x-oauth-scopes")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            });
+        let access: RepoAccess = reply.json()?;
+        Ok(TokenInfo {
+            scopes,
+            can_push: access.permissions.and_then(|p| p.push),
+            rate_remaining: header_u64(&reply.headers, "x-ratelimit-remaining"),
+        })
+    }
+
+    /// Sets the Actions variable `name` (updates it, or creates it when it is missing).
+    pub async fn set_repo_variable(&self, name: &str, value: &str) -> Result<(), GitHubError> {
+        let body = serde_json::json!({"name": name, "value": value});
+        let args = [name];
+        let update = Call::new(Method::PATCH, VARIABLE, &args).body(&body);
+        let reply = self.call(&update).await?;
+        if reply.status != StatusCode::NOT_FOUND {
+            return self.success(reply, needs::VARIABLES_WRITE).map(drop);
+        }
+        let reply = self.call(&Call::post(VARIABLES, &[]).body(&body)).await?;
+        if reply.status == StatusCode::CONFLICT {
+            // Created meanwhile (by another worker, or by a create whose answer was
+            // lost and retried): update it after all.
+            let reply = self.call(&update).await?;
+            return self.success(reply, needs::VARIABLES_WRITE).map(drop);
+        }
+        self.success(reply, needs::VARIABLES_WRITE).map(drop)
+    }
+
+    /// Sets the Actions secret `name`, sealed with the repository's public key; the
+    /// value leaves this process only in sealed form.
+    pub async fn set_repo_secret(
+        &self,
+        name: &str,
+        value: &SecretString,
+    ) -> Result<(), GitHubError> {
+        let reply = self.call(&Call::get(SECRETS_PUBLIC_KEY, &[])).await?;
+        let key: RepoPublicKey = self.success(reply, needs::SECRETS_WRITE)?.json()?;
+        let sealed = super::seal::seal(&key.key, value.expose_secret().as_bytes())?;
+        let body = serde_json::json!({"encrypted_value": sealed, "key_id": key.key_id});
+        let reply = self
+            .call(&Call::new(Method::PUT, SECRET, &[name]).body(&body))
+            .await?;
+        self.success(reply, needs::SECRETS_WRITE).map(drop)
+    }
+
     /// Reads a list endpoint to its end (short page, `total_count`, or [`MAX_PAGES`]).
     async fn collect_pages<L, T>(
         &self,
@@ -639,14 +730,37 @@ impl GitHubClient {
             request = request.json(body);
         }
         let outcome: Result<Reply, reqwest::Error> = async {
-            let response = request.send().await?;
+            let mut response = request.send().await?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await?;
+            let Some(keep) = call.keep_tail else {
+                let body = response.bytes().await?;
+                return Ok(Reply {
+                    status,
+                    headers,
+                    body,
+                    truncated: false,
+                });
+            };
+            let mut body = Vec::new();
+            let mut truncated = false;
+            while let Some(chunk) = response.chunk().await? {
+                body.extend_from_slice(&chunk);
+                // Trim in batches, not per chunk, to keep the copying linear.
+                if body.len() > 2 * keep {
+                    body.drain(..body.len() - keep);
+                    truncated = true;
+                }
+            }
+            if body.len() > keep {
+                body.drain(..body.len() - keep);
+                truncated = true;
+            }
             Ok(Reply {
                 status,
                 headers,
-                body,
+                body: body.into(),
+                truncated,
             })
         }
         .await
@@ -766,24 +880,35 @@ struct Call<'a> {
     query: &'a [(&'static str, String)],
     body: Option<&'a Value>,
     resend: Resend,
+    /// Keep only the last bytes of the body (job logs can be many megabytes).
+    keep_tail: Option<usize>,
 }
 
 impl<'a> Call<'a> {
-    fn get(template: &'static str, args: &'a [&'a str]) -> Self {
+    fn new(method: Method, template: &'static str, args: &'a [&'a str]) -> Self {
         Call {
-            method: Method::GET,
+            method,
             template,
             args,
             query: &[],
             body: None,
             resend: Resend::Always,
+            keep_tail: None,
         }
     }
 
+    fn get(template: &'static str, args: &'a [&'a str]) -> Self {
+        Call::new(Method::GET, template, args)
+    }
+
     fn post(template: &'static str, args: &'a [&'a str]) -> Self {
+        Call::new(Method::POST, template, args)
+    }
+
+    fn keep_tail(self, bytes: usize) -> Self {
         Call {
-            method: Method::POST,
-            ..Call::get(template, args)
+            keep_tail: Some(bytes),
+            ..self
         }
     }
 
@@ -811,6 +936,8 @@ struct Reply {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// Only the end of the body was kept ([`Call::keep_tail`]).
+    truncated: bool,
 }
 
 impl Reply {
@@ -885,6 +1012,13 @@ mod tests {
                 status,
                 headers: Vec::new(),
                 body: Some(body),
+            }
+        }
+        fn text(status: u16, body: &str) -> Self {
+            Answer {
+                status,
+                headers: Vec::new(),
+                body: Some(Value::String(body.to_owned())),
             }
         }
         fn empty(status: u16) -> Self {
@@ -1012,6 +1146,7 @@ mod tests {
         let answer = (state.responder)(&seen, n);
         let status = AxumStatus::from_u16(answer.status).unwrap();
         let mut response = match answer.body {
+            Some(Value::String(text)) => (status, text).into_response(),
             Some(body) => (status, axum::Json(body)).into_response(),
             None => status.into_response(),
         };
@@ -1029,6 +1164,8 @@ mod tests {
             "jobs" => include_str!("fixtures/jobs.json"),
             "rate_limit" => include_str!("fixtures/rate_limit.json"),
             "dispatch" => include_str!("fixtures/dispatch.json"),
+            "repository" => include_str!("fixtures/repository.json"),
+            "public_key" => include_str!("fixtures/public_key.json"),
             other => panic!("no fixture {other}"),
         };
         serde_json::from_str(text).unwrap()
@@ -1690,6 +1827,170 @@ mod tests {
         assert_eq!(calls[0].fields["github_rate_remaining"], "4998");
         assert_eq!(calls[1].level, tracing::Level::WARN);
         assert_eq!(calls[1].fields["github_status"], "404");
+    }
+
+    #[tokio::test]
+    async fn job_log_tail_follows_the_redirect_without_the_token() {
+        let fake = FakeGitHub::start(|seen, _| match seen.route.as_str() {
+            "/actions/jobs/399444496/logs" => {
+                // Blob storage is another host: `localhost` instead of `127.0.0.1`.
+                let host = seen.headers["host"].to_str().unwrap();
+                let port = host.rsplit(':').next().unwrap();
+                let location = format!("http://localhost:{port}/signedlogcontent?sig=abc");
+                Answer::empty(302).header("location", location)
+            }
+            "/signedlogcontent" => Answer::text(
+                200,
+                "2020-01-20T17:42:43.0000000Z ##[group]Run npm run build\n\
+                 2020-01-20T17:42:44.0000000Z npm ERR! token ghp_abcdefghijklmnopqrstuvwxyz0123456789\n\
+                 2020-01-20T17:42:45.0000000Z ##[error]Process completed with exit code 1.\n\
+                 2020-01-20T17:42:46.0000000Z Cleaning up orphan processes\n",
+            ),
+            _ => Answer::error(404, "Not Found"),
+        });
+        let lines = fake
+            .client()
+            .job_log_tail(399444496, Some("npm run build"), 20)
+            .await;
+        assert_eq!(
+            lines.unwrap(),
+            [
+                "##[group]Run npm run build",
+                "npm ERR! token [REDACTED]",
+                "##[error]Process completed with exit code 1."
+            ]
+        );
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 2);
+        assert!(seen[0].headers.contains_key("authorization"));
+        assert!(
+            seen[1].headers["host"]
+                .to_str()
+                .unwrap()
+                .starts_with("localhost:")
+        );
+        assert!(
+            !seen[1].headers.contains_key("authorization"),
+            "token sent to blob storage"
+        );
+    }
+
+    #[tokio::test]
+    async fn token_info_reports_scopes_access_and_quota() {
+        let fake = FakeGitHub::start(|seen, _| {
+            assert_eq!(seen.path, "/api/v3/repos/octo-org/octo-repo");
+            Answer::json(200, fixture("repository"))
+                .header("x-oauth-scopes", "repo, workflow")
+                .header("x-ratelimit-remaining", 4321)
+        });
+        let info = fake.client().token_info().await.unwrap();
+        assert_eq!(
+            info.scopes,
+            Some(vec!["repo".to_owned(), "workflow".to_owned()])
+        );
+        assert_eq!(info.can_push, Some(false));
+        assert_eq!(info.rate_remaining, Some(4321));
+
+        // Fine-grained tokens send no scopes header.
+        let fake = FakeGitHub::start(|_, _| Answer::json(200, json!({"id": 1})));
+        let info = fake.client().token_info().await.unwrap();
+        assert_eq!((info.scopes, info.can_push), (None, None));
+    }
+
+    #[tokio::test]
+    async fn set_repo_variable_updates_or_creates() {
+        let fake = FakeGitHub::start(
+            |seen, _| match (seen.method.as_str(), seen.route.as_str()) {
+                ("PATCH", "/actions/variables/EXISTING") => Answer::empty(204),
+                ("PATCH", _) => Answer::error(404, "Not Found"),
+                ("POST", "/actions/variables") => Answer::json(201, json!({})),
+                _ => Answer::error(400, "unexpected"),
+            },
+        );
+        let client = fake.client();
+        client
+            .set_repo_variable("EXISTING", "https://a.example")
+            .await
+            .unwrap();
+        client
+            .set_repo_variable("FRONTEND_BASE_URL", "https://b.example")
+            .await
+            .unwrap();
+        let seen = fake.seen();
+        let calls: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|s| (s.method.as_str(), s.route.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("PATCH", "/actions/variables/EXISTING"),
+                ("PATCH", "/actions/variables/FRONTEND_BASE_URL"),
+                ("POST", "/actions/variables"),
+            ]
+        );
+        assert_eq!(
+            seen[2].body,
+            json!({"name": "FRONTEND_BASE_URL", "value": "https://b.example"})
+        );
+
+        let fake = FakeGitHub::start(|_, _| {
+            Answer::error(403, "Resource not accessible by personal access token")
+        });
+        let err = fake.client().set_repo_variable("X", "y").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GitHub token lacks permission (needs repo + workflow scopes, or Variables: write)"
+        );
+    }
+
+    #[tokio::test]
+    async fn set_repo_secret_sends_only_a_sealed_value() {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        use crypto_box::SecretKey;
+        use crypto_box::aead::OsRng;
+
+        let repo_key = SecretKey::generate(&mut OsRng);
+        let public = STANDARD.encode(repo_key.public_key().as_bytes());
+        let fake =
+            FakeGitHub::start(
+                move |seen, _| match (seen.method.as_str(), seen.route.as_str()) {
+                    ("GET", "/actions/secrets/public-key") => {
+                        let mut key = fixture("public_key");
+                        key["key"] = json!(public);
+                        Answer::json(200, key)
+                    }
+                    ("PUT", "/actions/secrets/VITE_API_BASE") => Answer::json(201, json!({})),
+                    _ => Answer::error(403, "Resource not accessible by personal access token"),
+                },
+            );
+        let value = SecretString::from("https://api.example.com");
+        fake.client()
+            .set_repo_secret("VITE_API_BASE", &value)
+            .await
+            .unwrap();
+        let seen = fake.seen();
+        let put = &seen[1];
+        assert_eq!(put.body["key_id"], "012345678912345678");
+        assert!(!put.body.to_string().contains("api.example.com"));
+        let sealed = STANDARD
+            .decode(put.body["encrypted_value"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            repo_key.unseal(&sealed).unwrap(),
+            b"https://api.example.com"
+        );
+
+        let err = fake
+            .client()
+            .set_repo_secret("OTHER", &value)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GitHub token lacks permission (needs repo + workflow scopes, or Secrets: write)"
+        );
     }
 
     /// One captured log event.

@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod error;
+mod logs;
 pub mod model;
 mod retry;
+mod seal;
 
 use std::fmt;
 use std::str::FromStr;

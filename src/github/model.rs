@@ -226,6 +226,32 @@ pub struct RepoPublicKey {
     pub key: String,
 }
 
+/// What the token can do, for `/diagnose`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Classic and OAuth tokens list their scopes (`x-oauth-scopes`); fine-grained and
+    /// installation tokens send no such header, hence `None`.
+    pub scopes: Option<Vec<String>>,
+    /// Whether the token may write to the repository (`permissions.push`), when GitHub
+    /// says.
+    pub can_push: Option<bool>,
+    /// Core requests left (`x-ratelimit-remaining`).
+    pub rate_remaining: Option<u64>,
+}
+
+/// `GET /repos/{owner}/{repo}`, the part that tells the token's access.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RepoAccess {
+    pub permissions: Option<RepoPermissions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RepoPermissions {
+    pub push: Option<bool>,
+}
+
 /// GitHub's error body (`basic-error`, `validation-error`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
