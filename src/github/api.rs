@@ -479,6 +479,8 @@ impl GitHubClient {
         timeout: Duration,
         poll: Duration,
     ) -> Result<Option<WorkflowRun>, GitHubError> {
+        // A zero poll would hammer GitHub until the timeout.
+        let poll = poll.max(Duration::from_secs(1));
         let mut give_up = Instant::now() + timeout;
         if let Some(deadline) = self.deadline {
             give_up = give_up.min(deadline);
