@@ -1,8 +1,12 @@
-//! GitHub: the REST client Valine uses (`api`), its wire models (`model`), and the
-//! repository name type shared by configuration and the client.
+//! GitHub: the REST client Valine uses (`api`), its errors (`error`), its wire models
+//! (`model`), and the repository name type shared by configuration and the client.
 
 pub mod api;
+pub mod error;
+mod logs;
 pub mod model;
+mod retry;
+mod seal;
 pub mod webhook;
 
 use std::fmt;
@@ -69,7 +73,9 @@ mod tests {
         assert_eq!(slug.owner(), "octo-org");
         assert_eq!(slug.name(), "hello.world_1");
         assert!(slug.matches("Octo-Org/Hello.World_1"));
-        for bad in ["", "noslash", "a/b/c", "/b", "a/", "a b/c", "a/..", "ow%ner/x"] {
+        for bad in [
+            "", "noslash", "a/b/c", "/b", "a/", "a b/c", "a/..", "ow%ner/x",
+        ] {
             assert!(bad.parse::<RepoSlug>().is_err(), "{bad} should be rejected");
         }
     }
