@@ -18,7 +18,10 @@ fn signed(key: &SigningKey, body: &str) -> Request<Body> {
     let mut message = ts.as_bytes().to_vec();
     message.extend_from_slice(body.as_bytes());
     Request::post("/discord/interactions")
-        .header("x-signature-ed25519", hex::encode(key.sign(&message).to_bytes()))
+        .header(
+            "x-signature-ed25519",
+            hex::encode(key.sign(&message).to_bytes()),
+        )
         .header("x-signature-timestamp", ts)
         .body(Body::from(body.to_owned()))
         .expect("static request parts are valid")
@@ -32,7 +35,10 @@ fn bench(c: &mut Criterion) {
         .expect("a runtime can be built");
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let vars: HashMap<String, String> = [
-        ("DISCORD_PUBLIC_KEY", hex::encode(key.verifying_key().as_bytes())),
+        (
+            "DISCORD_PUBLIC_KEY",
+            hex::encode(key.verifying_key().as_bytes()),
+        ),
         ("VALINE_STORE", "sqlite::memory:".to_owned()),
         ("RATE_LIMIT_PER_MINUTE", "4000000000".to_owned()),
         ("GITHUB_TOKEN", "ghp_bench".to_owned()),
@@ -42,7 +48,10 @@ fn bench(c: &mut Criterion) {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let config = valine::config::Config::from_vars(vars).expect("bench configuration is valid");
-    let app = Arc::new(rt.block_on(valine::app::App::new(config)).expect("app builds"));
+    let app = Arc::new(
+        rt.block_on(valine::app::App::new(config))
+            .expect("app builds"),
+    );
     let router = valine::server::router(app);
 
     let ping = r#"{"id":"1","application_id":"4242","type":1,"token":"t","version":1}"#;
@@ -66,22 +75,29 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || signed(&key, ping),
             |request| {
-                let response = rt.block_on(router.clone().oneshot(request)).expect("infallible");
+                let response = rt
+                    .block_on(router.clone().oneshot(request))
+                    .expect("infallible");
                 assert_eq!(response.status(), 200);
             },
             BatchSize::SmallInput,
         );
     });
-    c.bench_function("signed /status through the router (deferred + job enqueued)", |b| {
-        b.iter_batched(
-            || signed(&key, &status),
-            |request| {
-                let response = rt.block_on(router.clone().oneshot(request)).expect("infallible");
-                assert_eq!(response.status(), 200);
-            },
-            BatchSize::SmallInput,
-        );
-    });
+    c.bench_function(
+        "signed /status through the router (deferred + job enqueued)",
+        |b| {
+            b.iter_batched(
+                || signed(&key, &status),
+                |request| {
+                    let response = rt
+                        .block_on(router.clone().oneshot(request))
+                        .expect("infallible");
+                    assert_eq!(response.status(), 200);
+                },
+                BatchSize::SmallInput,
+            );
+        },
+    );
 }
 
 criterion_group!(benches, bench);

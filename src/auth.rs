@@ -30,7 +30,10 @@ pub fn is_blocked(config: &Config, caller: &Caller) -> bool {
 
 pub fn is_admin(config: &Config, caller: &Caller) -> bool {
     config.admin_user_ids.contains(&caller.user_id)
-        || caller.roles.iter().any(|r| config.admin_role_ids.contains(r))
+        || caller
+            .roles
+            .iter()
+            .any(|r| config.admin_role_ids.contains(r))
 }
 
 pub fn is_deployer(config: &Config, caller: &Caller) -> bool {

@@ -20,7 +20,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "valine", version, about = "ChatOps for GitHub Actions deployments, driven from Discord")]
+#[command(
+    name = "valine",
+    version,
+    about = "ChatOps for GitHub Actions deployments, driven from Discord"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -132,7 +136,10 @@ async fn serve(listen: Option<std::net::SocketAddr>) -> Result<u8, Exit> {
         config.listen = listen;
     }
     for var in config.missing() {
-        tracing::warn!(variable = var, "{var} is not set; the features that need it are off");
+        tracing::warn!(
+            variable = var,
+            "{var} is not set; the features that need it are off"
+        );
     }
     let addr = config.listen;
     let app = open_app(config).await?;
@@ -182,7 +189,9 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
     let (reply, outcome) =
         match pipeline::decide_command(&app, &caller, command.name(), options, None).await {
             pipeline::Decision::Reply { reply, outcome } => (reply, outcome),
-            pipeline::Decision::Defer { job, .. } => crate::jobs::run_command_body(&app, &job).await,
+            pipeline::Decision::Defer { job, .. } => {
+                crate::jobs::run_command_body(&app, &job).await
+            }
         };
     if json {
         println!("{}", reply.to_message_json());
@@ -206,7 +215,10 @@ async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {
         if dry_run {
             // Without credentials there is nothing to compare with; the JSON alone is
             // still what an operator wants to see.
-            println!("{}", serde_json::to_string_pretty(&desired).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&desired).unwrap_or_default()
+            );
             return Ok(exit::OK);
         }
         return Err(Exit::usage(
@@ -309,5 +321,4 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
-
 }

@@ -137,7 +137,10 @@ impl Source {
     fn paths(&self, var: &str, default: &str) -> Result<Vec<String>, ConfigError> {
         let paths: Vec<String> = list(Some(self.get(var)?.unwrap_or(default))).collect();
         if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
-            return Err(invalid(var, format!("paths must start with /, got {bad:?}")));
+            return Err(invalid(
+                var,
+                format!("paths must start with /, got {bad:?}"),
+            ));
         }
         Ok(paths)
     }
@@ -235,7 +238,10 @@ impl Config {
         let rate_limit_per_minute = match src.get("RATE_LIMIT_PER_MINUTE")? {
             None => 10,
             Some(v) => v.parse::<u32>().map_err(|_| {
-                invalid("RATE_LIMIT_PER_MINUTE", format!("expected a whole number, got {v:?}"))
+                invalid(
+                    "RATE_LIMIT_PER_MINUTE",
+                    format!("expected a whole number, got {v:?}"),
+                )
             })?,
         };
         let store = src
@@ -244,7 +250,10 @@ impl Config {
             .map_err(|e| invalid("VALINE_STORE", e))?;
         let listen_raw = src.string("VALINE_LISTEN", "127.0.0.1:8080")?;
         let listen = listen_raw.parse::<SocketAddr>().map_err(|_| {
-            invalid("VALINE_LISTEN", format!("expected host:port, got {listen_raw:?}"))
+            invalid(
+                "VALINE_LISTEN",
+                format!("expected host:port, got {listen_raw:?}"),
+            )
         })?;
         let allowed_domains = list(src.get("ALLOWED_DOMAINS")?)
             .map(|d| {
@@ -352,9 +361,15 @@ mod tests {
         assert_eq!(config.verify_api_paths, vec!["/health", "/hello"]);
         assert_eq!(config.rate_limit_per_minute, 10);
         assert!(config.auto_verify && !config.dry_run && !config.safe_local);
-        assert_eq!(config.store, StoreLocation::SqliteFile("./valine.db".into()));
+        assert_eq!(
+            config.store,
+            StoreLocation::SqliteFile("./valine.db".into())
+        );
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.discord_api_base.as_str(), "https://discord.com/api/v10");
+        assert_eq!(
+            config.discord_api_base.as_str(),
+            "https://discord.com/api/v10"
+        );
         assert!(config.missing().contains(&"DISCORD_PUBLIC_KEY"));
         assert!(config.missing().contains(&"GITHUB_TOKEN"));
     }

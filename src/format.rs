@@ -3,7 +3,12 @@
 /// `45s`, `2m 15s`, `1h 3m`, `2d 4h`.
 pub fn duration(secs: i64) -> String {
     let secs = secs.max(0);
-    let (d, h, m, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
         (0, 0, _) if s == 0 => format!("{m}m"),

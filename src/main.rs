@@ -11,7 +11,11 @@ async fn main() -> ExitCode {
         Err(e) => {
             // clap prints help and version on stdout with success; usage errors exit 2.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { valine::cli::exit::USAGE } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                valine::cli::exit::USAGE
+            } else {
+                0
+            });
         }
     };
     match valine::cli::run(cli).await {

@@ -10,7 +10,9 @@ pub const WINDOW_SECS: i64 = 60;
 pub enum Decision {
     Allowed,
     /// Over the limit; the window ends in this many seconds (at least 1).
-    Limited { retry_in_secs: i64 },
+    Limited {
+        retry_in_secs: i64,
+    },
 }
 
 /// Counts one hit for `user_id` at `now` (epoch seconds). A limit of 0 turns the check

@@ -49,6 +49,9 @@ mod tests {
             redact_webhook_path("/api/v10/webhooks/123/aW50ZXJhY3Rpb246/messages/@original"),
             "/api/v10/webhooks/123/[REDACTED]/messages/@original"
         );
-        assert_eq!(redact_webhook_path("/applications/1/commands"), "/applications/1/commands");
+        assert_eq!(
+            redact_webhook_path("/applications/1/commands"),
+            "/applications/1/commands"
+        );
     }
 }

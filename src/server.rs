@@ -180,10 +180,8 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
         Incoming::Autocomplete { .. } => {
             json!({ "type": callback::AUTOCOMPLETE_RESULT, "data": { "choices": [] } })
         }
-        Incoming::Other => {
-            Reply::ephemeral("❌ This kind of interaction is not supported.")
-                .to_response_json(callback::MESSAGE)
-        }
+        Incoming::Other => Reply::ephemeral("❌ This kind of interaction is not supported.")
+            .to_response_json(callback::MESSAGE),
     }
 }
 
@@ -245,7 +243,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut worker = AbortOnDrop(tokio::spawn(
+    let mut worker = jobs::AbortOnDrop(tokio::spawn(
         jobs::worker::Worker::new(Arc::clone(&app)).run(stop_rx),
     ));
     let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
@@ -258,14 +256,4 @@ pub async fn run(
         tracing::error!(error.type = "worker_panic", error.message = %e, "worker ended abnormally");
     }
     result
-}
-
-/// Ends the worker with the server: if `run` is dropped (the process is going away),
-/// its worker must not keep claiming jobs on its own.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

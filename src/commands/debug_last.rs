@@ -127,7 +127,11 @@ mod tests {
             steps: (0..steps)
                 .map(|i| TraceStep {
                     name: format!("step-{i}-{}", "x".repeat(40)),
-                    status: if i == 0 { StepStatus::Error } else { StepStatus::Ok },
+                    status: if i == 0 {
+                        StepStatus::Error
+                    } else {
+                        StepStatus::Ok
+                    },
                     duration_ms: i as u64,
                     detail: None,
                 })

@@ -10,7 +10,10 @@ pub fn spec() -> CommandSpec {
         name: "diagnose",
         description: "Diagnose the deployment: DNS, TLS, latency, GitHub access, last failure",
         options: vec![
-            OptionSpec::string("frontend_url", "Check this frontend URL instead (deployers)"),
+            OptionSpec::string(
+                "frontend_url",
+                "Check this frontend URL instead (deployers)",
+            ),
             OptionSpec::string("api_base", "Check this API base instead (deployers)"),
         ],
         access: Access::Anyone,

@@ -69,7 +69,12 @@ impl OptionSpec {
         }
     }
 
-    pub const fn integer(name: &'static str, description: &'static str, min: i64, max: i64) -> Self {
+    pub const fn integer(
+        name: &'static str,
+        description: &'static str,
+        min: i64,
+        max: i64,
+    ) -> Self {
         OptionSpec {
             kind: OptionKind::Integer { min, max },
             ..OptionSpec::string(name, description)
@@ -470,13 +475,23 @@ mod tests {
         let mut opts = OptionMap::new();
         assert!(status.validate(&opts).is_ok());
         opts.insert("count".into(), OptionValue::Integer(11));
-        assert!(status.validate(&opts).unwrap_err().contains("between 1 and 10"));
+        assert!(
+            status
+                .validate(&opts)
+                .unwrap_err()
+                .contains("between 1 and 10")
+        );
         opts.insert("count".into(), OptionValue::String("3".into()));
         assert!(status.validate(&opts).is_err());
         let digest = CommandName::StatusDigest.spec();
         let mut opts = OptionMap::new();
         opts.insert("period".into(), OptionValue::String("30d".into()));
         assert!(digest.validate(&opts).is_err());
-        assert!(CommandName::VerifyRun.spec().validate(&OptionMap::new()).is_err());
+        assert!(
+            CommandName::VerifyRun
+                .spec()
+                .validate(&OptionMap::new())
+                .is_err()
+        );
     }
 }

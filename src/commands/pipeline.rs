@@ -60,8 +60,13 @@ async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
         ));
     }
     let limit = app.config.rate_limit_per_minute;
-    match ratelimit::check(app.store.as_ref(), &caller.user_id, limit, crate::clock::now_secs())
-        .await
+    match ratelimit::check(
+        app.store.as_ref(),
+        &caller.user_id,
+        limit,
+        crate::clock::now_secs(),
+    )
+    .await
     {
         Ok(RateDecision::Allowed) => None,
         Ok(RateDecision::Limited { retry_in_secs }) => Some((
@@ -71,7 +76,9 @@ async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
         Err(e) => {
             tracing::error!(error.type = "store_unavailable", error.message = %e, "rate limit cannot be counted; refusing");
             Some((
-                Reply::ephemeral("❌ Valine cannot check the rate limit right now; try again shortly."),
+                Reply::ephemeral(
+                    "❌ Valine cannot check the rate limit right now; try again shortly.",
+                ),
                 Outcome::Error,
             ))
         }
@@ -159,7 +166,11 @@ async fn decide_inner(
             };
             match command.run(app, &call, &mut tracer).await {
                 Ok(reply) => {
-                    let outcome = if reply.failed { Outcome::Error } else { Outcome::Ok };
+                    let outcome = if reply.failed {
+                        Outcome::Error
+                    } else {
+                        Outcome::Ok
+                    };
                     finish_now(app, tracer, reply, outcome, None).await
                 }
                 Err(e) => {
@@ -223,7 +234,11 @@ pub async fn decide_component(app: &App, caller: &Caller, custom_id: &str) -> De
             // No button actions exist yet; each later issue adds its own here.
             Some(_) | None => Reply::ephemeral("❌ This button is not one Valine handles."),
         };
-        tracing::info!(duration_ms = 0u64, outcome = "invalid", "component finished");
+        tracing::info!(
+            duration_ms = 0u64,
+            outcome = "invalid",
+            "component finished"
+        );
         Decision::now(reply, Outcome::Invalid)
     }
     .instrument(span)

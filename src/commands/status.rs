@@ -15,7 +15,12 @@ pub fn spec() -> CommandSpec {
     CommandSpec {
         name: "status",
         description: "Show the latest deploy runs and the targets in use",
-        options: vec![OptionSpec::integer("count", "How many runs to show (1-10, default 3)", 1, 10)],
+        options: vec![OptionSpec::integer(
+            "count",
+            "How many runs to show (1-10, default 3)",
+            1,
+            10,
+        )],
         access: Access::Anyone,
         answer: Answer::Deferred { ephemeral: false },
         available: true,
@@ -34,7 +39,9 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
     let workflow = workflow?;
 
     let step = tracer.begin("github.list_runs");
-    let runs = github.list_runs(workflow.id, Some(branch), None, count).await;
+    let runs = github
+        .list_runs(workflow.id, Some(branch), None, count)
+        .await;
     tracer.end(step, &runs);
     let runs = runs?;
     for run in &runs {

@@ -10,7 +10,10 @@ pub fn spec() -> CommandSpec {
         name: "verify-latest",
         description: "Verify the latest deployment: run conclusion, frontend and API checks",
         options: vec![
-            OptionSpec::string("run_url", "Verify this run instead (GitHub Actions run URL)"),
+            OptionSpec::string(
+                "run_url",
+                "Verify this run instead (GitHub Actions run URL)",
+            ),
             OptionSpec::boolean("diagnose", "Append /diagnose findings"),
         ],
         access: Access::Anyone,

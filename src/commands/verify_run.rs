@@ -9,9 +9,7 @@ pub fn spec() -> CommandSpec {
     CommandSpec {
         name: "verify-run",
         description: "Verify a specific deploy run",
-        options: vec![
-            OptionSpec::string("run_id", "Run id or GitHub Actions run URL").required(),
-        ],
+        options: vec![OptionSpec::string("run_id", "Run id or GitHub Actions run URL").required()],
         access: Access::Anyone,
         answer: Answer::Deferred { ephemeral: false },
         available: false,

@@ -92,7 +92,8 @@ fn fill_defaults(value: &mut Value) {
     obj.entry("attachment_size_limit").or_insert(Value::from(0));
     obj.entry("authorizing_integration_owners")
         .or_insert(Value::Object(Default::default()));
-    obj.entry("entitlements").or_insert(Value::Array(Vec::new()));
+    obj.entry("entitlements")
+        .or_insert(Value::Array(Vec::new()));
     if let Some(member) = obj.get_mut("member").and_then(Value::as_object_mut) {
         member.entry("deaf").or_insert(Value::Bool(false));
         member.entry("mute").or_insert(Value::Bool(false));
@@ -143,7 +144,10 @@ fn caller_of(interaction: &Interaction) -> Result<Caller, InteractionError> {
     })
 }
 
-fn flatten_options(options: Vec<CommandDataOption>, out: &mut OptionMap) -> Option<(String, String)> {
+fn flatten_options(
+    options: Vec<CommandDataOption>,
+    out: &mut OptionMap,
+) -> Option<(String, String)> {
     let mut focused = None;
     for option in options {
         let value = match option.value {
@@ -222,8 +226,12 @@ mod tests {
             "data": {"id": "3", "name": "status", "type": 1,
                      "options": [{"name": "count", "type": 4, "value": 2}]}
         });
-        let Incoming::Command { caller, name, options, handle } =
-            parse(body.to_string().as_bytes()).unwrap()
+        let Incoming::Command {
+            caller,
+            name,
+            options,
+            handle,
+        } = parse(body.to_string().as_bytes()).unwrap()
         else {
             panic!("not a command");
         };
@@ -244,8 +252,9 @@ mod tests {
             "user": {"id": "43", "username": "bob"},
             "data": {"custom_id": "valine:reverify:12", "component_type": 2}
         });
-        let Incoming::Component { caller, custom_id, .. } =
-            parse(body.to_string().as_bytes()).unwrap()
+        let Incoming::Component {
+            caller, custom_id, ..
+        } = parse(body.to_string().as_bytes()).unwrap()
         else {
             panic!("not a component");
         };
@@ -259,7 +268,10 @@ mod tests {
         let ping = json!({"id": "1", "application_id": "99", "type": 1, "token": "t"});
         assert_eq!(parse(ping.to_string().as_bytes()).unwrap(), Incoming::Ping);
         assert!(matches!(parse(b"{nope"), Err(InteractionError::NotJson(_))));
-        assert!(matches!(parse(b"{\"type\": 2}"), Err(InteractionError::Invalid(_))));
+        assert!(matches!(
+            parse(b"{\"type\": 2}"),
+            Err(InteractionError::Invalid(_))
+        ));
         let no_user = json!({"id": "1", "application_id": "99", "type": 2, "token": "t",
                              "data": {"id": "3", "name": "status", "type": 1}});
         assert!(parse(no_user.to_string().as_bytes()).is_err());

@@ -107,7 +107,10 @@ impl Embed {
             .map(|f| {
                 (
                     truncate(&f.name, limits::FIELD_NAME),
-                    truncate(if f.value.is_empty() { "—" } else { &f.value }, limits::FIELD_VALUE),
+                    truncate(
+                        if f.value.is_empty() { "—" } else { &f.value },
+                        limits::FIELD_VALUE,
+                    ),
                     f.inline,
                 )
             })
@@ -142,7 +145,9 @@ impl Embed {
         if !fields.is_empty() {
             embed["fields"] = fields
                 .into_iter()
-                .map(|(name, value, inline)| json!({"name": name, "value": value, "inline": inline}))
+                .map(
+                    |(name, value, inline)| json!({"name": name, "value": value, "inline": inline}),
+                )
                 .collect();
         }
         if let Some(f) = footer {
@@ -343,7 +348,12 @@ mod tests {
             embeds: vec![embed],
             ..Default::default()
         }
-        .with_button(Button::action("Re-verify", ButtonStyle::Primary, "reverify", "1"))
+        .with_button(Button::action(
+            "Re-verify",
+            ButtonStyle::Primary,
+            "reverify",
+            "1",
+        ))
         .with_button(Button::link("Run", "https://github.com/o/r/actions/runs/1"));
         let body = reply.to_message_json();
         assert_eq!(body["allowed_mentions"]["parse"], json!([]));
@@ -353,7 +363,9 @@ mod tests {
         let fields = embed["fields"].as_array().unwrap();
         assert!(fields.len() <= 25);
         let total: usize = embed["title"].as_str().unwrap().len()
-            + embed["description"].as_str().map_or(0, |d| d.chars().count())
+            + embed["description"]
+                .as_str()
+                .map_or(0, |d| d.chars().count())
             + fields
                 .iter()
                 .map(|f| {
@@ -362,7 +374,11 @@ mod tests {
                 })
                 .sum::<usize>();
         assert!(total <= 6000, "embed total {total}");
-        assert!(fields.iter().all(|f| f["value"].as_str().unwrap().chars().count() <= 1024));
+        assert!(
+            fields
+                .iter()
+                .all(|f| f["value"].as_str().unwrap().chars().count() <= 1024)
+        );
         let buttons = &body["components"][0]["components"];
         assert_eq!(buttons[0]["custom_id"], "valine:reverify:1");
         assert_eq!(buttons[1]["url"], "https://github.com/o/r/actions/runs/1");

@@ -774,7 +774,8 @@ impl GitHubClient {
                 let remaining = header_u64(&reply.headers, "x-ratelimit-remaining");
                 let status = reply.status.as_u16();
                 if reply.status.is_success() {
-                    tracing::debug!(
+                    // INFO: operators follow a command's GitHub calls by trace id.
+                    tracing::info!(
                         github_status = status,
                         github_endpoint = endpoint,
                         github_rate_remaining = remaining,
@@ -794,7 +795,8 @@ impl GitHubClient {
             Err(e) => tracing::warn!(
                 github_endpoint = endpoint,
                 github_duration_ms = elapsed_ms,
-                error = %e,
+                error.type = "github_unavailable",
+                error.message = %e,
                 "GitHub call failed"
             ),
         }

@@ -27,10 +27,22 @@ mod tests {
     #[test]
     fn githubs_published_vector() {
         let header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(signature_valid(b"It's a Secret to Everybody", b"Hello, World!", Some(header)));
-        assert!(!signature_valid(b"It's a Secret to Everybody", b"Hello, World?", Some(header)));
+        assert!(signature_valid(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            Some(header)
+        ));
+        assert!(!signature_valid(
+            b"It's a Secret to Everybody",
+            b"Hello, World?",
+            Some(header)
+        ));
         assert!(!signature_valid(b"other", b"Hello, World!", Some(header)));
-        assert!(!signature_valid(b"It's a Secret to Everybody", b"Hello, World!", None));
+        assert!(!signature_valid(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            None
+        ));
         assert!(!signature_valid(b"x", b"y", Some("sha1=abc")));
         assert!(!signature_valid(b"x", b"y", Some("sha256=zz")));
     }

@@ -108,12 +108,20 @@ pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outco
     let span = job.span();
     async {
         let now_ms = crate::clock::now_ms();
-        let mut tracer = match app.store.get_trace(&job.trace_id, now_ms.div_euclid(1000)).await {
+        let mut tracer = match app
+            .store
+            .get_trace(&job.trace_id, now_ms.div_euclid(1000))
+            .await
+        {
             Ok(Some(record)) => Tracer::resume(record),
             // The trace is a record of the work, not a precondition for it: start a
             // fresh one with the same id rather than fail the command.
             _ => {
-                let options = job.options.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                let options = job
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect();
                 let mut tracer = Tracer::start(&job.user_id, &job.command, &options, now_ms);
                 tracer.set_id(&job.trace_id);
                 tracer
@@ -131,7 +139,11 @@ pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outco
             ),
             Some(command) => match command.run(app, &call, &mut tracer).await {
                 Ok(reply) => {
-                    let outcome = if reply.failed { Outcome::Error } else { Outcome::Ok };
+                    let outcome = if reply.failed {
+                        Outcome::Error
+                    } else {
+                        Outcome::Ok
+                    };
                     (reply, outcome, None)
                 }
                 Err(e) => {
@@ -212,7 +224,11 @@ pub async fn report_gave_up(app: &App, job: &Job, attempts: u32, error: &str) {
 }
 
 /// Persists a job for the worker and wakes the in-process worker.
-pub async fn enqueue(app: &App, job: &Job, trace_id: Option<&str>) -> Result<String, crate::store::StoreError> {
+pub async fn enqueue(
+    app: &App,
+    job: &Job,
+    trace_id: Option<&str>,
+) -> Result<String, crate::store::StoreError> {
     let now = crate::clock::now_ms();
     let deadline_ms = now + i64::try_from(app.worker.deadline.as_millis()).unwrap_or(i64::MAX / 2);
     let payload = serde_json::to_value(job)
@@ -227,4 +243,14 @@ pub async fn enqueue(app: &App, job: &Job, trace_id: Option<&str>) -> Result<Str
     app.store.enqueue_job(&record, now).await?;
     app.jobs_ready.notify_one();
     Ok(record.id)
+}
+
+/// A task that ends with its owner: when the server or worker loop is dropped (the
+/// process is going away), work it spawned must not carry on unsupervised.
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

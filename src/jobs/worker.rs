@@ -61,7 +61,12 @@ impl Worker {
                 tracing::error!(job_id = %record.id, error.type = "job_decode", error.message = %e, "unreadable job");
                 self.app
                     .store
-                    .fail_job(&record.id, &self.owner, "unreadable job payload", failed_expiry())
+                    .fail_job(
+                        &record.id,
+                        &self.owner,
+                        "unreadable job payload",
+                        failed_expiry(),
+                    )
                     .await?;
                 return Ok(Step::Failed {
                     job_id: record.id,
@@ -115,7 +120,9 @@ impl Worker {
                 let next = clock::now_ms() + duration_ms(delay);
                 if attempts < settings.max_attempts && next < record.deadline_ms {
                     tracing::warn!(job_id = %record.id, attempts, retry_in_ms = duration_ms(delay), error.type = "job_transient", error.message = %error, "job will be retried");
-                    store.retry_job(&record.id, &self.owner, next, &error).await?;
+                    store
+                        .retry_job(&record.id, &self.owner, next, &error)
+                        .await?;
                     Ok(Step::Retrying {
                         job_id: record.id,
                         attempts,
@@ -150,16 +157,17 @@ impl Worker {
                 break;
             }
             let worker = Arc::clone(&this);
-            let mut attempt = tokio::spawn(async move { worker.run_once().await });
+            let mut attempt =
+                super::AbortOnDrop(tokio::spawn(async move { worker.run_once().await }));
             let step = tokio::select! {
-                step = &mut attempt => step,
+                step = &mut attempt.0 => step,
                 _ = shutdown.changed() => {
                     let grace = this.app.worker.shutdown_grace;
-                    match tokio::time::timeout(grace, &mut attempt).await {
+                    match tokio::time::timeout(grace, &mut attempt.0).await {
                         Ok(_) => {}
                         Err(_) => {
                             tracing::warn!("running job did not finish within the grace period; releasing it");
-                            attempt.abort();
+                            attempt.0.abort();
                         }
                     }
                     break;
@@ -187,7 +195,9 @@ impl Worker {
         match this.app.store.release_job_leases(&this.owner).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "released job leases"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error.type = "store_unavailable", error.message = %e, "could not release job leases"),
+            Err(e) => {
+                tracing::warn!(error.type = "store_unavailable", error.message = %e, "could not release job leases")
+            }
         }
     }
 }
@@ -217,7 +227,10 @@ mod tests {
         for attempt in 1..=5 {
             let expected = 2.0 * 2f64.powi(attempt as i32 - 1);
             let got = backoff(base, attempt).as_secs_f64();
-            assert!(got >= expected * 0.75 && got <= expected * 1.25, "{attempt}: {got}");
+            assert!(
+                got >= expected * 0.75 && got <= expected * 1.25,
+                "{attempt}: {got}"
+            );
         }
         assert!(backoff(base, 30) <= Duration::from_secs(300));
     }

@@ -269,8 +269,12 @@ pub trait JobStore: Send + Sync {
         lease_until_ms: i64,
     ) -> StoreResult<Option<JobRecord>>;
     /// Extends the lease; `false` if `owner` no longer holds it.
-    async fn renew_job_lease(&self, id: &str, owner: &str, lease_until_ms: i64)
-    -> StoreResult<bool>;
+    async fn renew_job_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> StoreResult<bool>;
     async fn complete_job(&self, id: &str, owner: &str, expires_at: i64) -> StoreResult<bool>;
     /// Back to `Pending` until `run_after_ms`, recording why.
     async fn retry_job(
@@ -280,8 +284,13 @@ pub trait JobStore: Send + Sync {
         run_after_ms: i64,
         error: &str,
     ) -> StoreResult<bool>;
-    async fn fail_job(&self, id: &str, owner: &str, error: &str, expires_at: i64)
-    -> StoreResult<bool>;
+    async fn fail_job(
+        &self,
+        id: &str,
+        owner: &str,
+        error: &str,
+        expires_at: i64,
+    ) -> StoreResult<bool>;
     /// Makes every job leased by `owner` claimable again at once (graceful shutdown),
     /// giving back the interrupted attempt: restarts must not use up a job's retries.
     async fn release_job_leases(&self, owner: &str) -> StoreResult<u32>;

@@ -10,12 +10,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::fakes::{FakeDiscord, FakeGitHub, run_json};
-use crate::helpers::{BOT_TOKEN, GITHUB_TOKEN, WEBHOOK_SECRET, base_env, command, eventually, now_secs, sign};
+use crate::helpers::{
+    BOT_TOKEN, GITHUB_TOKEN, WEBHOOK_SECRET, base_env, command, eventually, now_secs, sign,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_valine");
 
 struct Env {
-    github: FakeGitHub,
+    _github: FakeGitHub,
     discord: FakeDiscord,
     vars: HashMap<String, String>,
     _dir: tempfile::TempDir,
@@ -27,9 +29,30 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let vars = base_env(&github, &discord, &dir.path().join("valine.db"));
     github.add_workflow(77, "Client deploy", "client-deploy.yml");
-    github.add_run(run_json(3001, 77, "main", "completed", Some("success"), "2026-11-01T10:00:00Z", "2026-11-01T10:02:15Z"));
-    github.add_run(run_json(3002, 77, "main", "completed", Some("cancelled"), "2026-11-02T10:00:00Z", "2026-11-02T10:00:40Z"));
-    Env { github, discord, vars, _dir: dir }
+    github.add_run(run_json(
+        3001,
+        77,
+        "main",
+        "completed",
+        Some("success"),
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T10:02:15Z",
+    ));
+    github.add_run(run_json(
+        3002,
+        77,
+        "main",
+        "completed",
+        Some("cancelled"),
+        "2026-11-02T10:00:00Z",
+        "2026-11-02T10:00:40Z",
+    ));
+    Env {
+        _github: github,
+        discord,
+        vars,
+        _dir: dir,
+    }
 }
 
 fn valine(vars: &HashMap<String, String>) -> Command {
@@ -42,7 +65,11 @@ fn valine(vars: &HashMap<String, String>) -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `valine serve` whose stdout lines are collected.
@@ -70,9 +97,13 @@ impl Server {
             }
         });
         let server = Server { child, port, lines };
-        let http = reqwest::Client::new();
+        let http = crate::helpers::http();
         eventually(Duration::from_secs(20), || async {
-            http.get(server.url("/healthz")).send().await.ok().filter(|r| r.status() == 200)
+            http.get(server.url("/healthz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
         })
         .await;
         server
@@ -86,7 +117,9 @@ impl Server {
     async fn stop(mut self) -> (i32, Vec<String>) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap()).await.unwrap();
+        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+            .await
+            .unwrap();
         // The reader thread drains the pipe after exit.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let lines = self.lines.lock().unwrap().clone();
@@ -97,7 +130,7 @@ impl Server {
 async fn post_signed(url: &str, body: &Value) -> reqwest::Response {
     let raw = body.to_string();
     let ts = now_secs().to_string();
-    reqwest::Client::new()
+    crate::helpers::http()
         .post(url)
         .header("X-Signature-Ed25519", sign(&ts, raw.as_bytes()))
         .header("X-Signature-Timestamp", ts)
@@ -112,30 +145,48 @@ async fn serve_logs_one_flat_json_object_per_line_without_secrets() {
     let env = env().await;
     let server = Server::start(&env.vars).await;
     let token = "aW50ZXJhY3Rpb24tdG9rZW4tc2VjcmV0";
-    let res = post_signed(&server.url("/discord/interactions"), &command("status", json!([]), "42", &[], token)).await;
+    let res = post_signed(
+        &server.url("/discord/interactions"),
+        &command("status", json!([]), "42", &[], token),
+    )
+    .await;
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"type": 5}));
     env.discord.wait_for_edit(token).await;
     // A rejected request and a webhook are logged too.
-    let res = reqwest::Client::new().post(server.url("/discord/interactions")).body("{}").send().await.unwrap();
+    let res = crate::helpers::http()
+        .post(server.url("/discord/interactions"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
 
     let completion = eventually(Duration::from_secs(10), || async {
         let lines = server.lines.lock().unwrap().clone();
-        lines.into_iter().find(|l| l.contains("\"command finished\"") && l.contains("\"status\""))
+        lines
+            .into_iter()
+            .find(|l| l.contains("\"command finished\"") && l.contains("\"status\""))
     })
     .await;
     let (code, lines) = server.stop().await;
     assert_eq!(code, 0, "SIGTERM is a clean exit");
 
     for line in &lines {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         for field in ["timestamp", "level", "message", "target", "stage"] {
             assert!(v.get(field).is_some(), "{field} missing: {line}");
         }
-        assert!(v.get("fields").is_none() && v.get("span").is_none(), "nested: {line}");
+        assert!(
+            v.get("fields").is_none() && v.get("span").is_none(),
+            "nested: {line}"
+        );
         assert!(["ERROR", "WARN", "INFO", "DEBUG"].contains(&v["level"].as_str().unwrap()));
         let ts = v["timestamp"].as_str().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'), "{ts}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'),
+            "{ts}"
+        );
         assert_eq!(v["stage"], "test");
         for secret in [GITHUB_TOKEN, BOT_TOKEN, WEBHOOK_SECRET, token] {
             assert!(!line.contains(secret), "secret in log line: {line}");
@@ -154,10 +205,19 @@ async fn serve_logs_one_flat_json_object_per_line_without_secrets() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|v| v["trace_id"] == trace_id)
         .collect();
-    assert!(in_command.len() >= 2, "the request and the job both log: {in_command:?}");
-    assert!(in_command.iter().all(|v| v["user_id"] == "42" && v["command"] == "status"));
     assert!(
-        lines.iter().any(|l| l.contains("github_status") && l.contains("github_endpoint")),
+        in_command.len() >= 2,
+        "the request and the job both log: {in_command:?}"
+    );
+    assert!(
+        in_command
+            .iter()
+            .all(|v| v["user_id"] == "42" && v["command"] == "status")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("github_status") && l.contains("github_endpoint")),
         "GitHub calls are logged"
     );
 }
@@ -166,34 +226,65 @@ async fn serve_logs_one_flat_json_object_per_line_without_secrets() {
 async fn serve_starts_with_partial_configuration_and_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let vars: HashMap<String, String> = [
-        ("VALINE_STORE".to_owned(), format!("sqlite:{}", dir.path().join("v.db").display())),
+        (
+            "VALINE_STORE".to_owned(),
+            format!("sqlite:{}", dir.path().join("v.db").display()),
+        ),
         ("STAGE".to_owned(), "test".to_owned()),
     ]
     .into();
     let server = Server::start(&vars).await;
-    let http = reqwest::Client::new();
-    let res = http.post(server.url("/github/webhook")).body("{}").send().await.unwrap();
+    let http = crate::helpers::http();
+    let res = http
+        .post(server.url("/github/webhook"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 503);
-    assert_eq!(res.json::<Value>().await.unwrap(), json!({"error": "GITHUB_WEBHOOK_SECRET is not configured"}));
-    let res = http.post(server.url("/discord/interactions")).body("{}").send().await.unwrap();
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"error": "GITHUB_WEBHOOK_SECRET is not configured"})
+    );
+    let res = http
+        .post(server.url("/discord/interactions"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 503);
-    assert_eq!(res.json::<Value>().await.unwrap(), json!({"error": "DISCORD_PUBLIC_KEY is not configured"}));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"error": "DISCORD_PUBLIC_KEY is not configured"})
+    );
     let (code, lines) = server.stop().await;
     assert_eq!(code, 0);
-    for var in ["DISCORD_PUBLIC_KEY", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_REPO"] {
-        let warned = lines.iter().filter(|l| l.contains("\"WARN\"") && l.contains(var)).count();
+    for var in [
+        "DISCORD_PUBLIC_KEY",
+        "GITHUB_TOKEN",
+        "GITHUB_WEBHOOK_SECRET",
+        "GITHUB_REPO",
+    ] {
+        let warned = lines
+            .iter()
+            .filter(|l| l.contains("\"WARN\"") && l.contains(var))
+            .count();
         assert_eq!(warned, 1, "one WARN for {var}");
     }
 }
 
 #[test]
 fn bad_configuration_exits_2_naming_the_variable() {
-    let vars: HashMap<String, String> = [("GITHUB_REPO".to_owned(), "not/a/repo".to_owned())].into();
+    let vars: HashMap<String, String> =
+        [("GITHUB_REPO".to_owned(), "not/a/repo".to_owned())].into();
     let out = valine(&vars).args(["serve"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("GITHUB_REPO"));
 
-    let out = valine(&HashMap::new()).args(["serve", "--bogus"]).output().unwrap();
+    let out = valine(&HashMap::new())
+        .args(["serve", "--bogus"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = valine(&HashMap::new()).args(["--help"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -207,26 +298,49 @@ fn bad_configuration_exits_2_naming_the_variable() {
 async fn invoke_prints_the_same_reply_in_the_terminal() {
     let env = env().await;
     let vars = env.vars.clone();
-    let out = tokio::task::spawn_blocking(move || valine(&vars).args(["invoke", "/status count:2"]).output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        valine(&vars)
+            .args(["invoke", "/status count:2"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("== Deploy runs on main =="), "{stdout}");
     assert!(stdout.contains("🔴 cancelled"), "{stdout}");
     assert!(stdout.contains("🟢 success"), "{stdout}");
     assert!(stdout.contains("2m 15s"), "{stdout}");
-    assert!(!env.discord.log.all().iter().any(|r| r.method == "PATCH"), "invoke edits nothing on Discord");
+    assert!(
+        !env.discord.log.all().iter().any(|r| r.method == "PATCH"),
+        "invoke edits nothing on Discord"
+    );
 
     let vars = env.vars.clone();
-    let out = tokio::task::spawn_blocking(move || valine(&vars).args(["invoke", "/status count:0", "--json"]).output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        valine(&vars)
+            .args(["invoke", "/status count:0", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert_eq!(out.status.code(), Some(2), "invalid input");
     let vars = env.vars.clone();
-    let out = tokio::task::spawn_blocking(move || valine(&vars).args(["invoke", "/deploy-client"]).output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        valine(&vars)
+            .args(["invoke", "/deploy-client"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert_eq!(out.status.code(), Some(1), "denied");
     assert!(String::from_utf8_lossy(&out.stdout).contains("⛔ /deploy-client: deployers only"));
 }
@@ -243,25 +357,47 @@ async fn register_commands_overwrites_once_and_reports_the_diff() {
                "description": "gone", "options": []}),
     ];
     let vars = env.vars.clone();
-    let out = tokio::task::spawn_blocking(move || valine(&vars).args(["register-commands"]).output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        valine(&vars).args(["register-commands"]).output().unwrap()
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("removed: retired"), "{stdout}");
     assert!(stdout.contains("changed: status"), "{stdout}");
     assert!(stdout.contains("unchanged: debug-last"), "{stdout}");
     assert!(stdout.contains("added: "), "{stdout}");
-    let puts = env.discord.log.matching("PUT", "/applications/4242/commands");
+    let puts = env
+        .discord
+        .log
+        .matching("PUT", "/applications/4242/commands");
     assert_eq!(puts.len(), 1);
     assert_eq!(puts[0].body.as_array().unwrap().len(), 9);
-    assert_eq!(puts[0].headers["authorization"], format!("Bot {BOT_TOKEN}").as_str());
+    assert_eq!(
+        puts[0].headers["authorization"],
+        format!("Bot {BOT_TOKEN}").as_str()
+    );
 
     // Now in sync: a dry run sends nothing and reports no change.
     let vars = env.vars.clone();
-    let out = tokio::task::spawn_blocking(move || valine(&vars).args(["register-commands", "--dry-run", "--guild", "900"]).output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        valine(&vars)
+            .args(["register-commands", "--dry-run", "--guild", "900"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(env.discord.log.matching("PUT", "/commands").len(), 1, "dry run sends nothing");
+    assert_eq!(
+        env.discord.log.matching("PUT", "/commands").len(),
+        1,
+        "dry run sends nothing"
+    );
 }

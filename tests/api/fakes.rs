@@ -62,7 +62,10 @@ impl Log {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "no {method} …{path_contains}… within {timeout:?}; saw {:?}",
-                self.all().iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>()
+                self.all()
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -81,7 +84,10 @@ async fn serve(router: Router) -> SocketAddr {
 fn contract() -> &'static Value {
     static CONTRACT: OnceLock<Value> = OnceLock::new();
     CONTRACT.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/github-actions-openapi.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/contracts/github-actions-openapi.json"
+        );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     })
 }
@@ -100,7 +106,15 @@ pub fn contract_schema(path: &str) -> Value {
 }
 
 /// A workflow run shaped like the contract's example.
-pub fn run_json(id: u64, workflow_id: u64, branch: &str, status: &str, conclusion: Option<&str>, created_at: &str, updated_at: &str) -> Value {
+pub fn run_json(
+    id: u64,
+    workflow_id: u64,
+    branch: &str,
+    status: &str,
+    conclusion: Option<&str>,
+    created_at: &str,
+    updated_at: &str,
+) -> Value {
     let mut run = contract_example("/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs")
         ["workflow_runs"][0]
         .clone();
@@ -148,8 +162,14 @@ impl FakeGitHub {
         let state = Arc::new(Mutex::new(GitHubState::default()));
         let router = Router::new()
             .route("/repos/{owner}/{repo}/actions/workflows", get(gh_workflows))
-            .route("/repos/{owner}/{repo}/actions/workflows/{id}", get(gh_workflow))
-            .route("/repos/{owner}/{repo}/actions/workflows/{id}/runs", get(gh_runs))
+            .route(
+                "/repos/{owner}/{repo}/actions/workflows/{id}",
+                get(gh_workflow),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/workflows/{id}/runs",
+                get(gh_runs),
+            )
             .fallback(any(gh_fallback))
             .with_state((log.clone(), state.clone()));
         let addr = serve(router).await;
@@ -161,7 +181,11 @@ impl FakeGitHub {
     }
 
     pub fn add_workflow(&self, id: u64, name: &str, file: &str) {
-        self.state.lock().unwrap().workflows.push(workflow_json(id, name, file));
+        self.state
+            .lock()
+            .unwrap()
+            .workflows
+            .push(workflow_json(id, name, file));
     }
 
     pub fn add_run(&self, run: Value) {
@@ -173,17 +197,37 @@ impl FakeGitHub {
     }
 }
 
-async fn gh_workflows(State((log, state)): State<GhState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn gh_workflows(
+    State((log, state)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     log.push(&method, &uri, &headers, b"");
     let workflows = state.lock().unwrap().workflows.clone();
     axum::Json(json!({"total_count": workflows.len(), "workflows": workflows})).into_response()
 }
 
-async fn gh_workflow(State((log, state)): State<GhState>, Path((_, _, id)): Path<(String, String, String)>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn gh_workflow(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     log.push(&method, &uri, &headers, b"");
-    let found = state.lock().unwrap().workflows.iter().find(|w| {
-        w["id"].to_string() == id || w["path"].as_str().is_some_and(|p| p.ends_with(&format!("/{id}")))
-    }).cloned();
+    let found = state
+        .lock()
+        .unwrap()
+        .workflows
+        .iter()
+        .find(|w| {
+            id.parse::<u64>().ok() == w["id"].as_u64()
+                || w["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(&format!("/{id}")))
+        })
+        .cloned();
     match found {
         Some(w) => axum::Json(w).into_response(),
         None => (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}))).into_response(),
@@ -197,26 +241,55 @@ struct RunsQuery {
     page: Option<usize>,
 }
 
-async fn gh_runs(State((log, state)): State<GhState>, Path((_, _, id)): Path<(String, String, String)>, Query(q): Query<RunsQuery>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn gh_runs(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, String)>,
+    Query(q): Query<RunsQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     log.push(&method, &uri, &headers, b"");
     let gate = state.lock().unwrap().gate.clone();
     if let Some(gate) = gate {
         gate.notified().await;
     }
-    let mut runs: Vec<Value> = state.lock().unwrap().runs.iter().filter(|r| {
-        r["workflow_id"].to_string() == id && q.branch.as_deref().is_none_or(|b| r["head_branch"] == b)
-    }).cloned().collect();
+    let mut runs: Vec<Value> = state
+        .lock()
+        .unwrap()
+        .runs
+        .iter()
+        .filter(|r| {
+            id.parse::<u64>().ok() == r["workflow_id"].as_u64()
+                && q.branch.as_deref().is_none_or(|b| r["head_branch"] == b)
+        })
+        .cloned()
+        .collect();
     runs.sort_by(|a, b| b["created_at"].as_str().cmp(&a["created_at"].as_str()));
     let total = runs.len();
     let per_page = q.per_page.unwrap_or(30).max(1);
     let page = q.page.unwrap_or(1).max(1);
-    let page_runs: Vec<Value> = runs.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let page_runs: Vec<Value> = runs
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
     axum::Json(json!({"total_count": total, "workflow_runs": page_runs})).into_response()
 }
 
-async fn gh_fallback(State((log, _)): State<GhState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn gh_fallback(
+    State((log, _)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     log.push(&method, &uri, &headers, &body);
-    (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"message": "Not Found"})),
+    )
+        .into_response()
 }
 
 /// A fake Discord REST API: accepts edits of original responses and records them.
@@ -235,13 +308,26 @@ impl FakeDiscord {
         let log = Log::default();
         let commands = Arc::new(Mutex::new(Vec::new()));
         let router = Router::new()
-            .route("/api/v10/webhooks/{app}/{token}/messages/@original", patch(discord_edit))
-            .route("/api/v10/applications/{app}/commands", get(discord_commands).put(discord_commands))
-            .route("/api/v10/applications/{app}/guilds/{guild}/commands", get(discord_commands).put(discord_commands))
+            .route(
+                "/api/v10/webhooks/{app}/{token}/messages/@original",
+                patch(discord_edit),
+            )
+            .route(
+                "/api/v10/applications/{app}/commands",
+                get(discord_commands).put(discord_commands),
+            )
+            .route(
+                "/api/v10/applications/{app}/guilds/{guild}/commands",
+                get(discord_commands).put(discord_commands),
+            )
             .fallback(any(discord_fallback))
             .with_state((log.clone(), commands.clone()));
         let addr = serve(router).await;
-        FakeDiscord { addr, log, commands }
+        FakeDiscord {
+            addr,
+            log,
+            commands,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -251,7 +337,11 @@ impl FakeDiscord {
     /// Waits for the edit of the original response of interaction `token`.
     pub async fn wait_for_edit(&self, token: &str) -> Value {
         self.log
-            .wait_for("PATCH", &format!("/{token}/messages/@original"), Duration::from_secs(20))
+            .wait_for(
+                "PATCH",
+                &format!("/{token}/messages/@original"),
+                Duration::from_secs(20),
+            )
             .await
             .body
     }
@@ -265,7 +355,13 @@ impl FakeDiscord {
     }
 }
 
-async fn discord_commands(State((log, commands)): State<DcState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn discord_commands(
+    State((log, commands)): State<DcState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     log.push(&method, &uri, &headers, &body);
     if method == Method::PUT {
         let sent: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
@@ -284,14 +380,30 @@ async fn discord_commands(State((log, commands)): State<DcState>, method: Method
     axum::Json(commands.lock().unwrap().clone()).into_response()
 }
 
-async fn discord_edit(State((log, _)): State<DcState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn discord_edit(
+    State((log, _)): State<DcState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     log.push(&method, &uri, &headers, &body);
     let mut message: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
     message["id"] = "1".into();
     axum::Json(message).into_response()
 }
 
-async fn discord_fallback(State((log, _)): State<DcState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn discord_fallback(
+    State((log, _)): State<DcState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     log.push(&method, &uri, &headers, &body);
-    (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Unknown", "code": 0}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"message": "Unknown", "code": 0})),
+    )
+        .into_response()
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +40,11 @@ pub fn now_secs() -> i64 {
 }
 
 /// The environment a test app starts from; tests add or override entries.
-pub fn base_env(github: &FakeGitHub, discord: &FakeDiscord, db: &std::path::Path) -> HashMap<String, String> {
+pub fn base_env(
+    github: &FakeGitHub,
+    discord: &FakeDiscord,
+    db: &std::path::Path,
+) -> HashMap<String, String> {
     [
         ("STAGE", "test".to_owned()),
         ("DISCORD_PUBLIC_KEY", public_key_hex()),
@@ -69,8 +72,6 @@ pub struct TestApp {
     pub github: FakeGitHub,
     pub discord: FakeDiscord,
     pub app: Arc<App>,
-    pub db: PathBuf,
-    pub env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     dir_handle: Arc<tempfile::TempDir>,
@@ -125,12 +126,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }));
     TestApp {
         addr,
-        http: reqwest::Client::new(),
+        http: http(),
         github,
         discord,
         app,
-        db,
-        env,
         stop: Some(stop),
         server: Some(server),
         dir_handle: dir,
@@ -144,7 +143,11 @@ impl TestApp {
 
     /// The fakes and database, for a second process on the same state.
     pub fn shared(&self) -> (FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>) {
-        (self.github.clone(), self.discord.clone(), self.dir_handle.clone())
+        (
+            self.github.clone(),
+            self.discord.clone(),
+            self.dir_handle.clone(),
+        )
     }
 
     /// Posts `body` signed with the test key and a current timestamp.
@@ -152,10 +155,17 @@ impl TestApp {
         let raw = body.to_string();
         let ts = now_secs().to_string();
         let signature = sign(&ts, raw.as_bytes());
-        self.post_signed("/discord/interactions", &raw, &ts, &signature).await
+        self.post_signed("/discord/interactions", &raw, &ts, &signature)
+            .await
     }
 
-    pub async fn post_signed(&self, path: &str, raw: &str, ts: &str, signature: &str) -> reqwest::Response {
+    pub async fn post_signed(
+        &self,
+        path: &str,
+        raw: &str,
+        ts: &str,
+        signature: &str,
+    ) -> reqwest::Response {
         self.http
             .post(self.url(path))
             .header("content-type", "application/json")
@@ -219,7 +229,16 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {timeout:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// An HTTP client for tests (rustls needs its crypto provider installed first).
+pub fn http() -> reqwest::Client {
+    valine::github::api::ensure_crypto_provider();
+    reqwest::Client::new()
 }

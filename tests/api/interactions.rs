@@ -22,7 +22,9 @@ async fn ping_gets_pong_on_both_paths() {
 
     let raw = ping().to_string();
     let ts = now_secs().to_string();
-    let res = app.post_signed("/discord", &raw, &ts, &sign(&ts, raw.as_bytes())).await;
+    let res = app
+        .post_signed("/discord", &raw, &ts, &sign(&ts, raw.as_bytes()))
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"type": 1}));
 }
@@ -36,16 +38,53 @@ async fn every_bad_signature_is_a_401_with_the_same_body() {
     let old_ts = (now_secs() - 301).to_string();
     let future_ts = (now_secs() + 301).to_string();
     let cases: Vec<(&str, String, String, String)> = vec![
-        ("wrong signature", raw.clone(), ts.clone(), sign(&ts, b"something else")),
-        ("tampered body", raw.replace("\"t\"", "\"u\""), ts.clone(), good.clone()),
-        ("short signature", raw.clone(), ts.clone(), good[..64].to_owned()),
-        ("non-hex signature", raw.clone(), ts.clone(), "zz".repeat(64)),
-        ("stale timestamp", raw.clone(), old_ts.clone(), sign(&old_ts, raw.as_bytes())),
-        ("future timestamp", raw.clone(), future_ts.clone(), sign(&future_ts, raw.as_bytes())),
-        ("timestamp not a number", raw.clone(), "soon".into(), sign("soon", raw.as_bytes())),
+        (
+            "wrong signature",
+            raw.clone(),
+            ts.clone(),
+            sign(&ts, b"something else"),
+        ),
+        (
+            "tampered body",
+            raw.replace("\"t\"", "\"u\""),
+            ts.clone(),
+            good.clone(),
+        ),
+        (
+            "short signature",
+            raw.clone(),
+            ts.clone(),
+            good[..64].to_owned(),
+        ),
+        (
+            "non-hex signature",
+            raw.clone(),
+            ts.clone(),
+            "zz".repeat(64),
+        ),
+        (
+            "stale timestamp",
+            raw.clone(),
+            old_ts.clone(),
+            sign(&old_ts, raw.as_bytes()),
+        ),
+        (
+            "future timestamp",
+            raw.clone(),
+            future_ts.clone(),
+            sign(&future_ts, raw.as_bytes()),
+        ),
+        (
+            "timestamp not a number",
+            raw.clone(),
+            "soon".into(),
+            sign("soon", raw.as_bytes()),
+        ),
     ];
     for (name, body, ts, sig) in cases {
-        let res = app.post_signed("/discord/interactions", &body, &ts, &sig).await;
+        let res = app
+            .post_signed("/discord/interactions", &body, &ts, &sig)
+            .await;
         assert_eq!(res.status(), 401, "{name}");
         assert_eq!(res.text().await.unwrap(), INVALID, "{name}");
     }
@@ -73,7 +112,9 @@ async fn header_names_match_case_insensitively() {
     let addr = app.addr;
     let response = tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         stream.write_all(request.as_bytes()).unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).unwrap();
@@ -90,7 +131,14 @@ async fn oversized_bodies_are_refused_before_anything_else() {
     let app = spawn_app().await;
     let raw = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 1));
     let ts = now_secs().to_string();
-    let res = app.post_signed("/discord/interactions", &raw, &ts, &sign(&ts, raw.as_bytes())).await;
+    let res = app
+        .post_signed(
+            "/discord/interactions",
+            &raw,
+            &ts,
+            &sign(&ts, raw.as_bytes()),
+        )
+        .await;
     assert_eq!(res.status(), 413);
 }
 
@@ -99,7 +147,14 @@ async fn signed_bodies_that_are_not_interactions_are_400() {
     let app = spawn_app().await;
     for raw in ["not json", r#"{"type": 2}"#, r#"{"hello": "world"}"#] {
         let ts = now_secs().to_string();
-        let res = app.post_signed("/discord/interactions", raw, &ts, &sign(&ts, raw.as_bytes())).await;
+        let res = app
+            .post_signed(
+                "/discord/interactions",
+                raw,
+                &ts,
+                &sign(&ts, raw.as_bytes()),
+            )
+            .await;
         assert_eq!(res.status(), 400, "{raw}");
     }
 }
@@ -122,12 +177,19 @@ async fn missing_public_key_is_a_503_naming_it() {
 #[tokio::test]
 async fn unknown_commands_buttons_and_autocomplete_get_answers_not_errors() {
     let app = spawn_app().await;
-    let res = app.post_interaction(&command("no-such", json!([]), "42", &[], "tok-unknown")).await;
+    let res = app
+        .post_interaction(&command("no-such", json!([]), "42", &[], "tok-unknown"))
+        .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["type"], 4);
     assert_eq!(body["data"]["flags"], 64);
-    assert!(body["data"]["content"].as_str().unwrap().contains("Unknown command /no-such"));
+    assert!(
+        body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown command /no-such")
+    );
 
     let mut press = command("status", json!([]), "42", &[], "tok-button");
     press["type"] = 3.into();
@@ -136,7 +198,13 @@ async fn unknown_commands_buttons_and_autocomplete_get_answers_not_errors() {
     assert_eq!(body["type"], 4);
     assert_eq!(body["data"]["flags"], 64);
 
-    let mut auto = command("verify-run", json!([{"name": "run_id", "type": 3, "value": "12", "focused": true}]), "42", &[], "tok-auto");
+    let mut auto = command(
+        "verify-run",
+        json!([{"name": "run_id", "type": 3, "value": "12", "focused": true}]),
+        "42",
+        &[],
+        "tok-auto",
+    );
     auto["type"] = 4.into();
     let body: Value = app.post_interaction(&auto).await.json().await.unwrap();
     assert_eq!(body, json!({"type": 8, "data": {"choices": []}}));
@@ -152,7 +220,10 @@ async fn commands_of_later_issues_say_so_honestly() {
         .await
         .unwrap();
     assert_eq!(body["type"], 4);
-    assert_eq!(body["data"]["content"], "🚧 /verify-latest is not available yet");
+    assert_eq!(
+        body["data"]["content"],
+        "🚧 /verify-latest is not available yet"
+    );
     assert_eq!(body["data"]["flags"], 64);
 }
 

@@ -13,16 +13,36 @@ use crate::helpers::{Options, command, eventually, spawn_app_with};
 #[tokio::test]
 async fn a_job_survives_its_process_and_completes_after_restart() {
     let lease = Duration::from_millis(800);
-    let first = spawn_app_with(Options { lease, ..Default::default() }).await;
-    first.github.add_workflow(77, "Client deploy", "client-deploy.yml");
-    first.github.add_run(run_json(2001, 77, "main", "completed", Some("success"), "2026-11-01T10:00:00Z", "2026-11-01T10:02:00Z"));
+    let first = spawn_app_with(Options {
+        lease,
+        ..Default::default()
+    })
+    .await;
+    first
+        .github
+        .add_workflow(77, "Client deploy", "client-deploy.yml");
+    first.github.add_run(run_json(
+        2001,
+        77,
+        "main",
+        "completed",
+        Some("success"),
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T10:02:00Z",
+    ));
     // GitHub hangs on the run listing: the first process is mid-job when it dies.
     let gate = Arc::new(Notify::new());
     first.github.set_gate(Some(gate.clone()));
 
-    let res = first.post_interaction(&command("status", json!([]), "42", &[], "tok-crash")).await;
+    let res = first
+        .post_interaction(&command("status", json!([]), "42", &[], "tok-crash"))
+        .await;
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"type": 5}));
-    first.github.log.wait_for("GET", "/runs", Duration::from_secs(10)).await;
+    first
+        .github
+        .log
+        .wait_for("GET", "/runs", Duration::from_secs(10))
+        .await;
     let shared = first.shared();
     first.crash();
     assert!(first_edit_count(&shared.1, "tok-crash") == 0);
@@ -31,9 +51,20 @@ async fn a_job_survives_its_process_and_completes_after_restart() {
     // the dead worker's lease runs out.
     shared.0.set_gate(None);
     gate.notify_waiters();
-    let second = spawn_app_with(Options { lease, reuse: Some(shared), ..Default::default() }).await;
+    let second = spawn_app_with(Options {
+        lease,
+        reuse: Some(shared),
+        ..Default::default()
+    })
+    .await;
     let edit = second.discord.wait_for_edit("tok-crash").await;
-    assert!(edit["embeds"][0]["description"].as_str().unwrap().contains("🟢 success"), "{edit}");
+    assert!(
+        edit["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("🟢 success"),
+        "{edit}"
+    );
 
     // Exactly one edit; the job is done after two claims.
     let job_done = eventually(Duration::from_secs(5), || async {
@@ -43,7 +74,10 @@ async fn a_job_survives_its_process_and_completes_after_restart() {
         (runs >= 2).then_some(runs)
     })
     .await;
-    assert!(job_done >= 2, "the listing was asked again by the new process");
+    assert!(
+        job_done >= 2,
+        "the listing was asked again by the new process"
+    );
     assert_eq!(second.discord.edits_of("tok-crash").len(), 1);
     second.stop().await;
 }
@@ -57,5 +91,7 @@ async fn graceful_stop_finishes_cleanly() {
     let app = spawn_app_with(Options::default()).await;
     let res = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    tokio::time::timeout(Duration::from_secs(15), app.stop()).await.expect("stops within the grace period");
+    tokio::time::timeout(Duration::from_secs(15), app.stop())
+        .await
+        .expect("stops within the grace period");
 }

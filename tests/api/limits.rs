@@ -22,22 +22,48 @@ async fn content(app: &TestApp, name: &str, user: &str, roles: &[&str]) -> Strin
 /// Waits until the current 60 s window has at least 10 s left, so a burst of
 /// requests lands in one window.
 async fn fresh_window() {
-    eventually(Duration::from_secs(15), || async { (now_secs() % 60 < 50).then_some(()) }).await;
+    eventually(Duration::from_secs(15), || async {
+        (now_secs() % 60 < 50).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_rate_limit_refuses_the_extra_command_and_counts_across_processes() {
     let env = vec![("RATE_LIMIT_PER_MINUTE", "3".to_owned())];
-    let first = spawn_app_with(Options { env: env.clone(), ..Default::default() }).await;
-    let second = spawn_app_with(Options { env, reuse: Some(first.shared()), ..Default::default() }).await;
+    let first = spawn_app_with(Options {
+        env: env.clone(),
+        ..Default::default()
+    })
+    .await;
+    let second = spawn_app_with(Options {
+        env,
+        reuse: Some(first.shared()),
+        ..Default::default()
+    })
+    .await;
     fresh_window().await;
 
-    assert_eq!(content(&first, "debug-last", "42", &[]).await, "No recent command found for you.");
-    assert!(!content(&second, "debug-last", "42", &[]).await.starts_with('⏳'));
-    assert!(!content(&first, "debug-last", "42", &[]).await.starts_with('⏳'));
+    assert_eq!(
+        content(&first, "debug-last", "42", &[]).await,
+        "No recent command found for you."
+    );
+    assert!(
+        !content(&second, "debug-last", "42", &[])
+            .await
+            .starts_with('⏳')
+    );
+    assert!(
+        !content(&first, "debug-last", "42", &[])
+            .await
+            .starts_with('⏳')
+    );
     // The fourth command in the window, through the other process.
     let refused = content(&second, "debug-last", "42", &[]).await;
-    assert!(refused.starts_with("⏳ Rate limited: try again in "), "{refused}");
+    assert!(
+        refused.starts_with("⏳ Rate limited: try again in "),
+        "{refused}"
+    );
     let secs: i64 = refused
         .trim_start_matches("⏳ Rate limited: try again in ")
         .trim_end_matches(" s")
@@ -45,7 +71,11 @@ async fn the_rate_limit_refuses_the_extra_command_and_counts_across_processes() 
         .unwrap();
     assert!((1..=60).contains(&secs));
     // Another user has a window of their own.
-    assert!(!content(&first, "debug-last", "43", &[]).await.starts_with('⏳'));
+    assert!(
+        !content(&first, "debug-last", "43", &[])
+            .await
+            .starts_with('⏳')
+    );
 }
 
 #[tokio::test]
@@ -61,7 +91,10 @@ async fn blocked_users_are_refused_first_and_not_counted() {
     .await;
     fresh_window().await;
     for _ in 0..3 {
-        assert_eq!(content(&app, "status", "66", &[]).await, "⛔ You are blocked from using this bot.");
+        assert_eq!(
+            content(&app, "status", "66", &[]).await,
+            "⛔ You are blocked from using this bot."
+        );
     }
 }
 
@@ -75,11 +108,23 @@ async fn authorization_is_deny_by_default_and_role_aware() {
         ..Default::default()
     })
     .await;
-    assert_eq!(content(&app, "deploy-client", "42", &[]).await, "⛔ /deploy-client: deployers only");
-    assert_eq!(content(&app, "set-frontend", "42", &["500"]).await, "⛔ /set-frontend: admin only");
+    assert_eq!(
+        content(&app, "deploy-client", "42", &[]).await,
+        "⛔ /deploy-client: deployers only"
+    );
+    assert_eq!(
+        content(&app, "set-frontend", "42", &["500"]).await,
+        "⛔ /set-frontend: admin only"
+    );
     // Allowed callers get past authorization (to the honest "not yet" answer).
-    assert_eq!(content(&app, "deploy-client", "42", &["500"]).await, "🚧 /deploy-client is not available yet");
-    assert_eq!(content(&app, "deploy-client", "1", &[]).await, "🚧 /deploy-client is not available yet");
+    assert_eq!(
+        content(&app, "deploy-client", "42", &["500"]).await,
+        "🚧 /deploy-client is not available yet"
+    );
+    assert_eq!(
+        content(&app, "deploy-client", "1", &[]).await,
+        "🚧 /deploy-client is not available yet"
+    );
 
     // A denial is traced like any command.
     let text = content(&app, "debug-last", "42", &["500"]).await;
@@ -93,18 +138,30 @@ async fn interactions_from_another_guild_are_refused() {
         ..Default::default()
     })
     .await;
-    assert_eq!(content(&app, "debug-last", "42", &[]).await, "⛔ This bot is not available in this server.");
+    assert_eq!(
+        content(&app, "debug-last", "42", &[]).await,
+        "⛔ This bot is not available in this server."
+    );
 }
 
 #[tokio::test]
 async fn invalid_options_are_refused_at_once() {
     let app = spawn_app_with(Options::default()).await;
     let body: Value = app
-        .post_interaction(&command("status", json!([{"name": "count", "type": 4, "value": 50}]), "42", &[], "tok-inv"))
+        .post_interaction(&command(
+            "status",
+            json!([{"name": "count", "type": 4, "value": 50}]),
+            "42",
+            &[],
+            "tok-inv",
+        ))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(body["type"], 4);
-    assert_eq!(body["data"]["content"], "❌ `count` must be between 1 and 10");
+    assert_eq!(
+        body["data"]["content"],
+        "❌ `count` must be between 1 and 10"
+    );
 }

@@ -14,11 +14,44 @@ fn iso(offset_secs: i64) -> String {
 }
 
 fn seed_runs(app: &TestApp) {
-    app.github.add_workflow(77, "Client deploy", "client-deploy.yml");
-    app.github.add_run(run_json(1001, 77, "main", "completed", Some("success"), &iso(-3600), &iso(-3465)));
-    app.github.add_run(run_json(1002, 77, "main", "completed", Some("failure"), &iso(-600), &iso(-540)));
-    app.github.add_run(run_json(1003, 77, "main", "in_progress", None, &iso(-120), &iso(-60)));
-    app.github.add_run(run_json(1004, 77, "feature", "completed", Some("success"), &iso(-30), &iso(-10)));
+    app.github
+        .add_workflow(77, "Client deploy", "client-deploy.yml");
+    app.github.add_run(run_json(
+        1001,
+        77,
+        "main",
+        "completed",
+        Some("success"),
+        &iso(-3600),
+        &iso(-3465),
+    ));
+    app.github.add_run(run_json(
+        1002,
+        77,
+        "main",
+        "completed",
+        Some("failure"),
+        &iso(-600),
+        &iso(-540),
+    ));
+    app.github.add_run(run_json(
+        1003,
+        77,
+        "main",
+        "in_progress",
+        None,
+        &iso(-120),
+        &iso(-60),
+    ));
+    app.github.add_run(run_json(
+        1004,
+        77,
+        "feature",
+        "completed",
+        Some("success"),
+        &iso(-30),
+        &iso(-10),
+    ));
 }
 
 #[tokio::test]
@@ -27,7 +60,13 @@ async fn status_defers_then_edits_the_original_with_the_runs() {
     seed_runs(&app);
 
     let res = app
-        .post_interaction(&command("status", json!([{"name": "count", "type": 4, "value": 2}]), "42", &[], "tok-status"))
+        .post_interaction(&command(
+            "status",
+            json!([{"name": "count", "type": 4, "value": 2}]),
+            "42",
+            &[],
+            "tok-status",
+        ))
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"type": 5}));
@@ -39,37 +78,72 @@ async fn status_defers_then_edits_the_original_with_the_runs() {
     let description = embed["description"].as_str().unwrap();
     let lines: Vec<&str> = description.lines().collect();
     assert_eq!(lines.len(), 2, "{description}");
-    assert!(lines[0].starts_with("🟡 in_progress · 2m ago · running 2m"), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with("🟡 in_progress · 2m ago · running 2m"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[0].contains("actions/runs/1003"));
-    assert!(lines[1].starts_with("🔴 failure · 10m ago · 1m"), "{}", lines[1]);
-    assert!(!description.contains("1004"), "other branches are not deploy runs");
+    assert!(
+        lines[1].starts_with("🔴 failure · 10m ago · 1m"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        !description.contains("1004"),
+        "other branches are not deploy runs"
+    );
     let footer = embed["footer"]["text"].as_str().unwrap();
     assert!(footer.contains("test"), "{footer}");
     assert!(footer.contains(env!("CARGO_PKG_VERSION")));
-    assert!(footer.contains("https://app.example.com (environment)"), "{footer}");
-    assert!(footer.contains("https://api.example.com (environment)"), "{footer}");
+    assert!(
+        footer.contains("https://app.example.com (environment)"),
+        "{footer}"
+    );
+    assert!(
+        footer.contains("https://api.example.com (environment)"),
+        "{footer}"
+    );
 
     // The GitHub calls carried SPEC §7's headers and asked for the deploy branch.
-    let listing = app.github.log.matching("GET", "/actions/workflows/77/runs").pop().unwrap();
+    let listing = app
+        .github
+        .log
+        .matching("GET", "/actions/workflows/77/runs")
+        .pop()
+        .unwrap();
     assert!(listing.query.as_deref().unwrap().contains("branch=main"));
     let h = &listing.headers;
-    assert_eq!(h["authorization"], format!("Bearer {GITHUB_TOKEN}").as_str());
+    assert_eq!(
+        h["authorization"],
+        format!("Bearer {GITHUB_TOKEN}").as_str()
+    );
     assert_eq!(h["accept"], "application/vnd.github+json");
     assert_eq!(h["x-github-api-version"], "2022-11-28");
-    assert_eq!(h["user-agent"], format!("valine/{}", env!("CARGO_PKG_VERSION")).as_str());
+    assert_eq!(
+        h["user-agent"],
+        format!("valine/{}", env!("CARGO_PKG_VERSION")).as_str()
+    );
 }
 
 #[tokio::test]
 async fn status_without_runs_says_so_and_resolves_display_names() {
     let app = spawn_app_with(Options {
-        env: vec![("DEPLOY_WORKFLOW", "Client deploy".into()), ("DEPLOY_BRANCH", "release".into())],
+        env: vec![
+            ("DEPLOY_WORKFLOW", "Client deploy".into()),
+            ("DEPLOY_BRANCH", "release".into()),
+        ],
         ..Default::default()
     })
     .await;
     seed_runs(&app);
-    app.post_interaction(&command("status", json!([]), "42", &[], "tok-empty")).await;
+    app.post_interaction(&command("status", json!([]), "42", &[], "tok-empty"))
+        .await;
     let edit = app.discord.wait_for_edit("tok-empty").await;
-    assert_eq!(edit["embeds"][0]["description"], "No deploy runs on release yet.");
+    assert_eq!(
+        edit["embeds"][0]["description"],
+        "No deploy runs on release yet."
+    );
 }
 
 #[tokio::test]
@@ -79,11 +153,16 @@ async fn a_github_failure_edits_the_message_with_the_cause_and_trace() {
         ..Default::default()
     })
     .await;
-    let res = app.post_interaction(&command("status", json!([]), "42", &[], "tok-fail")).await;
+    let res = app
+        .post_interaction(&command("status", json!([]), "42", &[], "tok-fail"))
+        .await;
     assert_eq!(res.status(), 200);
     let edit = app.discord.wait_for_edit("tok-fail").await;
     let content = edit["content"].as_str().unwrap();
-    assert!(content.starts_with("❌ Workflow missing.yml not found in octo-org/octo-repo"), "{content}");
+    assert!(
+        content.starts_with("❌ Workflow missing.yml not found in octo-org/octo-repo"),
+        "{content}"
+    );
     assert!(content.contains("(trace "), "{content}");
 
     // /debug-last shows that failed command with its failing step.
@@ -97,8 +176,15 @@ async fn a_github_failure_edits_the_message_with_the_cause_and_trace() {
     assert!(text.contains("Command: `/status`"), "{text}");
     assert!(text.contains("Outcome: error"), "{text}");
     assert!(text.contains("❌ github.resolve_workflow"), "{text}");
-    let short = content.split("(trace ").nth(1).unwrap().trim_end_matches(')');
-    assert!(text.contains(short), "debug-last shows the trace the reply quoted");
+    let short = content
+        .split("(trace ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')');
+    assert!(
+        text.contains(short),
+        "debug-last shows the trace the reply quoted"
+    );
 }
 
 #[tokio::test]
@@ -116,7 +202,14 @@ async fn debug_last_shows_the_callers_last_status_trace() {
     assert_eq!(body["data"]["flags"], 64);
     assert_eq!(body["data"]["content"], "No recent command found for you.");
 
-    app.post_interaction(&command("status", json!([{"name": "count", "type": 4, "value": 3}]), "42", &[], "tok-s")).await;
+    app.post_interaction(&command(
+        "status",
+        json!([{"name": "count", "type": 4, "value": 3}]),
+        "42",
+        &[],
+        "tok-s",
+    ))
+    .await;
     app.discord.wait_for_edit("tok-s").await;
 
     // The job stores the finished trace after the edit; poll until it is complete.
@@ -135,7 +228,10 @@ async fn debug_last_shows_the_callers_last_status_trace() {
     assert!(text.contains("✅ authorize"), "{text}");
     assert!(text.contains("✅ github.resolve_workflow"), "{text}");
     assert!(text.contains("✅ github.list_runs"), "{text}");
-    assert!(text.contains("https://github.com/octo-org/octo-repo/actions/runs/1003"), "{text}");
+    assert!(
+        text.contains("https://github.com/octo-org/octo-repo/actions/runs/1003"),
+        "{text}"
+    );
     assert!(!text.contains("debug-last"), "its own traces are skipped");
 
     // Another user's history is not shown.
@@ -146,4 +242,63 @@ async fn debug_last_shows_the_callers_last_status_trace() {
         .await
         .unwrap();
     assert_eq!(body["data"]["content"], "No recent command found for you.");
+}
+
+/// Checks that `value` has every property `schema` requires, recursively through
+/// objects and arrays (the part of the contract our fakes must honour).
+fn assert_required(schema: &Value, value: &Value, at: &str) {
+    if let Some(required) = schema["required"].as_array() {
+        for key in required {
+            let key = key.as_str().unwrap();
+            assert!(
+                value.get(key).is_some(),
+                "{at}.{key} is required by the contract"
+            );
+        }
+    }
+    if let (Some(props), Some(obj)) = (schema["properties"].as_object(), value.as_object()) {
+        for (key, sub) in props {
+            if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
+                assert_required(sub, v, &format!("{at}.{key}"));
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in array.iter().enumerate() {
+            assert_required(items, v, &format!("{at}[{i}]"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fake_github_answers_in_the_contracts_shapes() {
+    let app = spawn_app().await;
+    seed_runs(&app);
+    let http = crate::helpers::http();
+    let base = app.github.url();
+    let cases = [
+        (
+            "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs",
+            "/repos/octo-org/octo-repo/actions/workflows/77/runs?branch=main",
+        ),
+        (
+            "/repos/{owner}/{repo}/actions/workflows/{workflow_id}",
+            "/repos/octo-org/octo-repo/actions/workflows/client-deploy.yml",
+        ),
+        (
+            "/repos/{owner}/{repo}/actions/workflows",
+            "/repos/octo-org/octo-repo/actions/workflows",
+        ),
+    ];
+    for (template, path) in cases {
+        let body: Value = http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_required(&crate::fakes::contract_schema(template), &body, template);
+    }
 }
