@@ -1822,7 +1822,7 @@ mod tests {
             .filter(|e| e.fields.contains_key("github_endpoint"))
             .collect();
         assert_eq!(calls.len(), 2);
-        assert_eq!(calls[0].level, tracing::Level::DEBUG);
+        assert_eq!(calls[0].level, tracing::Level::INFO);
         assert_eq!(calls[0].fields["github_status"], "200");
         assert_eq!(
             calls[0].fields["github_endpoint"],
