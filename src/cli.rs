@@ -188,7 +188,8 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
     };
     let (reply, outcome) =
         match pipeline::decide_command(&app, &caller, command.name(), options, None).await {
-            pipeline::Decision::Reply { reply, outcome } => (reply, outcome),
+            pipeline::Decision::Reply { reply, outcome }
+            | pipeline::Decision::Update { reply, outcome } => (reply, outcome),
             pipeline::Decision::Defer { job, .. } => {
                 crate::jobs::run_command_body(&app, &job).await
             }

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::commands::pipeline::{self, Decision};
-use crate::discord::interaction::{self, Incoming};
+use crate::discord::interaction::{self, Caller, Incoming};
 use crate::discord::response::{self, Reply, callback};
 use crate::jobs::{self, Job, ReplyTarget};
 use crate::secret::ExposeSecret;
@@ -148,40 +148,55 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
                 application_id: handle.application_id,
                 token: handle.token,
             };
-            match pipeline::decide_command(app, &caller, &name, options, Some(reply_to)).await {
-                Decision::Reply { reply, .. } => reply.to_response_json(callback::MESSAGE),
-                Decision::Defer { job, ephemeral } => {
-                    let trace_id = job.trace_id.clone();
-                    match jobs::enqueue(app, &Job::Command(job), Some(&trace_id)).await {
-                        Ok(_) => response::deferred(ephemeral),
-                        Err(e) => {
-                            let span = tracing::info_span!("command", trace_id = %trace_id, user_id = %caller.user_id, command = %name);
-                            span.in_scope(|| {
-                                tracing::error!(error.type = "store_unavailable", error.message = %e, duration_ms = 0u64, outcome = "error", "job not enqueued");
-                            });
-                            Reply::ephemeral(format!(
-                                "❌ Something went wrong (trace {})",
-                                crate::trace::short_id(&trace_id)
-                            ))
-                            .to_response_json(callback::MESSAGE)
-                        }
-                    }
-                }
-            }
+            let decision =
+                pipeline::decide_command(app, &caller, &name, options, Some(reply_to)).await;
+            respond(app, decision, &caller, &name).await
         }
         Incoming::Component {
-            caller, custom_id, ..
-        } => match pipeline::decide_component(app, &caller, &custom_id).await {
-            Decision::Reply { reply, .. } => reply.to_response_json(callback::MESSAGE),
-            // No button defers yet; answer rather than leave Discord waiting.
-            Decision::Defer { .. } => response::deferred(true),
-        },
+            caller,
+            custom_id,
+            handle,
+        } => {
+            let reply_to = ReplyTarget {
+                application_id: handle.application_id,
+                token: handle.token,
+            };
+            let decision =
+                pipeline::decide_component(app, &caller, &custom_id, Some(reply_to)).await;
+            respond(app, decision, &caller, &custom_id).await
+        }
         // Valine has no suggestions to offer yet; an empty list is the honest answer.
         Incoming::Autocomplete { .. } => {
             json!({ "type": callback::AUTOCOMPLETE_RESULT, "data": { "choices": [] } })
         }
         Incoming::Other => Reply::ephemeral("❌ This kind of interaction is not supported.")
             .to_response_json(callback::MESSAGE),
+    }
+}
+
+/// Turns the pipeline's decision into the interaction response, enqueueing the job of
+/// a deferred answer first.
+async fn respond(app: &App, decision: Decision, caller: &Caller, name: &str) -> Value {
+    match decision {
+        Decision::Reply { reply, .. } => reply.to_response_json(callback::MESSAGE),
+        Decision::Update { reply, .. } => reply.to_response_json(callback::UPDATE_MESSAGE),
+        Decision::Defer { job, ephemeral } => {
+            let trace_id = job.trace_id.clone();
+            match jobs::enqueue(app, &Job::Command(job), Some(&trace_id)).await {
+                Ok(_) => response::deferred(ephemeral),
+                Err(e) => {
+                    let span = tracing::info_span!("command", trace_id = %trace_id, user_id = %caller.user_id, command = %name);
+                    span.in_scope(|| {
+                        tracing::error!(error.type = "store_unavailable", error.message = %e, duration_ms = 0u64, outcome = "error", "job not enqueued");
+                    });
+                    Reply::ephemeral(format!(
+                        "❌ Something went wrong (trace {})",
+                        crate::trace::short_id(&trace_id)
+                    ))
+                    .to_response_json(callback::MESSAGE)
+                }
+            }
+        }
     }
 }
 

@@ -189,6 +189,25 @@ impl CommandSpec {
     }
 }
 
+/// How a button press is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ButtonAnswer {
+    /// Type 7 at once: the message the button is on is replaced.
+    Update,
+    /// Type 5 at once (a new message); a job edits it with the result.
+    Deferred { ephemeral: bool },
+}
+
+/// A button Valine renders as `valine:<action>:<id>`. Its label stands for the command
+/// in denials (`⛔ Re-verify: deployers only`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ButtonSpec {
+    pub action: &'static str,
+    pub label: &'static str,
+    pub access: Access,
+    pub answer: ButtonAnswer,
+}
+
 /// Every slash command Valine has; `from_name` is the routing table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CommandName {
@@ -238,6 +257,49 @@ impl CommandName {
 
     pub fn name(self) -> &'static str {
         self.spec().name
+    }
+
+    /// The buttons this command renders and handles.
+    pub fn buttons(self) -> Vec<ButtonSpec> {
+        match self {
+            CommandName::Status
+            | CommandName::VerifyLatest
+            | CommandName::VerifyRun
+            | CommandName::Diagnose
+            | CommandName::DeployClient
+            | CommandName::SetFrontend
+            | CommandName::SetApiBase
+            | CommandName::DebugLast
+            | CommandName::StatusDigest => Vec::new(),
+        }
+    }
+
+    /// The command that owns a button action, with the button's spec.
+    pub fn button(action: &str) -> Option<(CommandName, ButtonSpec)> {
+        Self::ALL.into_iter().find_map(|c| {
+            c.buttons()
+                .into_iter()
+                .find(|b| b.action == action)
+                .map(|b| (c, b))
+        })
+    }
+
+    /// Handles a press of one of this command's buttons; `id` is the part of the
+    /// `custom_id` after the action.
+    pub async fn press(
+        self,
+        app: &App,
+        action: &str,
+        id: &str,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        // Each command matches its own actions here as it gains buttons.
+        let _ = (app, id, call, tracer);
+        Err(CommandError::Invalid(format!(
+            "/{} has no button `{action}`",
+            self.name()
+        )))
     }
 
     /// Runs the command's body. For deferred commands this happens in the worker (or

@@ -8,12 +8,12 @@
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::{Answer, Call, CommandName};
+use super::{Answer, ButtonAnswer, Call, CommandName};
 use crate::app::App;
 use crate::auth;
 use crate::discord::interaction::{Caller, OptionMap};
 use crate::discord::response::Reply;
-use crate::jobs::{DeferredCommand, ReplyTarget};
+use crate::jobs::{ButtonPress, DeferredCommand, ReplyTarget};
 use crate::ratelimit::{self, Decision as RateDecision};
 use crate::store::Outcome;
 use crate::trace::Tracer;
@@ -22,6 +22,8 @@ use crate::trace::Tracer;
 pub enum Decision {
     /// Answer at once with this reply.
     Reply { reply: Reply, outcome: Outcome },
+    /// Replace the message a button is on (type 7).
+    Update { reply: Reply, outcome: Outcome },
     /// Answer "thinking…" (type 5); the job produces the reply.
     Defer {
         job: DeferredCommand,
@@ -94,15 +96,17 @@ pub async fn decide_command(
     options: OptionMap,
     reply_to: Option<ReplyTarget>,
 ) -> Decision {
+    // The id exists before any check so every line of this command carries it.
+    let trace_id = crate::trace::new_trace_id();
     let span = tracing::info_span!(
         "command",
-        trace_id = tracing::field::Empty,
+        trace_id = %trace_id,
         user_id = %caller.user_id,
         command = %name,
     );
     async {
         let started = std::time::Instant::now();
-        let decision = decide_inner(app, caller, name, options, reply_to).await;
+        let decision = decide_inner(app, caller, name, options, reply_to, &trace_id).await;
         if let Decision::Reply { outcome, .. } = &decision {
             tracing::info!(
                 duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -122,6 +126,7 @@ async fn decide_inner(
     name: &str,
     options: OptionMap,
     reply_to: Option<ReplyTarget>,
+    trace_id: &str,
 ) -> Decision {
     if let Some((reply, outcome)) = gate(app, caller).await {
         return Decision::now(reply, outcome);
@@ -135,7 +140,7 @@ async fn decide_inner(
     let spec = command.spec();
     let now_ms = crate::clock::now_ms();
     let mut tracer = Tracer::start(&caller.user_id, spec.name, &options_json(&options), now_ms);
-    tracing::Span::current().record("trace_id", tracer.id());
+    tracer.set_id(trace_id);
 
     let step = tracer.begin("authorize");
     if !auth::allows(&app.config, caller, spec.access) {
@@ -190,6 +195,7 @@ async fn decide_inner(
                 guild_id: caller.guild_id.clone(),
                 channel_id: caller.channel_id.clone(),
                 reply_to,
+                button: None,
             };
             let checkpoint = tracer.checkpoint();
             if let Err(e) = app.store.put_trace(&checkpoint).await {
@@ -215,32 +221,120 @@ async fn finish_now(
 }
 
 /// Decides how to answer a button press (`valine:<action>:<id>`). Buttons are checked
-/// like commands: gate first, then the action's own authorization.
-pub async fn decide_component(app: &App, caller: &Caller, custom_id: &str) -> Decision {
+/// like commands: gate first, then the button's own authorization, every time.
+pub async fn decide_component(
+    app: &App,
+    caller: &Caller,
+    custom_id: &str,
+    reply_to: Option<ReplyTarget>,
+) -> Decision {
+    let trace_id = crate::trace::new_trace_id();
     let span = tracing::info_span!(
-        "component",
+        "command",
+        trace_id = %trace_id,
         user_id = %caller.user_id,
         command = %custom_id,
     );
     async {
-        if let Some((reply, outcome)) = gate(app, caller).await {
-            return Decision::now(reply, outcome);
+        let started = std::time::Instant::now();
+        let decision = decide_component_inner(app, caller, custom_id, reply_to, &trace_id).await;
+        if let Decision::Reply { outcome, .. } | Decision::Update { outcome, .. } = &decision {
+            tracing::info!(
+                duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                outcome = outcome.as_str(),
+                "command finished"
+            );
         }
-        let action = custom_id
-            .strip_prefix("valine:")
-            .and_then(|rest| rest.split_once(':'))
-            .map(|(action, _)| action);
-        let reply = match action {
-            // No button actions exist yet; each later issue adds its own here.
-            Some(_) | None => Reply::ephemeral("❌ This button is not one Valine handles."),
-        };
-        tracing::info!(
-            duration_ms = 0u64,
-            outcome = "invalid",
-            "component finished"
-        );
-        Decision::now(reply, Outcome::Invalid)
+        decision
     }
     .instrument(span)
     .await
+}
+
+async fn decide_component_inner(
+    app: &App,
+    caller: &Caller,
+    custom_id: &str,
+    reply_to: Option<ReplyTarget>,
+    trace_id: &str,
+) -> Decision {
+    if let Some((reply, outcome)) = gate(app, caller).await {
+        return Decision::now(reply, outcome);
+    }
+    let parsed = custom_id
+        .strip_prefix("valine:")
+        .and_then(|rest| rest.split_once(':'))
+        .and_then(|(action, id)| CommandName::button(action).map(|b| (b, id)));
+    let Some(((command, button), id)) = parsed else {
+        return Decision::now(
+            Reply::ephemeral("❌ This button is not one Valine handles."),
+            Outcome::Invalid,
+        );
+    };
+    let mut options = Map::new();
+    options.insert("button".into(), Value::from(button.action));
+    options.insert("id".into(), Value::from(id));
+    let label = format!("{} ({})", command.name(), button.label);
+    let mut tracer = Tracer::start(&caller.user_id, &label, &options, crate::clock::now_ms());
+    tracer.set_id(trace_id);
+
+    let step = tracer.begin("authorize");
+    if !auth::allows(&app.config, caller, button.access) {
+        tracer.end_with(step, crate::store::StepStatus::Error, Some("denied".into()));
+        let reply = Reply::ephemeral(format!("⛔ {}: {}", button.label, button.access.denial()));
+        return finish_now(app, tracer, reply, Outcome::Denied, Some("denied".into())).await;
+    }
+    tracer.end::<(), String>(step, &Ok(()));
+
+    let call = Call {
+        caller: caller.clone(),
+        options: OptionMap::new(),
+    };
+    match button.answer {
+        ButtonAnswer::Update => {
+            match command
+                .press(app, button.action, id, &call, &mut tracer)
+                .await
+            {
+                Ok(reply) => {
+                    let outcome = if reply.failed {
+                        Outcome::Error
+                    } else {
+                        Outcome::Ok
+                    };
+                    let record = tracer.finish(outcome, None);
+                    if let Err(e) = app.store.put_trace(&record).await {
+                        tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
+                    }
+                    Decision::Update { reply, outcome }
+                }
+                Err(e) => {
+                    tracing::error!(error.type = e.error_type(), error.message = %e, "button failed");
+                    let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
+                    finish_now(app, tracer, reply, Outcome::Error, Some(e.to_string())).await
+                }
+            }
+        }
+        ButtonAnswer::Deferred { ephemeral } => {
+            let job = DeferredCommand {
+                trace_id: tracer.id().to_owned(),
+                command: command.name().to_owned(),
+                options: OptionMap::new(),
+                user_id: caller.user_id.clone(),
+                roles: caller.roles.clone(),
+                guild_id: caller.guild_id.clone(),
+                channel_id: caller.channel_id.clone(),
+                reply_to,
+                button: Some(ButtonPress {
+                    action: button.action.to_owned(),
+                    id: id.to_owned(),
+                }),
+            };
+            let checkpoint = tracer.checkpoint();
+            if let Err(e) = app.store.put_trace(&checkpoint).await {
+                tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
+            }
+            Decision::Defer { job, ephemeral }
+        }
+    }
 }

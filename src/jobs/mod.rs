@@ -35,6 +35,16 @@ pub struct DeferredCommand {
     pub channel_id: Option<String>,
     /// `None` for `valine invoke`, which prints the reply instead.
     pub reply_to: Option<ReplyTarget>,
+    /// Set when the work is a button press of this command rather than the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub button: Option<ButtonPress>,
+}
+
+/// A pressed button: `valine:<action>:<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ButtonPress {
+    pub action: String,
+    pub id: String,
 }
 
 /// The interaction webhook to edit. The token is a credential for 15 minutes: it is
@@ -137,29 +147,31 @@ pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outco
                 Outcome::Invalid,
                 Some("unknown command".to_owned()),
             ),
-            Some(command) => match command.run(app, &call, &mut tracer).await {
-                Ok(reply) => {
-                    let outcome = if reply.failed {
-                        Outcome::Error
-                    } else {
-                        Outcome::Ok
-                    };
-                    (reply, outcome, None)
+            Some(command) => {
+                match run_body(app, command, job.button.as_ref(), &call, &mut tracer).await {
+                    Ok(reply) => {
+                        let outcome = if reply.failed {
+                            Outcome::Error
+                        } else {
+                            Outcome::Ok
+                        };
+                        (reply, outcome, None)
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            error.type = e.error_type(),
+                            error.message = %e,
+                            "command failed"
+                        );
+                        let message = e.user_message(tracer.short_id());
+                        let outcome = match e {
+                            crate::commands::CommandError::Invalid(_) => Outcome::Invalid,
+                            _ => Outcome::Error,
+                        };
+                        (Reply::text(message).failed(), outcome, Some(e.to_string()))
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(
-                        error.type = e.error_type(),
-                        error.message = %e,
-                        "command failed"
-                    );
-                    let message = e.user_message(tracer.short_id());
-                    let outcome = match e {
-                        crate::commands::CommandError::Invalid(_) => Outcome::Invalid,
-                        _ => Outcome::Error,
-                    };
-                    (Reply::text(message).failed(), outcome, Some(e.to_string()))
-                }
-            },
+            }
         };
         let record = tracer.finish(outcome, error);
         if let Err(e) = app.store.put_trace(&record).await {
@@ -174,6 +186,23 @@ pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outco
     }
     .instrument(span)
     .await
+}
+
+async fn run_body(
+    app: &App,
+    command: CommandName,
+    button: Option<&ButtonPress>,
+    call: &Call,
+    tracer: &mut Tracer,
+) -> Result<Reply, crate::commands::CommandError> {
+    match button {
+        Some(press) => {
+            command
+                .press(app, &press.action, &press.id, call, tracer)
+                .await
+        }
+        None => command.run(app, call, tracer).await,
+    }
 }
 
 /// One attempt at a job.
