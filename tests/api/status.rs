@@ -302,3 +302,34 @@ async fn the_fake_github_answers_in_the_contracts_shapes() {
         assert_required(&crate::fakes::contract_schema(template), &body, template);
     }
 }
+
+#[tokio::test]
+async fn status_lists_diagnose_runs_in_a_section_of_their_own() {
+    let app = spawn_app_with(Options {
+        env: vec![("DIAGNOSE_WORKFLOW", "diagnose.yml".into())],
+        ..Default::default()
+    })
+    .await;
+    seed_runs(&app);
+    app.github.add_workflow(88, "Diagnose", "diagnose.yml");
+    app.github.add_run(run_json(
+        5001,
+        88,
+        "main",
+        "completed",
+        Some("timed_out"),
+        &iso(-7200),
+        &iso(-7000),
+    ));
+    app.post_interaction(&command("status", json!([]), "42", &[], "tok-diag"))
+        .await;
+    let edit = app.discord.wait_for_edit("tok-diag").await;
+    let field = &edit["embeds"][0]["fields"][0];
+    assert_eq!(field["name"], "Diagnose runs (diagnose.yml)");
+    let value = field["value"].as_str().unwrap();
+    assert!(
+        value.starts_with("🔴 timed_out · 2h ago · 3m 20s"),
+        "{value}"
+    );
+    assert!(value.contains("actions/runs/5001"));
+}
