@@ -291,15 +291,18 @@ async fn deliver(
 
 /// A channel post, unless `DRY_RUN` suppresses it (SPEC §4.3: logged only).
 async fn post(app: &App, channel: &str, reply: &Reply, nonce: &str) -> Result<(), JobError> {
+    let body = reply.to_message_json();
     if app.config.dry_run {
+        // The body holds no secret: run facts and links only.
         tracing::info!(
             channel_id = channel,
+            request_body = %body,
             "🧪 dry run: would POST /channels/{channel}/messages"
         );
         return Ok(());
     }
     app.discord
-        .create_message(channel, &reply.to_message_json(), nonce)
+        .create_message(channel, &body, nonce)
         .await
         .map_err(discord_error)
 }
