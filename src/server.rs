@@ -28,6 +28,7 @@ use crate::app::App;
 use crate::commands::pipeline::{self, Decision};
 use crate::discord::interaction::{self, Caller, Incoming};
 use crate::discord::response::{self, Reply, callback};
+use crate::github::webhook::{self, Received};
 use crate::jobs::{self, Job, ReplyTarget};
 use crate::secret::ExposeSecret;
 
@@ -35,6 +36,8 @@ const DISCORD_BODY_LIMIT: usize = 1024 * 1024;
 const GITHUB_BODY_LIMIT: usize = 25 * 1024 * 1024;
 /// Discord waits 3 s; leave room for the network on both sides.
 const INTERACTION_BUDGET: Duration = Duration::from_millis(2500);
+/// GitHub waits 10 s (SPEC §3.2.3); the request path is only store work.
+const WEBHOOK_BUDGET: Duration = Duration::from_secs(8);
 
 /// A JSON error answer `{"error": "…"}`.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -204,17 +207,19 @@ async fn github_webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     let Some(secret) = app.config.github_webhook_secret.as_ref() else {
         return not_configured("GITHUB_WEBHOOK_SECRET");
     };
-    if !crate::github::webhook::signature_valid(
+    if !webhook::signature_valid(
         secret.expose_secret().as_bytes(),
         &body,
         header(&headers, "x-hub-signature-256"),
     ) {
+        tracing::info!(outcome = "denied", "webhook signature rejected");
         return error(StatusCode::UNAUTHORIZED, "invalid signature");
     }
     let (Some(event), Some(delivery)) = (
         header(&headers, "x-github-event"),
         header(&headers, "x-github-delivery"),
     ) else {
+        tracing::info!(outcome = "invalid", "webhook without event or delivery id");
         return error(
             StatusCode::BAD_REQUEST,
             "X-GitHub-Event and X-GitHub-Delivery are required",
@@ -223,26 +228,27 @@ async fn github_webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     let span = tracing::info_span!("webhook", event = %event, delivery_id = %delivery);
     async {
         let started = Instant::now();
-        let (status, body, outcome) = match serde_json::from_slice::<Value>(&body) {
-            Err(_) => (
-                StatusCode::BAD_REQUEST,
-                json!({"error": "body is not JSON"}),
-                "invalid",
-            ),
-            Ok(_) if event == "ping" => (StatusCode::OK, json!({"status": "ok"}), "ok"),
-            // Run tracking arrives with the GitHub integration; until then every other
-            // event is acknowledged as ignored so GitHub does not redeliver it.
-            Ok(_) => (
-                StatusCode::ACCEPTED,
-                json!({"status": "ignored"}),
-                "ignored",
+        let received = webhook::receive_within(
+            WEBHOOK_BUDGET,
+            &app,
+            event,
+            delivery,
+            &body,
+            crate::clock::now_ms(),
+        )
+        .await;
+        received.log_completion(started.elapsed());
+        let (status, body) = match received {
+            Received::Ping | Received::Accepted => (StatusCode::OK, json!({"status": "ok"})),
+            Received::Duplicate => (StatusCode::OK, json!({"status": "duplicate"})),
+            Received::Ignored(_) => (StatusCode::ACCEPTED, json!({"status": "ignored"})),
+            Received::Invalid(why) => (StatusCode::BAD_REQUEST, json!({"error": why})),
+            // Not accepted: GitHub marks the delivery failed and it can be redelivered.
+            Received::Unavailable(_) | Received::TimedOut => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "the delivery could not be recorded; redeliver it"}),
             ),
         };
-        tracing::info!(
-            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            outcome,
-            "webhook finished"
-        );
         (status, axum::Json(body)).into_response()
     }
     .instrument(span)

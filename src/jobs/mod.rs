@@ -4,6 +4,7 @@
 //! A job is at-least-once: it may run again after a crash, so every effect is
 //! idempotent (an edit of the original response repeats harmlessly).
 
+pub mod runs;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,10 @@ use crate::trace::Tracer;
 pub enum Job {
     /// The body of a deferred slash command; its reply edits the original response.
     Command(DeferredCommand),
+    /// Announces a completed deploy run in the status channel (SPEC §3.2.4).
+    AnnounceRun(runs::AnnounceRun),
+    /// Updates the message of the command that follows a run.
+    FollowRun(runs::FollowRun),
 }
 
 /// Everything the worker needs to finish a command that was answered with type 5.
@@ -217,6 +222,23 @@ pub async fn execute(app: &App, job: &Job) -> Result<(), JobError> {
             }
             Ok(())
         }
+        Job::AnnounceRun(announce) => {
+            let span = tracing::info_span!(
+                "run_job",
+                job = "announce_run",
+                run_id = announce.run_id,
+                run_attempt = announce.run_attempt
+            );
+            runs::announce(app, announce, crate::clock::now_ms())
+                .instrument(span)
+                .await
+        }
+        Job::FollowRun(follow) => {
+            let span = tracing::info_span!("run_job", job = "follow_run", run_id = follow.run_id, run_attempt = follow.run_attempt, correlation_id = %follow.correlation_id);
+            runs::follow(app, follow, crate::clock::now_ms())
+                .instrument(span)
+                .await
+        }
     }
 }
 
@@ -249,7 +271,30 @@ pub async fn report_gave_up(app: &App, job: &Job, attempts: u32, error: &str) {
                 let _ = edit_original(app, target, &reply).await;
             }
         }
+        // What failed was talking to Discord itself; the worker's log line is the report.
+        Job::AnnounceRun(_) | Job::FollowRun(_) => {}
     }
+}
+
+/// The store record of `job`, due at `now_ms`, for [`enqueue`] or a write that carries
+/// jobs with other effects (a webhook delivery).
+pub fn job_record(
+    app: &App,
+    job: &Job,
+    trace_id: Option<&str>,
+    now_ms: i64,
+) -> Result<crate::store::NewJob, crate::store::StoreError> {
+    let deadline_ms =
+        now_ms + i64::try_from(app.worker.deadline.as_millis()).unwrap_or(i64::MAX / 2);
+    let payload = serde_json::to_value(job)
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("job does not serialize: {e}")))?;
+    Ok(crate::store::NewJob {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        payload,
+        run_after_ms: now_ms,
+        deadline_ms,
+        trace_id: trace_id.map(str::to_owned),
+    })
 }
 
 /// Persists a job for the worker and wakes the in-process worker.
@@ -259,16 +304,7 @@ pub async fn enqueue(
     trace_id: Option<&str>,
 ) -> Result<String, crate::store::StoreError> {
     let now = crate::clock::now_ms();
-    let deadline_ms = now + i64::try_from(app.worker.deadline.as_millis()).unwrap_or(i64::MAX / 2);
-    let payload = serde_json::to_value(job)
-        .map_err(|e| crate::store::StoreError::Corrupt(format!("job does not serialize: {e}")))?;
-    let record = crate::store::NewJob {
-        id: uuid::Uuid::now_v7().simple().to_string(),
-        payload,
-        run_after_ms: now,
-        deadline_ms,
-        trace_id: trace_id.map(str::to_owned),
-    };
+    let record = job_record(app, job, trace_id, now)?;
     app.store.enqueue_job(&record, now).await?;
     app.jobs_ready.notify_one();
     Ok(record.id)

@@ -21,8 +21,9 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{
-    AuditRecord, DeliveryEffects, JobRecord, JobState, NewJob, Outcome, PendingConfirmation,
-    RunRecord, SettingRecord, SharedStore, StepStatus, TraceRecord, TraceStep,
+    AuditRecord, CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord, JobRecord,
+    JobState, NewJob, Outcome, PendingConfirmation, RunAttachment, RunRecord, SettingRecord,
+    SharedStore, StepStatus, TraceRecord, TraceStep,
 };
 
 /// Expands to one `#[tokio::test]` per conformance function, each on a fresh store from
@@ -61,6 +62,12 @@ macro_rules! conformance_tests {
             run_upsert_rules,
             run_expired_not_returned,
             lock_rules,
+            correlation_put_keeps_live_record,
+            correlation_expired_is_ignored_and_replaceable,
+            correlation_attach_run_rules,
+            correlation_latest_deploy,
+            delivery_attaches_correlation,
+            delivery_records_failed_step,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -180,6 +187,38 @@ fn delivery(id: &str, run: Option<RunRecord>, jobs: Vec<NewJob>) -> DeliveryEffe
         expires_at: LATER,
         run,
         jobs,
+        ..Default::default()
+    }
+}
+
+fn correlation(id: &str, kind: CorrelationKind, created_at_ms: i64) -> CorrelationRecord {
+    CorrelationRecord {
+        id: id.into(),
+        kind,
+        requester: "42".into(),
+        channel_id: Some("901".into()),
+        application_id: Some("4242".into()),
+        interaction_token: Some(format!("token-{id}")),
+        token_expires_at_ms: created_at_ms + 15 * 60 * 1000,
+        wait: true,
+        api_base: Some("https://api.example.com".into()),
+        run_id: None,
+        created_at_ms,
+        expires_at: LATER,
+    }
+}
+
+fn failed_step(run_id: u64, attempt: u32, job: &str) -> FailedStepRecord {
+    FailedStepRecord {
+        run_id,
+        run_attempt: attempt,
+        job_id: 400 + u64::from(attempt),
+        job_name: job.into(),
+        step_name: Some(format!("{job}: npm run build")),
+        html_url: Some(format!(
+            "https://github.com/o/r/actions/runs/{run_id}/job/1"
+        )),
+        expires_at: LATER,
     }
 }
 
@@ -1209,6 +1248,302 @@ pub async fn lock_rules(store: SharedStore) {
         .release_lock("never-taken", "c")
         .await
         .expect("release");
+}
+
+pub async fn correlation_put_keeps_live_record(store: SharedStore) {
+    let first = correlation("c1", CorrelationKind::Deploy, NOW_MS);
+    assert!(store.put_correlation(&first, NOW).await.expect("put"));
+    assert_eq!(
+        store.get_correlation("c1", NOW).await.expect("get"),
+        Some(first.clone())
+    );
+    // A second write with the same id (a retried dispatch) keeps the first record.
+    let again = CorrelationRecord {
+        requester: "other".into(),
+        wait: false,
+        ..first.clone()
+    };
+    assert!(!store.put_correlation(&again, NOW + 1).await.expect("put"));
+    assert_eq!(
+        store.get_correlation("c1", NOW + 1).await.expect("get"),
+        Some(first)
+    );
+    assert_eq!(store.get_correlation("c2", NOW).await.expect("get"), None);
+
+    let bare = CorrelationRecord {
+        channel_id: None,
+        application_id: None,
+        interaction_token: None,
+        api_base: None,
+        wait: false,
+        ..correlation("c3", CorrelationKind::Diagnose, NOW_MS)
+    };
+    assert!(store.put_correlation(&bare, NOW).await.expect("put"));
+    assert_eq!(
+        store.get_correlation("c3", NOW).await.expect("get"),
+        Some(bare)
+    );
+}
+
+pub async fn correlation_expired_is_ignored_and_replaceable(store: SharedStore) {
+    let short = CorrelationRecord {
+        expires_at: NOW + 10,
+        ..correlation("c1", CorrelationKind::Deploy, NOW_MS)
+    };
+    assert!(store.put_correlation(&short, NOW).await.expect("put"));
+    assert!(store.attach_run("c1", 7, NOW).await.expect("attach"));
+    assert!(
+        store
+            .get_correlation("c1", NOW + 9)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert_eq!(
+        store.get_correlation("c1", NOW + 10).await.expect("get"),
+        None
+    );
+    assert_eq!(
+        store.correlation_for_run(7, NOW + 10).await.expect("run"),
+        None
+    );
+    assert_eq!(
+        store
+            .latest_deploy_correlation(NOW + 10)
+            .await
+            .expect("latest"),
+        None
+    );
+    assert!(!store.attach_run("c1", 7, NOW + 10).await.expect("attach"));
+
+    // Once expired, the id is free again and the new record starts without a run.
+    let fresh = correlation("c1", CorrelationKind::Diagnose, (NOW + 10) * 1000);
+    assert!(store.put_correlation(&fresh, NOW + 10).await.expect("put"));
+    assert_eq!(
+        store.get_correlation("c1", NOW + 10).await.expect("get"),
+        Some(fresh)
+    );
+}
+
+pub async fn correlation_attach_run_rules(store: SharedStore) {
+    for id in ["c1", "c2"] {
+        let c = correlation(id, CorrelationKind::Deploy, NOW_MS);
+        assert!(store.put_correlation(&c, NOW).await.expect("put"));
+    }
+    assert!(!store.attach_run("missing", 5, NOW).await.expect("attach"));
+    assert_eq!(store.correlation_for_run(5, NOW).await.expect("run"), None);
+
+    assert!(store.attach_run("c1", 5, NOW).await.expect("attach"));
+    // Repeating it is harmless; another run for c1, or run 5 for c2, is refused.
+    assert!(store.attach_run("c1", 5, NOW).await.expect("again"));
+    assert!(!store.attach_run("c1", 6, NOW).await.expect("other run"));
+    assert!(!store.attach_run("c2", 5, NOW).await.expect("taken run"));
+
+    let c1 = store
+        .correlation_for_run(5, NOW)
+        .await
+        .expect("run")
+        .expect("attached");
+    assert_eq!((c1.id.as_str(), c1.run_id), ("c1", Some(5)));
+    assert_eq!(
+        store
+            .get_correlation("c2", NOW)
+            .await
+            .expect("get")
+            .and_then(|c| c.run_id),
+        None
+    );
+    assert_eq!(store.correlation_for_run(6, NOW).await.expect("run"), None);
+
+    // Concurrent attachments of one run: exactly one correlation gets it.
+    let mut attaches = JoinSet::new();
+    for i in 0..6 {
+        let c = correlation(&format!("r{i}"), CorrelationKind::Deploy, NOW_MS);
+        assert!(store.put_correlation(&c, NOW).await.expect("put"));
+        let store = store.clone();
+        attaches.spawn(async move { store.attach_run(&format!("r{i}"), 9, NOW).await });
+    }
+    let mut won = 0;
+    while let Some(attached) = attaches.join_next().await {
+        if attached.expect("join").expect("attach") {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+pub async fn correlation_latest_deploy(store: SharedStore) {
+    assert_eq!(
+        store.latest_deploy_correlation(NOW).await.expect("latest"),
+        None
+    );
+    let older = correlation("old", CorrelationKind::Deploy, NOW_MS - 5000);
+    let newer = correlation("new", CorrelationKind::Deploy, NOW_MS - 1000);
+    let diagnose = correlation("diag", CorrelationKind::Diagnose, NOW_MS);
+    // Written out of order: the answer goes by creation time.
+    for c in [&newer, &diagnose, &older] {
+        assert!(store.put_correlation(c, NOW).await.expect("put"));
+    }
+    assert_eq!(
+        store
+            .latest_deploy_correlation(NOW)
+            .await
+            .expect("latest")
+            .map(|c| c.id),
+        Some("new".to_owned())
+    );
+    let expiring = CorrelationRecord {
+        expires_at: NOW + 1,
+        ..correlation("newest", CorrelationKind::Deploy, NOW_MS)
+    };
+    assert!(store.put_correlation(&expiring, NOW).await.expect("put"));
+    assert_eq!(
+        store
+            .latest_deploy_correlation(NOW)
+            .await
+            .expect("latest")
+            .map(|c| c.id),
+        Some("newest".to_owned())
+    );
+    assert_eq!(
+        store
+            .latest_deploy_correlation(NOW + 1)
+            .await
+            .expect("latest")
+            .map(|c| c.id),
+        Some("new".to_owned())
+    );
+}
+
+pub async fn delivery_attaches_correlation(store: SharedStore) {
+    for id in ["c1", "c2"] {
+        let c = correlation(id, CorrelationKind::Deploy, NOW_MS);
+        assert!(store.put_correlation(&c, NOW).await.expect("put"));
+    }
+    let attach = |correlation_id: &str| RunAttachment {
+        correlation_id: correlation_id.into(),
+        run_id: 31,
+    };
+    let first = DeliveryEffects {
+        attach: Some(attach("c1")),
+        ..delivery("d1", Some(run(31, 1, "queued", None)), vec![])
+    };
+    assert!(store.accept_delivery(&first, NOW).await.expect("accept"));
+    assert_eq!(
+        store
+            .correlation_for_run(31, NOW)
+            .await
+            .expect("run")
+            .map(|c| c.id),
+        Some("c1".to_owned())
+    );
+    // A refused attachment leaves the delivery accepted and its other effects applied.
+    let second = DeliveryEffects {
+        attach: Some(attach("c2")),
+        ..delivery(
+            "d2",
+            Some(run(31, 1, "in_progress", None)),
+            vec![new_job("j1", NOW_MS)],
+        )
+    };
+    assert!(store.accept_delivery(&second, NOW).await.expect("accept"));
+    assert!(store.get_job("j1").await.expect("job").is_some());
+    assert_eq!(
+        store.get_run(31, NOW).await.expect("run").map(|r| r.status),
+        Some("in_progress".to_owned())
+    );
+    assert_eq!(
+        store
+            .get_correlation("c2", NOW)
+            .await
+            .expect("get")
+            .and_then(|c| c.run_id),
+        None
+    );
+    // A duplicate delivery attaches nothing either.
+    store
+        .put_correlation(&correlation("c3", CorrelationKind::Deploy, NOW_MS), NOW)
+        .await
+        .expect("put");
+    let replay = DeliveryEffects {
+        attach: Some(RunAttachment {
+            correlation_id: "c3".into(),
+            run_id: 32,
+        }),
+        ..delivery("d1", None, vec![])
+    };
+    assert!(!store.accept_delivery(&replay, NOW).await.expect("dup"));
+    assert_eq!(store.correlation_for_run(32, NOW).await.expect("run"), None);
+}
+
+pub async fn delivery_records_failed_step(store: SharedStore) {
+    let mut n = 0;
+    let mut record = async |step: FailedStepRecord| {
+        n += 1;
+        let effects = DeliveryEffects {
+            failed_step: Some(step),
+            ..delivery(&format!("d{n}"), None, vec![])
+        };
+        assert!(store.accept_delivery(&effects, NOW).await.expect("accept"));
+        store
+            .failed_step(8, NOW)
+            .await
+            .expect("failed_step")
+            .expect("recorded")
+    };
+    assert_eq!(store.failed_step(8, NOW).await.expect("none yet"), None);
+    let build = failed_step(8, 1, "build");
+    assert_eq!(record(build.clone()).await, build);
+    // A second failing job of the same attempt does not replace the first failure.
+    assert_eq!(record(failed_step(8, 1, "upload")).await, build);
+    // A re-run that fails again does.
+    let rerun = FailedStepRecord {
+        step_name: None,
+        html_url: None,
+        ..failed_step(8, 2, "deploy")
+    };
+    assert_eq!(record(rerun.clone()).await, rerun);
+    assert_eq!(record(failed_step(8, 1, "late")).await, rerun);
+    assert_eq!(store.failed_step(9, NOW).await.expect("other run"), None);
+
+    // A duplicate delivery records nothing.
+    let dup = DeliveryEffects {
+        failed_step: Some(failed_step(10, 1, "build")),
+        ..delivery("d1", None, vec![])
+    };
+    assert!(!store.accept_delivery(&dup, NOW).await.expect("dup"));
+    assert_eq!(store.failed_step(10, NOW).await.expect("none"), None);
+
+    // Expired records are not returned, and a new failure replaces them.
+    let short = FailedStepRecord {
+        expires_at: NOW + 5,
+        ..failed_step(11, 3, "build")
+    };
+    let effects = DeliveryEffects {
+        failed_step: Some(short.clone()),
+        ..delivery("short", None, vec![])
+    };
+    assert!(store.accept_delivery(&effects, NOW).await.expect("accept"));
+    assert_eq!(
+        store.failed_step(11, NOW + 4).await.expect("live"),
+        Some(short)
+    );
+    assert_eq!(store.failed_step(11, NOW + 5).await.expect("expired"), None);
+    let later = failed_step(11, 1, "again");
+    let effects = DeliveryEffects {
+        failed_step: Some(later.clone()),
+        ..delivery("later", None, vec![])
+    };
+    assert!(
+        store
+            .accept_delivery(&effects, NOW + 5)
+            .await
+            .expect("accept")
+    );
+    assert_eq!(
+        store.failed_step(11, NOW + 5).await.expect("new"),
+        Some(later)
+    );
 }
 
 /// Two handles on the same storage (two processes, two Lambda instances) see each

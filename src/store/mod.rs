@@ -1,7 +1,8 @@
 //! The store: every record Valine keeps, behind one interface with one backend per engine.
 //!
 //! Use cases see only the traits below, grouped by what they serve (traces, jobs, rate
-//! limits, settings and audit, webhook deliveries and runs, locks, confirmations). Each
+//! limits, settings and audit, webhook deliveries and runs, locks, confirmations,
+//! correlations of dispatched runs). Each
 //! operation that must be atomic (rate-limit count, delivery dedup with its effects, a
 //! setting with its audit record, claiming a job, consuming a confirmation) is a single
 //! method, so a backend implements it as one conditional or transactional write.
@@ -22,6 +23,10 @@
 //! | delivery | `DELIVERY#{id}` | `DELIVERY` (`attribute_not_exists(pk)` in the effects' transaction) |
 //! | run | `RUN` | `{run_id:020}` |
 //! | lock | `LOCK#{name}` | `LOCK` (conditional on expiry or owner) |
+//! | correlation | `CORR#{id}` | `CORR` (put: `attribute_not_exists(pk) OR expires_at <= :now`) |
+//! | a deploy correlation by time | `CORRDEPLOY` | `{created_at_ms:013}#{id}` (put with the correlation in one transaction; newest = Query descending, `Limit 1`) |
+//! | a run's correlation | `CORRRUN#{run_id:020}` | `CORRRUN` (`attach_run`: one transaction updating the correlation on `attribute_not_exists(run_id) OR run_id = :run` and putting this item on absent, expired or same correlation) |
+//! | failing job and step of a run | `RUNFAIL#{run_id:020}` | `RUNFAIL` (in the delivery's transaction; kept unless absent, expired or of an earlier attempt) |
 //! | pending confirmation | `PENDING#{id}` | `PENDING` (delete with condition = consume) |
 //!
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
@@ -45,6 +50,9 @@ pub mod retention {
     pub const AUDIT: i64 = 30 * 24 * 3600;
     pub const RATE_WINDOW: i64 = 2 * 60;
     pub const FAILED_JOB: i64 = 7 * 24 * 3600;
+    /// As long as the run it follows is kept.
+    pub const CORRELATION: i64 = RUN;
+    pub const FAILED_STEP: i64 = RUN;
 }
 
 /// Errors a backend reports. Callers treat every variant as "the store cannot serve
@@ -205,12 +213,120 @@ pub struct RunRecord {
 }
 
 /// A webhook delivery and every effect it has, written together (SPEC §3.2.2).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeliveryEffects {
     pub delivery_id: String,
     pub expires_at: i64,
     pub run: Option<RunRecord>,
     pub jobs: Vec<NewJob>,
+    /// The failing job and step a `workflow_job` event reported.
+    pub failed_step: Option<FailedStepRecord>,
+    /// A correlation the run was recognised by (its title carries the correlation id),
+    /// attached with the same conditions as [`CorrelationStore::attach_run`]; a refused
+    /// attachment does not fail the delivery.
+    pub attach: Option<RunAttachment>,
+}
+
+/// Links a dispatched command's correlation to the run GitHub started for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAttachment {
+    pub correlation_id: String,
+    pub run_id: u64,
+}
+
+/// The first failing job and step of a run attempt (SPEC §3.2.4), for `/diagnose` and
+/// verification reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedStepRecord {
+    pub run_id: u64,
+    pub run_attempt: u32,
+    pub job_id: u64,
+    pub job_name: String,
+    /// `None` when GitHub reported no failed step (e.g. the job failed to start).
+    pub step_name: Option<String>,
+    pub html_url: Option<String>,
+    pub expires_at: i64,
+}
+
+/// What a dispatch was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrelationKind {
+    Deploy,
+    Diagnose,
+}
+
+impl CorrelationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorrelationKind::Deploy => "deploy",
+            CorrelationKind::Diagnose => "diagnose",
+        }
+    }
+}
+
+/// A run Valine dispatched (SPEC §4.2 `/deploy-client`, `/diagnose`), with where to tell
+/// its requester about it. The interaction token is a credential for 15 minutes: `Debug`
+/// hides it, and nothing logs the record.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CorrelationRecord {
+    /// Sent as the workflow's `correlation_id` input; the run's title carries it.
+    pub id: String,
+    pub kind: CorrelationKind,
+    /// Discord user id of the requester.
+    pub requester: String,
+    /// Where later news goes once the interaction token has expired.
+    pub channel_id: Option<String>,
+    pub application_id: Option<String>,
+    pub interaction_token: Option<String>,
+    /// When the interaction token stops working (Discord: 15 minutes after the
+    /// interaction).
+    pub token_expires_at_ms: i64,
+    /// `/deploy-client wait:true`: the command's message follows the run.
+    pub wait: bool,
+    /// The API base the dispatch carried (`VITE_API_BASE` input), if any.
+    pub api_base: Option<String>,
+    /// Set once the run is known ([`CorrelationStore::attach_run`]).
+    pub run_id: Option<u64>,
+    pub created_at_ms: i64,
+    pub expires_at: i64,
+}
+
+impl CorrelationRecord {
+    /// Whether the command's message follows the run: a `wait:true` deploy, or any
+    /// `/diagnose` dispatch (SPEC §3.2.4).
+    pub fn follows(&self) -> bool {
+        self.wait || self.kind == CorrelationKind::Diagnose
+    }
+
+    /// Whether the interaction token may still edit the original message at `now_ms`.
+    pub fn token_live(&self, now_ms: i64) -> bool {
+        self.application_id.is_some()
+            && self.interaction_token.is_some()
+            && now_ms < self.token_expires_at_ms
+    }
+}
+
+impl std::fmt::Debug for CorrelationRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CorrelationRecord")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("requester", &self.requester)
+            .field("channel_id", &self.channel_id)
+            .field("application_id", &self.application_id)
+            .field(
+                "interaction_token",
+                &self.interaction_token.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("token_expires_at_ms", &self.token_expires_at_ms)
+            .field("wait", &self.wait)
+            .field("api_base", &self.api_base)
+            .field("run_id", &self.run_id)
+            .field("created_at_ms", &self.created_at_ms)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// A `/set-*` preview awaiting Confirm or Cancel.
@@ -331,6 +447,32 @@ pub trait DeliveryStore: Send + Sync {
     /// Returns `false` (and applies nothing) when the delivery was already accepted.
     async fn accept_delivery(&self, effects: &DeliveryEffects, now: i64) -> StoreResult<bool>;
     async fn get_run(&self, id: u64, now: i64) -> StoreResult<Option<RunRecord>>;
+    /// The failing job and step recorded for the run (its latest attempt that failed).
+    async fn failed_step(&self, run_id: u64, now: i64) -> StoreResult<Option<FailedStepRecord>>;
+}
+
+#[async_trait]
+pub trait CorrelationStore: Send + Sync {
+    /// Writes the correlation if its id is free (absent or expired) and returns `true`;
+    /// a live record with the same id is kept and `false` returned, so the write can
+    /// serve as the "about to dispatch" marker of SPEC §5.
+    async fn put_correlation(&self, correlation: &CorrelationRecord, now: i64)
+    -> StoreResult<bool>;
+    async fn get_correlation(&self, id: &str, now: i64) -> StoreResult<Option<CorrelationRecord>>;
+    /// The live correlation attached to the run.
+    async fn correlation_for_run(
+        &self,
+        run_id: u64,
+        now: i64,
+    ) -> StoreResult<Option<CorrelationRecord>>;
+    /// Attaches the run to the live correlation in one conditional write. `true` when
+    /// attached (again: repeating it is harmless); `false` when the correlation is
+    /// missing or expired, already has another run, or the run belongs to another live
+    /// correlation.
+    async fn attach_run(&self, id: &str, run_id: u64, now: i64) -> StoreResult<bool>;
+    /// The newest live deploy correlation, for "one deploy at a time": the caller
+    /// decides from its run whether it is still unfinished.
+    async fn latest_deploy_correlation(&self, now: i64) -> StoreResult<Option<CorrelationRecord>>;
 }
 
 #[async_trait]
@@ -348,7 +490,14 @@ pub trait LockStore: Send + Sync {
 
 /// Everything Valine keeps; one backend implements all of it.
 pub trait Store:
-    HealthStore + TraceStore + RateLimitStore + JobStore + SettingsStore + DeliveryStore + LockStore
+    HealthStore
+    + TraceStore
+    + RateLimitStore
+    + JobStore
+    + SettingsStore
+    + DeliveryStore
+    + LockStore
+    + CorrelationStore
 {
 }
 
@@ -360,6 +509,7 @@ impl<T> Store for T where
         + SettingsStore
         + DeliveryStore
         + LockStore
+        + CorrelationStore
 {
 }
 

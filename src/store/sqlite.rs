@@ -23,8 +23,9 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, 
 use serde::de::DeserializeOwned;
 
 use super::{
-    AuditRecord, DeliveryEffects, DeliveryStore, HealthStore, JobRecord, JobStore, LockStore,
-    NewJob, Outcome, PendingConfirmation, RateLimitStore, RunRecord, SettingRecord, SettingsStore,
+    AuditRecord, CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects,
+    DeliveryStore, FailedStepRecord, HealthStore, JobRecord, JobStore, LockStore, NewJob, Outcome,
+    PendingConfirmation, RateLimitStore, RunAttachment, RunRecord, SettingRecord, SettingsStore,
     StoreError, StoreResult, TraceRecord, TraceStore,
 };
 
@@ -34,7 +35,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema steps, applied in order; step `i` brings `user_version` from `i` to `i + 1`.
 /// Never edit a released step: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE traces (
     id            TEXT PRIMARY KEY NOT NULL,
     user_id       TEXT NOT NULL,
@@ -131,7 +133,36 @@ CREATE TABLE locks (
     owner      TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 ) STRICT;
-"#];
+"#,
+    r#"
+CREATE TABLE correlations (
+    id                  TEXT PRIMARY KEY NOT NULL,
+    kind                TEXT NOT NULL CHECK (kind IN ('deploy', 'diagnose')),
+    requester           TEXT NOT NULL,
+    channel_id          TEXT,
+    application_id      TEXT,
+    interaction_token   TEXT,
+    token_expires_at_ms INTEGER NOT NULL,
+    wait                INTEGER NOT NULL,
+    api_base            TEXT,
+    run_id              INTEGER,
+    created_at_ms       INTEGER NOT NULL,
+    expires_at          INTEGER NOT NULL
+) STRICT;
+CREATE INDEX correlations_by_run ON correlations (run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX correlations_by_kind ON correlations (kind, created_at_ms);
+
+CREATE TABLE failed_steps (
+    run_id      INTEGER PRIMARY KEY NOT NULL,
+    run_attempt INTEGER NOT NULL,
+    job_id      INTEGER NOT NULL,
+    job_name    TEXT NOT NULL,
+    step_name   TEXT,
+    html_url    TEXT,
+    expires_at  INTEGER NOT NULL
+) STRICT;
+"#,
+];
 
 const TRACE_COLUMNS: &str = "id, user_id, command, options, started_at_ms, steps, duration_ms, \
      outcome, error, links, expires_at";
@@ -142,6 +173,10 @@ const AUDIT_COLUMNS: &str = "id, at_ms, user_id, action, old_fingerprint, new_fi
 const RUN_COLUMNS: &str = "id, workflow_id, workflow_name, status, conclusion, branch, head_sha, \
      run_attempt, html_url, display_title, created_at, updated_at, expires_at";
 const PENDING_COLUMNS: &str = "id, user_id, key, old_value, new_value, expires_at";
+const CORRELATION_COLUMNS: &str = "id, kind, requester, channel_id, application_id, \
+     interaction_token, token_expires_at_ms, wait, api_base, run_id, created_at_ms, expires_at";
+const FAILED_STEP_COLUMNS: &str =
+    "run_id, run_attempt, job_id, job_name, step_name, html_url, expires_at";
 
 /// Tables whose rows carry a non-null `expires_at` once they may go.
 const EXPIRING_TABLES: &[&str] = &[
@@ -153,6 +188,8 @@ const EXPIRING_TABLES: &[&str] = &[
     "deliveries",
     "runs",
     "locks",
+    "correlations",
+    "failed_steps",
 ];
 
 /// The store on one SQLite database. Cloning shares the connection.
@@ -466,6 +503,39 @@ fn run_from_row(row: &Row<'_>) -> FResult<RunRecord> {
     })
 }
 
+fn correlation_from_row(row: &Row<'_>) -> FResult<CorrelationRecord> {
+    let kind: String = row.get("kind")?;
+    let run_id: Option<i64> = row.get("run_id")?;
+    Ok(CorrelationRecord {
+        id: row.get("id")?,
+        kind: parse_enum::<CorrelationKind>(kind, "correlation kind")?,
+        requester: row.get("requester")?,
+        channel_id: row.get("channel_id")?,
+        application_id: row.get("application_id")?,
+        interaction_token: row.get("interaction_token")?,
+        token_expires_at_ms: row.get("token_expires_at_ms")?,
+        wait: row.get("wait")?,
+        api_base: row.get("api_base")?,
+        run_id: run_id
+            .map(|id| to_u64(id, "correlation run id"))
+            .transpose()?,
+        created_at_ms: row.get("created_at_ms")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+fn failed_step_from_row(row: &Row<'_>) -> FResult<FailedStepRecord> {
+    Ok(FailedStepRecord {
+        run_id: to_u64(row.get("run_id")?, "run id")?,
+        run_attempt: to_u32(row.get("run_attempt")?, "run attempt")?,
+        job_id: to_u64(row.get("job_id")?, "job id")?,
+        job_name: row.get("job_name")?,
+        step_name: row.get("step_name")?,
+        html_url: row.get("html_url")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
 /// Combines the stored run with a newer event about it (SPEC §3.2 item 4): webhook
 /// events arrive out of order and partially filled, so the stored record only ever moves
 /// forward.
@@ -589,6 +659,43 @@ fn write_run(conn: &Connection, run: &RunRecord) -> FResult<()> {
         run.expires_at
     ])?;
     Ok(())
+}
+
+/// Keeps the first failure of an attempt (the one that failed the run; later jobs often
+/// fail because of it) until a later attempt fails.
+fn write_failed_step(conn: &Connection, step: &FailedStepRecord, now: i64) -> FResult<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO failed_steps ({FAILED_STEP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (run_id) DO UPDATE SET run_attempt = excluded.run_attempt, \
+         job_id = excluded.job_id, job_name = excluded.job_name, \
+         step_name = excluded.step_name, html_url = excluded.html_url, \
+         expires_at = excluded.expires_at \
+         WHERE failed_steps.expires_at <= ?8 OR failed_steps.run_attempt < excluded.run_attempt"
+    ))?
+    .execute(params![
+        to_i64(step.run_id, "run id")?,
+        step.run_attempt,
+        to_i64(step.job_id, "job id")?,
+        step.job_name,
+        step.step_name,
+        step.html_url,
+        step.expires_at,
+        now
+    ])?;
+    Ok(())
+}
+
+/// One statement, so the check and the write cannot be separated by another writer.
+fn attach_correlation_run(conn: &Connection, id: &str, run_id: u64, now: i64) -> FResult<bool> {
+    let attached = conn
+        .prepare_cached(
+            "UPDATE correlations SET run_id = ?2 \
+             WHERE id = ?1 AND expires_at > ?3 AND (run_id IS NULL OR run_id = ?2) \
+             AND NOT EXISTS (SELECT 1 FROM correlations AS other \
+                 WHERE other.run_id = ?2 AND other.id <> ?1 AND other.expires_at > ?3)",
+        )?
+        .execute(params![id, to_i64(run_id, "run id")?, now])?;
+    Ok(attached == 1)
 }
 
 fn insert_audit(conn: &Connection, audit: &AuditRecord) -> FResult<()> {
@@ -1026,6 +1133,8 @@ impl DeliveryStore for SqliteStore {
         let delivery_id = effects.delivery_id.clone();
         let expires_at = effects.expires_at;
         let run = effects.run.clone();
+        let failed_step = effects.failed_step.clone();
+        let attach = effects.attach.clone();
         self.call(op, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // An expired id is no longer a duplicate: its row only awaits housekeeping.
@@ -1049,6 +1158,18 @@ impl DeliveryStore for SqliteStore {
                 )?;
                 write_run(&tx, &merge_run(stored, &run))?;
             }
+            if let Some(step) = &failed_step {
+                write_failed_step(&tx, step, now)?;
+            }
+            if let Some(RunAttachment {
+                correlation_id,
+                run_id,
+            }) = &attach
+            {
+                // A refused attachment (another run got there first) is not a failure
+                // of the delivery: the run is simply not this correlation's.
+                attach_correlation_run(&tx, correlation_id, *run_id, now)?;
+            }
             // The trait gives this write seconds only; jobs record when they were created.
             let created_at_ms = now.saturating_mul(1000);
             for job in &jobs {
@@ -1056,6 +1177,23 @@ impl DeliveryStore for SqliteStore {
             }
             tx.commit()?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn failed_step(&self, run_id: u64, now: i64) -> StoreResult<Option<FailedStepRecord>> {
+        let op = "failed_step";
+        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        self.call(op, move |conn| {
+            query_opt(
+                conn,
+                &format!(
+                    "SELECT {FAILED_STEP_COLUMNS} FROM failed_steps \
+                     WHERE run_id = ?1 AND expires_at > ?2"
+                ),
+                params![run_id, now],
+                failed_step_from_row,
+            )
         })
         .await
     }
@@ -1069,6 +1207,117 @@ impl DeliveryStore for SqliteStore {
                 &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND expires_at > ?2"),
                 params![id, now],
                 run_from_row,
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CorrelationStore for SqliteStore {
+    async fn put_correlation(
+        &self,
+        correlation: &CorrelationRecord,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let op = "put_correlation";
+        let c = correlation.clone();
+        let run_id = c
+            .run_id
+            .map(|id| to_i64(id, "run id"))
+            .transpose()
+            .map_err(|fail| fail.into_store_error(op))?;
+        self.call(op, move |conn| {
+            let written = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO correlations ({CORRELATION_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, \
+                     requester = excluded.requester, channel_id = excluded.channel_id, \
+                     application_id = excluded.application_id, \
+                     interaction_token = excluded.interaction_token, \
+                     token_expires_at_ms = excluded.token_expires_at_ms, wait = excluded.wait, \
+                     api_base = excluded.api_base, run_id = excluded.run_id, \
+                     created_at_ms = excluded.created_at_ms, expires_at = excluded.expires_at \
+                     WHERE correlations.expires_at <= ?13"
+                ))?
+                .execute(params![
+                    c.id,
+                    c.kind.as_str(),
+                    c.requester,
+                    c.channel_id,
+                    c.application_id,
+                    c.interaction_token,
+                    c.token_expires_at_ms,
+                    c.wait,
+                    c.api_base,
+                    run_id,
+                    c.created_at_ms,
+                    c.expires_at,
+                    now
+                ])?;
+            Ok(written == 1)
+        })
+        .await
+    }
+
+    async fn get_correlation(&self, id: &str, now: i64) -> StoreResult<Option<CorrelationRecord>> {
+        let id = id.to_owned();
+        self.call("get_correlation", move |conn| {
+            query_opt(
+                conn,
+                &format!(
+                    "SELECT {CORRELATION_COLUMNS} FROM correlations \
+                     WHERE id = ?1 AND expires_at > ?2"
+                ),
+                params![id, now],
+                correlation_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn correlation_for_run(
+        &self,
+        run_id: u64,
+        now: i64,
+    ) -> StoreResult<Option<CorrelationRecord>> {
+        let op = "correlation_for_run";
+        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        self.call(op, move |conn| {
+            query_opt(
+                conn,
+                &format!(
+                    "SELECT {CORRELATION_COLUMNS} FROM correlations \
+                     WHERE run_id = ?1 AND expires_at > ?2 \
+                     ORDER BY created_at_ms DESC, id DESC LIMIT 1"
+                ),
+                params![run_id, now],
+                correlation_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn attach_run(&self, id: &str, run_id: u64, now: i64) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.call("attach_run", move |conn| {
+            attach_correlation_run(conn, &id, run_id, now)
+        })
+        .await
+    }
+
+    async fn latest_deploy_correlation(&self, now: i64) -> StoreResult<Option<CorrelationRecord>> {
+        self.call("latest_deploy_correlation", move |conn| {
+            query_opt(
+                conn,
+                &format!(
+                    "SELECT {CORRELATION_COLUMNS} FROM correlations \
+                     WHERE kind = 'deploy' AND expires_at > ?1 \
+                     ORDER BY created_at_ms DESC, id DESC LIMIT 1"
+                ),
+                [now],
+                correlation_from_row,
             )
         })
         .await
@@ -1269,7 +1518,16 @@ mod tests {
             delivery_id: format!("d{e}"),
             expires_at: e,
             run: Some(run),
-            jobs: vec![],
+            failed_step: Some(FailedStepRecord {
+                run_id: e as u64,
+                run_attempt: 1,
+                job_id: 1,
+                job_name: "build".into(),
+                step_name: None,
+                html_url: None,
+                expires_at: e,
+            }),
+            ..Default::default()
         };
         assert!(store.accept_delivery(&effects, 0).await.expect("delivery"));
         assert!(
@@ -1277,6 +1535,26 @@ mod tests {
                 .acquire_lock(&format!("l{e}"), "o", e, 0)
                 .await
                 .expect("lock")
+        );
+        let correlation = CorrelationRecord {
+            id: format!("c{e}"),
+            kind: CorrelationKind::Deploy,
+            requester: "u".into(),
+            channel_id: None,
+            application_id: None,
+            interaction_token: None,
+            token_expires_at_ms: 0,
+            wait: false,
+            api_base: None,
+            run_id: None,
+            created_at_ms: 0,
+            expires_at: e,
+        };
+        assert!(
+            store
+                .put_correlation(&correlation, 0)
+                .await
+                .expect("correlation")
         );
     }
 
@@ -1323,7 +1601,7 @@ mod tests {
             )
             .await
             .expect("live job");
-        assert_eq!(store.purge_expired(100).await.expect("purge"), 8);
+        assert_eq!(store.purge_expired(100).await.expect("purge"), 10);
         assert_eq!(store.purge_expired(100).await.expect("purge again"), 0);
 
         // Queried with an old `now`, so only deletion can hide them.
@@ -1334,6 +1612,22 @@ mod tests {
         assert!(store.get_job("live").await.expect("get").is_some());
         assert!(store.get_run(100, 0).await.expect("get").is_none());
         assert!(store.get_run(200, 0).await.expect("get").is_some());
+        assert!(store.failed_step(100, 0).await.expect("get").is_none());
+        assert!(store.failed_step(200, 0).await.expect("get").is_some());
+        assert!(
+            store
+                .get_correlation("c100", 0)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            store
+                .get_correlation("c200", 0)
+                .await
+                .expect("get")
+                .is_some()
+        );
         let audit_ids: Vec<String> = store
             .list_audit(None, 0, 0)
             .await

@@ -160,6 +160,20 @@ async fn serve_logs_one_flat_json_object_per_line_without_secrets() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    let hook = json!({"zen": "Approachable is better than simple.", "hook_id": 1}).to_string();
+    let res = crate::helpers::http()
+        .post(server.url("/github/webhook"))
+        .header("X-GitHub-Event", "ping")
+        .header("X-GitHub-Delivery", "log-delivery-1")
+        .header(
+            "X-Hub-Signature-256",
+            crate::helpers::github_signature(WEBHOOK_SECRET, hook.as_bytes()),
+        )
+        .body(hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 
     let completion = eventually(Duration::from_secs(10), || async {
         let lines = server.lines.lock().unwrap().clone();
@@ -220,6 +234,15 @@ async fn serve_logs_one_flat_json_object_per_line_without_secrets() {
             .any(|l| l.contains("github_status") && l.contains("github_endpoint")),
         "GitHub calls are logged"
     );
+    let webhook: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["delivery_id"] == "log-delivery-1")
+        .collect();
+    assert_eq!(webhook.len(), 1, "one completion line: {webhook:?}");
+    assert_eq!(webhook[0]["event"], "ping");
+    assert_eq!(webhook[0]["outcome"], "ok");
+    assert!(webhook[0]["duration_ms"].is_u64(), "{}", webhook[0]);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, patch};
+use axum::routing::{any, get, patch, post};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -313,6 +313,10 @@ impl FakeDiscord {
                 patch(discord_edit),
             )
             .route(
+                "/api/v10/channels/{channel}/messages",
+                post(discord_channel_post),
+            )
+            .route(
                 "/api/v10/applications/{app}/commands",
                 get(discord_commands).put(discord_commands),
             )
@@ -344,6 +348,12 @@ impl FakeDiscord {
             )
             .await
             .body
+    }
+
+    /// Messages posted to `channel` with the bot token.
+    pub fn posts_to(&self, channel: &str) -> Vec<Recorded> {
+        self.log
+            .matching("POST", &format!("/channels/{channel}/messages"))
     }
 
     pub fn edits_of(&self, token: &str) -> Vec<Value> {
@@ -380,8 +390,34 @@ async fn discord_commands(
     axum::Json(commands.lock().unwrap().clone()).into_response()
 }
 
+/// Interaction tokens named `expired-…` are refused the way Discord refuses a token
+/// past its 15 minutes.
+const EXPIRED_TOKEN_PREFIX: &str = "expired-";
+
 async fn discord_edit(
     State((log, _)): State<DcState>,
+    Path((_, token)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    if token.starts_with(EXPIRED_TOKEN_PREFIX) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "Invalid Webhook Token", "code": 50027})),
+        )
+            .into_response();
+    }
+    let mut message: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    message["id"] = "1".into();
+    axum::Json(message).into_response()
+}
+
+async fn discord_channel_post(
+    State((log, _)): State<DcState>,
+    Path(channel): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -389,7 +425,8 @@ async fn discord_edit(
 ) -> Response {
     log.push(&method, &uri, &headers, &body);
     let mut message: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
-    message["id"] = "1".into();
+    message["id"] = "1400000000000000001".into();
+    message["channel_id"] = channel.into();
     axum::Json(message).into_response()
 }
 

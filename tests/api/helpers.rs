@@ -177,6 +177,43 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts a GitHub webhook delivery signed with [`WEBHOOK_SECRET`].
+    pub async fn post_webhook(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        let raw = body.to_string();
+        let signature = github_signature(WEBHOOK_SECRET, raw.as_bytes());
+        self.post_webhook_raw(
+            &[
+                ("X-GitHub-Event", event),
+                ("X-GitHub-Delivery", delivery),
+                ("X-Hub-Signature-256", &signature),
+            ],
+            raw.into_bytes(),
+        )
+        .await
+    }
+
+    /// Posts `body` to the webhook endpoint with exactly these headers.
+    pub async fn post_webhook_raw(
+        &self,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url("/github/webhook"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
     /// Stops the server gracefully (as SIGTERM would) and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -194,6 +231,14 @@ impl TestApp {
             server.abort();
         }
     }
+}
+
+/// `sha256=<hex>` of `body` under `secret`, as GitHub signs deliveries.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A slash command interaction from a guild member.

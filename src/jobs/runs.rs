@@ -1,0 +1,578 @@
+//! Follow-ups of workflow runs (SPEC §3.2.4), run by the worker after a webhook:
+//! announcing a completed deploy in the status channel, and updating the message of the
+//! command that follows a run (`/deploy-client wait:true`, a `/diagnose` dispatch).
+//!
+//! Both are at-least-once jobs with idempotent effects: edits repeat harmlessly, channel
+//! posts carry a nonce per (run, attempt[, status]) with `enforce_nonce`, and an
+//! announcement takes a store lock per (run, attempt) first, so two deliveries about the
+//! same completion announce it once. Time comes in as `now_ms`, so the interaction
+//! token's 15 minutes can be tested without waiting for them.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::JobError;
+use crate::app::App;
+use crate::discord::api::{DiscordError, MAX_NONCE_LEN};
+use crate::discord::response::{self, Button, Embed, Reply};
+use crate::store::{CorrelationRecord, FailedStepRecord, RunRecord, StoreError, retention};
+
+/// Announce a completed run in `DISCORD_STATUS_CHANNEL_ID`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnounceRun {
+    pub run_id: u64,
+    pub run_attempt: u32,
+    /// The delivery that asked for it: owner of the per-(run, attempt) lock, so a retry
+    /// of this job gets the lock again and another delivery's job does not.
+    pub delivery_id: String,
+    /// The payload could not tell whether the run is of `DEPLOY_WORKFLOW`: resolve it
+    /// through GitHub before announcing.
+    #[serde(default)]
+    pub confirm_workflow: bool,
+}
+
+/// Update the message of the command whose correlation the run carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowRun {
+    pub correlation_id: String,
+    pub run_id: u64,
+    pub run_attempt: u32,
+    /// The status the event reported: `in_progress` or `completed`.
+    pub status: String,
+}
+
+/// Prefix of correlation ids: `vl-` and 16 lowercase hex digits.
+const CORRELATION_PREFIX: &str = "vl-";
+const CORRELATION_HEX: usize = 16;
+
+/// A fresh correlation id for a dispatch. Short, since it ends up in the run's title.
+pub fn new_correlation_id() -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string();
+    format!("{CORRELATION_PREFIX}{}", &hex[..CORRELATION_HEX])
+}
+
+/// The correlation ids a run title contains (the set-up contract puts
+/// `inputs.correlation_id` in the workflow's `run-name`).
+pub fn correlation_ids_in(title: &str) -> impl Iterator<Item = &str> {
+    title
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|word| {
+            word.strip_prefix(CORRELATION_PREFIX).is_some_and(|hex| {
+                hex.len() == CORRELATION_HEX
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
+        })
+}
+
+/// Discord nonces hold 25 characters; anything longer is hashed down, stably.
+fn nonce(text: String) -> String {
+    if text.len() <= MAX_NONCE_LEN {
+        return text;
+    }
+    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    digest[..MAX_NONCE_LEN].to_owned()
+}
+
+fn announce_nonce(run: &RunRecord) -> String {
+    nonce(format!("a{}.{}", run.id, run.run_attempt))
+}
+
+fn follow_nonce(run: &RunRecord, status: &str) -> String {
+    let stage = if status == "completed" { 'c' } else { 'p' };
+    nonce(format!("f{}.{}.{stage}", run.id, run.run_attempt))
+}
+
+fn store_error(e: StoreError) -> JobError {
+    JobError::Transient(e.to_string())
+}
+
+fn discord_error(e: DiscordError) -> JobError {
+    if e.is_transient() {
+        JobError::Transient(e.to_string())
+    } else {
+        JobError::Permanent(e.to_string())
+    }
+}
+
+/// Runs an [`AnnounceRun`] job.
+pub async fn announce(app: &App, job: &AnnounceRun, now_ms: i64) -> Result<(), JobError> {
+    let Some(channel) = app.config.discord_status_channel_id.as_deref() else {
+        return Ok(());
+    };
+    let now = now_ms.div_euclid(1000);
+    let Some(run) = app
+        .store
+        .get_run(job.run_id, now)
+        .await
+        .map_err(store_error)?
+    else {
+        tracing::info!("run no longer stored; nothing to announce");
+        return Ok(());
+    };
+    // A re-run has started since: its own completion will be announced.
+    if run.run_attempt != job.run_attempt || run.status != "completed" {
+        tracing::info!(
+            stored_attempt = run.run_attempt,
+            "run moved on; announcement skipped"
+        );
+        return Ok(());
+    }
+    if job.confirm_workflow && !is_deploy_run(app, &run).await? {
+        return Ok(());
+    }
+    let lock = format!("announce:{}:{}", run.id, run.run_attempt);
+    let mine = app
+        .store
+        .acquire_lock(&lock, &job.delivery_id, now + retention::RUN, now)
+        .await
+        .map_err(store_error)?;
+    if !mine {
+        tracing::info!("already announced by another delivery");
+        return Ok(());
+    }
+    let reply = completion_report(app, &run).await;
+    post(app, channel, &reply, &announce_nonce(&run)).await?;
+    tracing::info!(conclusion = run.conclusion.as_deref(), "run announced");
+    Ok(())
+}
+
+/// Whether the run is of `DEPLOY_WORKFLOW`, asking GitHub (the webhook payload did not
+/// say). Without a GitHub client the run cannot be confirmed, so it is not announced.
+async fn is_deploy_run(app: &App, run: &RunRecord) -> Result<bool, JobError> {
+    let github = match app.github() {
+        Ok(github) => github,
+        Err(e) => {
+            tracing::warn!(error.type = "not_configured", error.message = %e, "cannot tell whether the run is a deploy");
+            return Ok(false);
+        }
+    };
+    match github.resolve_workflow(&app.config.deploy_workflow).await {
+        Ok(workflow) => Ok(workflow.id == run.workflow_id),
+        Err(e) if e.is_transient() => Err(JobError::Transient(e.to_string())),
+        Err(e) => Err(JobError::Permanent(e.to_string())),
+    }
+}
+
+/// Runs a [`FollowRun`] job.
+pub async fn follow(app: &App, job: &FollowRun, now_ms: i64) -> Result<(), JobError> {
+    let now = now_ms.div_euclid(1000);
+    let Some(correlation) = app
+        .store
+        .get_correlation(&job.correlation_id, now)
+        .await
+        .map_err(store_error)?
+    else {
+        tracing::info!("correlation expired; nobody to update");
+        return Ok(());
+    };
+    if correlation.run_id.is_some_and(|id| id != job.run_id) {
+        return Ok(());
+    }
+    let Some(run) = app
+        .store
+        .get_run(job.run_id, now)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(());
+    };
+    // Jobs may run out of order (retries): never replace a result with progress, nor
+    // a newer attempt's news with an older one's.
+    let superseded = run.run_attempt > job.run_attempt
+        || (job.status != "completed" && run.status == "completed");
+    if superseded {
+        tracing::info!(status = %job.status, "run moved on; update skipped");
+        return Ok(());
+    }
+    let reply = if job.status == "completed" {
+        completion_report(app, &run).await
+    } else {
+        progress_reply(&run)
+    };
+    deliver(
+        app,
+        &correlation,
+        &reply,
+        &follow_nonce(&run, &job.status),
+        now_ms,
+    )
+    .await
+}
+
+/// Where news for a correlation goes at `now_ms`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// Edit the command's original message (the interaction token still lives).
+    Edit {
+        application_id: &'a str,
+        token: &'a str,
+    },
+    /// Post to the command's channel with the bot token.
+    Channel(&'a str),
+    Nowhere,
+}
+
+impl std::fmt::Debug for Route<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Edit { application_id, .. } => f
+                .debug_struct("Edit")
+                .field("application_id", application_id)
+                .field("token", &"[REDACTED]")
+                .finish(),
+            Route::Channel(id) => f.debug_tuple("Channel").field(id).finish(),
+            Route::Nowhere => f.write_str("Nowhere"),
+        }
+    }
+}
+
+/// The original message while the interaction token lives (SPEC §4.1 "Answering"),
+/// the channel afterwards.
+pub fn route(correlation: &CorrelationRecord, now_ms: i64) -> Route<'_> {
+    match (
+        &correlation.application_id,
+        &correlation.interaction_token,
+        correlation.token_live(now_ms),
+    ) {
+        (Some(application_id), Some(token), true) => Route::Edit {
+            application_id,
+            token,
+        },
+        _ => channel_route(correlation),
+    }
+}
+
+fn channel_route(correlation: &CorrelationRecord) -> Route<'_> {
+    correlation
+        .channel_id
+        .as_deref()
+        .map_or(Route::Nowhere, Route::Channel)
+}
+
+/// Sends `reply` where [`route`] says; a token Discord no longer accepts (401, 404)
+/// falls back to the channel.
+async fn deliver(
+    app: &App,
+    correlation: &CorrelationRecord,
+    reply: &Reply,
+    nonce: &str,
+    now_ms: i64,
+) -> Result<(), JobError> {
+    let route = match route(correlation, now_ms) {
+        Route::Edit {
+            application_id,
+            token,
+        } => {
+            match app
+                .discord
+                .edit_original(application_id, token, &reply.to_message_json())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(DiscordError::Unauthorized { .. } | DiscordError::NotFound { .. }) => {
+                    tracing::info!("interaction token no longer accepted; posting to the channel");
+                    channel_route(correlation)
+                }
+                Err(e) => return Err(discord_error(e)),
+            }
+        }
+        other => other,
+    };
+    match route {
+        Route::Channel(channel) => post(app, channel, reply, nonce).await,
+        _ => {
+            tracing::warn!("correlation has no channel; run update dropped");
+            Ok(())
+        }
+    }
+}
+
+/// A channel post, unless `DRY_RUN` suppresses it (SPEC §4.3: logged only).
+async fn post(app: &App, channel: &str, reply: &Reply, nonce: &str) -> Result<(), JobError> {
+    let body = reply.to_message_json();
+    if app.config.dry_run {
+        // The body holds no secret: run facts and links only.
+        tracing::info!(
+            channel_id = channel,
+            request_body = %body,
+            "🧪 dry run: would POST /channels/{channel}/messages"
+        );
+        return Ok(());
+    }
+    app.discord
+        .create_message(channel, &body, nonce)
+        .await
+        .map_err(discord_error)
+}
+
+/// The message for a completed run: the status-channel announcement and a follower's
+/// result. The single place that decides what a completion report says, so that
+/// verification (`AUTO_VERIFY`) extends it once for both.
+pub async fn completion_report(app: &App, run: &RunRecord) -> Reply {
+    let failed = if run.conclusion.as_deref() == Some("success") {
+        None
+    } else {
+        match app
+            .store
+            .failed_step(run.id, crate::clock::now_secs())
+            .await
+        {
+            Ok(step) => step.filter(|s| s.run_attempt == run.run_attempt),
+            Err(e) => {
+                // The report is still worth sending without the failing step.
+                tracing::warn!(error.type = "store_unavailable", error.message = %e, "failing step not read");
+                None
+            }
+        }
+    };
+    completion_reply(run, failed.as_ref())
+}
+
+fn run_name(run: &RunRecord) -> &str {
+    run.workflow_name.as_deref().unwrap_or("Workflow run")
+}
+
+fn with_run_link(reply: Reply, run: &RunRecord) -> Reply {
+    match &run.html_url {
+        Some(url) => reply.with_button(Button::link("View run", url.clone())),
+        None => reply,
+    }
+}
+
+/// Seconds from creation to the last update of a first attempt. A re-run keeps the
+/// run's creation time, so its duration is not known from the record.
+fn duration_secs(run: &RunRecord) -> Option<i64> {
+    if run.run_attempt != 1 {
+        return None;
+    }
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let secs = (parse(&run.updated_at)? - parse(&run.created_at)?).num_seconds();
+    (secs >= 0).then_some(secs)
+}
+
+/// Pure part of [`completion_report`].
+pub fn completion_reply(run: &RunRecord, failed: Option<&FailedStepRecord>) -> Reply {
+    let conclusion = run.conclusion.as_deref().unwrap_or("completed");
+    let (icon, colour) = match conclusion {
+        "success" => ("🟢", response::GREEN),
+        "failure" | "timed_out" | "cancelled" | "startup_failure" => ("🔴", response::RED),
+        _ => ("⚪", response::GREY),
+    };
+    let mut link = match &run.html_url {
+        Some(url) => format!("[Run {}]({url})", run.id),
+        None => format!("Run {}", run.id),
+    };
+    if run.run_attempt > 1 {
+        link.push_str(&format!(" (attempt {})", run.run_attempt));
+    }
+    let mut embed = Embed::new(format!("{icon} {}: {conclusion}", run_name(run)))
+        .color(colour)
+        .description(link);
+    if let Some(branch) = &run.branch {
+        embed = embed.field("Branch", format!("`{branch}`"));
+    }
+    if let Some(sha) = &run.head_sha {
+        embed = embed.field("Commit", format!("`{}`", sha.get(..7).unwrap_or(sha)));
+    }
+    if let Some(secs) = duration_secs(run) {
+        embed = embed.field("Duration", crate::format::duration(secs));
+    }
+    if let Some(step) = failed {
+        let what = match &step.step_name {
+            Some(name) => format!("{} › {name}", step.job_name),
+            None => step.job_name.clone(),
+        };
+        let value = match &step.html_url {
+            Some(url) => format!("[{what}]({url})"),
+            None => what,
+        };
+        embed = embed.field("Failing step", value);
+    }
+    with_run_link(Reply::embed(embed.footer(format!("Run {}", run.id))), run)
+}
+
+/// The message while a followed run is in progress.
+pub fn progress_reply(run: &RunRecord) -> Reply {
+    let mut text = format!("🟡 {} run {} is in progress", run_name(run), run.id);
+    if run.run_attempt > 1 {
+        text.push_str(&format!(" (attempt {})", run.run_attempt));
+    }
+    if let Some(branch) = &run.branch {
+        text.push_str(&format!(" on `{branch}`"));
+    }
+    with_run_link(Reply::text(text), run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CorrelationKind;
+
+    fn run(conclusion: Option<&str>, attempt: u32) -> RunRecord {
+        RunRecord {
+            id: 30433642,
+            workflow_id: 77,
+            workflow_name: Some("Client deploy".into()),
+            status: "completed".into(),
+            conclusion: conclusion.map(Into::into),
+            branch: Some("main".into()),
+            head_sha: Some("acb5820ced9479c074f688cc328bf03f341a511d".into()),
+            run_attempt: attempt,
+            html_url: Some("https://github.com/o/r/actions/runs/30433642".into()),
+            display_title: None,
+            created_at: Some("2026-01-01T10:00:00Z".into()),
+            updated_at: Some("2026-01-01T10:02:15Z".into()),
+            expires_at: 0,
+        }
+    }
+
+    fn correlation(token_expires_at_ms: i64) -> CorrelationRecord {
+        CorrelationRecord {
+            id: "vl-0123456789abcdef".into(),
+            kind: CorrelationKind::Deploy,
+            requester: "42".into(),
+            channel_id: Some("901".into()),
+            application_id: Some("4242".into()),
+            interaction_token: Some("secret-token".into()),
+            token_expires_at_ms,
+            wait: true,
+            api_base: None,
+            run_id: None,
+            created_at_ms: 0,
+            expires_at: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn correlation_ids_are_found_in_titles() {
+        let id = new_correlation_id();
+        assert_eq!(id.len(), 3 + 16);
+        let title = format!("Deploy main ({id}) by 42");
+        assert_eq!(
+            correlation_ids_in(&title).collect::<Vec<_>>(),
+            [id.as_str()]
+        );
+        for title in [
+            "Deploy vl-0123",
+            "vl-0123456789ABCDEF",
+            "vl-0123456789abcdef0",
+            "xvl-0123456789abcdef",
+            "",
+        ] {
+            assert_eq!(correlation_ids_in(title).count(), 0, "{title}");
+        }
+    }
+
+    #[test]
+    fn nonces_fit_discord_and_differ_per_attempt_and_status() {
+        let r = run(Some("success"), 1);
+        assert_eq!(announce_nonce(&r), "a30433642.1");
+        assert_ne!(
+            follow_nonce(&r, "in_progress"),
+            follow_nonce(&r, "completed")
+        );
+        assert_ne!(announce_nonce(&r), announce_nonce(&run(Some("success"), 2)));
+        let huge = RunRecord {
+            id: u64::MAX,
+            run_attempt: u32::MAX,
+            ..r
+        };
+        let n = announce_nonce(&huge);
+        assert_eq!(n.len(), MAX_NONCE_LEN);
+        assert_eq!(n, announce_nonce(&huge), "stable");
+    }
+
+    #[test]
+    fn route_follows_the_token_lifetime() {
+        let live = correlation(1_000);
+        assert_eq!(
+            route(&live, 999),
+            Route::Edit {
+                application_id: "4242",
+                token: "secret-token"
+            }
+        );
+        assert_eq!(route(&live, 1_000), Route::Channel("901"));
+        let no_channel = CorrelationRecord {
+            channel_id: None,
+            ..correlation(0)
+        };
+        assert_eq!(route(&no_channel, 1), Route::Nowhere);
+        let no_token = CorrelationRecord {
+            interaction_token: None,
+            ..correlation(i64::MAX)
+        };
+        assert_eq!(route(&no_token, 1), Route::Channel("901"));
+        assert!(!format!("{:?}", route(&live, 0)).contains("secret-token"));
+        assert!(!format!("{live:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn completion_reply_shows_result_duration_and_failing_step() {
+        let ok = completion_reply(&run(Some("success"), 1), None);
+        let embed = &ok.embeds[0];
+        assert_eq!(embed.title, "🟢 Client deploy: success");
+        assert_eq!(embed.color, Some(response::GREEN));
+        let fields: Vec<(&str, &str)> = embed
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.value.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("Branch", "`main`"),
+                ("Commit", "`acb5820`"),
+                ("Duration", "2m 15s")
+            ]
+        );
+        assert_eq!(ok.buttons.len(), 1);
+
+        let step = FailedStepRecord {
+            run_id: 30433642,
+            run_attempt: 2,
+            job_id: 1,
+            job_name: "build".into(),
+            step_name: Some("npm run build".into()),
+            html_url: Some("https://github.com/o/r/actions/runs/30433642/job/1".into()),
+            expires_at: 0,
+        };
+        let failed = completion_reply(&run(Some("failure"), 2), Some(&step));
+        let embed = &failed.embeds[0];
+        assert_eq!(embed.title, "🔴 Client deploy: failure");
+        assert_eq!(embed.color, Some(response::RED));
+        assert!(
+            embed
+                .description
+                .as_deref()
+                .unwrap()
+                .contains("(attempt 2)")
+        );
+        assert!(embed.fields.iter().all(|f| f.name != "Duration"));
+        let failing = embed
+            .fields
+            .iter()
+            .find(|f| f.name == "Failing step")
+            .unwrap();
+        assert_eq!(
+            failing.value,
+            "[build › npm run build](https://github.com/o/r/actions/runs/30433642/job/1)"
+        );
+    }
+
+    #[test]
+    fn progress_reply_names_the_run() {
+        let mut r = run(None, 1);
+        r.status = "in_progress".into();
+        let reply = progress_reply(&r);
+        assert_eq!(
+            reply.content.as_deref(),
+            Some("🟡 Client deploy run 30433642 is in progress on `main`")
+        );
+    }
+}
