@@ -82,6 +82,8 @@ pub struct Options {
     /// Reuse these fakes and this database (a restarted process).
     pub reuse: Option<(FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>)>,
     pub lease: Duration,
+    /// Use this store instead of the SQLite file (fault injection).
+    pub store: Option<valine::store::SharedStore>,
 }
 
 impl Default for Options {
@@ -90,6 +92,7 @@ impl Default for Options {
             env: Vec::new(),
             reuse: None,
             lease: Duration::from_secs(30),
+            store: None,
         }
     }
 }
@@ -113,7 +116,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         env.insert(k.to_owned(), v);
     }
     let config = Config::from_vars(env.clone()).expect("test configuration is valid");
-    let mut app = App::new(config).await.expect("app starts");
+    let mut app = match options.store {
+        Some(store) => App::with_store(config, store).expect("app starts"),
+        None => App::new(config).await.expect("app starts"),
+    };
     app.worker.lease = options.lease;
     app.worker.poll = Duration::from_millis(50);
     app.worker.backoff_base = Duration::from_millis(50);
