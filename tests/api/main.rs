@@ -8,4 +8,5 @@ mod binary;
 mod interactions;
 mod jobs;
 mod limits;
+mod settings;
 mod status;
