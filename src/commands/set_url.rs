@@ -651,6 +651,29 @@ mod tests {
     }
 
     #[test]
+    fn only_confirm_and_cancel_are_buttons_the_sync_job_is_not() {
+        use crate::commands::CommandName;
+        for (command, setting) in [
+            (
+                CommandName::SetFrontend,
+                &super::super::set_frontend::SETTING,
+            ),
+            (
+                CommandName::SetApiBase,
+                &super::super::set_api_base::SETTING,
+            ),
+        ] {
+            for action in [setting.confirm_action, setting.cancel_action] {
+                let (owner, spec) = CommandName::button(action).unwrap();
+                assert_eq!(owner, command);
+                assert_eq!(spec.access, Access::Admins);
+                assert_eq!(spec.answer, ButtonAnswer::Update);
+            }
+            assert!(CommandName::button(setting.sync_action).is_none());
+        }
+    }
+
+    #[test]
     fn pending_ids_carry_expiry_and_user_tag_only() {
         let id = pending_id("123456789012345678", 1_700_000_900);
         let (expires_at, tag) = parse_pending_id(&id).unwrap();

@@ -191,7 +191,8 @@ impl DiscordClient {
             .endpoint_url(&["channels", channel_id, "messages"])
             .map(|u| u.path().to_owned())
             .unwrap_or_else(|_| format!("/channels/{channel_id}/messages"));
-        let mut body = body.clone();
+        // The body exactly as `create_message` would send it.
+        let mut body = with_silent_mentions(body).unwrap_or_else(|_| body.clone());
         if let Value::Object(map) = &mut body {
             map.insert("nonce".into(), Value::String(nonce.to_owned()));
             map.insert("enforce_nonce".into(), Value::Bool(true));
@@ -963,7 +964,8 @@ pub(crate) mod tests {
         assert_eq!(
             m.to_string(),
             "POST /api/v10/channels/222/messages \
-             {\"content\":\"deployed\",\"enforce_nonce\":true,\"nonce\":\"n-1\"}"
+             {\"allowed_mentions\":{\"parse\":[]},\"content\":\"deployed\",\
+             \"enforce_nonce\":true,\"nonce\":\"n-1\"}"
         );
         let err = dry.create_message("222", &body, "n-1").await.unwrap_err();
         assert!(err.to_string().contains("DRY_RUN"), "{err}");
