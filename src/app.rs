@@ -103,14 +103,16 @@ impl App {
                 .map_err(|e| ConfigError {
                     var: "GITHUB_API_BASE".into(),
                     reason: e.to_string(),
-                })?,
+                })?
+                .with_dry_run(config.dry_run),
             ),
             _ => None,
         };
         let discord = DiscordClient::new(
             config.discord_api_base.clone(),
             config.discord_bot_token.clone(),
-        );
+        )
+        .with_dry_run(config.dry_run);
         Ok(App {
             config: Arc::new(config),
             store,

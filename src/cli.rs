@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::commands::{self, pipeline};
 use crate::config::Config;
 use crate::discord::interaction::Caller;
-use crate::store::Outcome;
+use crate::store::{AuditRecord, Outcome};
 use crate::telemetry::{self, LogTarget};
 
 /// Exit codes of SPEC §1.
@@ -246,24 +246,70 @@ async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {
     Ok(exit::OK)
 }
 
-/// `30m`, `24h`, `7d` → seconds.
+/// `30m`, `24h`, `7d` (also `s`, `w`) → seconds.
 pub fn parse_since(text: &str) -> Result<i64, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("expected e.g. 30m, 24h or 7d, got {text:?}"))?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("expected e.g. 30m, 24h or 7d, got {text:?}")),
+    let usage = || format!("expected e.g. 30m, 24h or 7d, got {text:?}");
+    // Split on characters, not bytes: any text may arrive here.
+    let unit = text.chars().last().ok_or_else(usage)?;
+    let number = &text[..text.len() - unit.len_utf8()];
+    let unit_secs: i64 = match unit.to_ascii_lowercase() {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return Err(usage()),
     };
-    if n < 0 {
+    if number.starts_with('-') {
         return Err("--since must be positive".into());
     }
+    let n: i64 = number.parse().map_err(|_| usage())?;
     Ok(n.saturating_mul(unit_secs))
+}
+
+/// One audit record as `valine audit --json` prints it: the record's fields, with the
+/// time both as RFC 3339 (`at`) and epoch milliseconds (`at_ms`).
+pub fn audit_json(r: &AuditRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "at": rfc3339(r.at_ms),
+        "at_ms": r.at_ms,
+        "user_id": r.user_id,
+        "action": r.action,
+        "old_fingerprint": r.old_fingerprint,
+        "new_fingerprint": r.new_fingerprint,
+        "trace_id": r.trace_id,
+        "dry_run": r.dry_run,
+    })
+}
+
+/// One audit record as a line of text: when, who, what, old → new, trace, dry run.
+pub fn audit_line(r: &AuditRecord) -> String {
+    let fingerprint = |f: &Option<String>| {
+        f.as_deref()
+            .map(|f| format!("…{f}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    format!(
+        "{}  user {}  {}  {} → {}{}{}",
+        rfc3339(r.at_ms),
+        r.user_id,
+        r.action,
+        fingerprint(&r.old_fingerprint),
+        fingerprint(&r.new_fingerprint),
+        r.trace_id
+            .as_deref()
+            .map(|t| format!("  trace {}", crate::trace::short_id(t)))
+            .unwrap_or_default(),
+        if r.dry_run { "  (dry run)" } else { "" },
+    )
+}
+
+fn rfc3339(at_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| at_ms.to_string())
 }
 
 async fn audit(user: Option<String>, since: &str, json: bool) -> Result<u8, Exit> {
@@ -271,30 +317,17 @@ async fn audit(user: Option<String>, since: &str, json: bool) -> Result<u8, Exit
     let config = load_config(LogTarget::Stderr)?;
     let app = open_app(config).await?;
     let now = crate::clock::now_ms();
+    let since_ms = now.saturating_sub(since_secs.saturating_mul(1000));
     let records = app
         .store
-        .list_audit(user.as_deref(), now - since_secs * 1000, now / 1000)
+        .list_audit(user.as_deref(), since_ms, now.div_euclid(1000))
         .await
         .map_err(|e| Exit::failed(e.to_string()))?;
     for r in &records {
         if json {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            println!("{}", audit_json(r));
         } else {
-            let at = chrono::DateTime::from_timestamp_millis(r.at_ms)
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .unwrap_or_default();
-            println!(
-                "{at}  user {}  {}  {} → {}{}{}",
-                r.user_id,
-                r.action,
-                r.old_fingerprint.as_deref().unwrap_or("-"),
-                r.new_fingerprint.as_deref().unwrap_or("-"),
-                r.trace_id
-                    .as_deref()
-                    .map(|t| format!("  trace {}", crate::trace::short_id(t)))
-                    .unwrap_or_default(),
-                if r.dry_run { "  (dry run)" } else { "" },
-            );
+            println!("{}", audit_line(r));
         }
     }
     if records.is_empty() && !json {
@@ -312,9 +345,36 @@ mod tests {
         assert_eq!(parse_since("30m"), Ok(1800));
         assert_eq!(parse_since("24h"), Ok(86_400));
         assert_eq!(parse_since("7d"), Ok(604_800));
-        assert!(parse_since("7w").is_err());
-        assert!(parse_since("d").is_err());
-        assert!(parse_since("").is_err());
+        assert_eq!(parse_since(" 2W "), Ok(1_209_600));
+        assert_eq!(parse_since("99999999999999999d"), Ok(i64::MAX));
+        for bad in ["7y", "d", "", "-1d", "1.5h", "7é", "é", "1 d"] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn audit_records_print_as_text_and_json() {
+        let record = AuditRecord {
+            id: "a1".into(),
+            at_ms: 1_700_000_000_123,
+            user_id: "42".into(),
+            action: "set FRONTEND_BASE_URL".into(),
+            old_fingerprint: None,
+            new_fingerprint: Some("abcd".into()),
+            trace_id: Some("0123456789abcdef".into()),
+            dry_run: true,
+            expires_at: 0,
+        };
+        assert_eq!(
+            audit_line(&record),
+            "2023-11-14T22:13:20.123Z  user 42  set FRONTEND_BASE_URL  - → …abcd  \
+             trace 01234567  (dry run)"
+        );
+        let json = audit_json(&record);
+        assert_eq!(json["at"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(json["dry_run"], true);
+        assert_eq!(json["old_fingerprint"], serde_json::Value::Null);
+        assert!(json.get("expires_at").is_none());
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //! - [`jobs`]: durable background work with leases and retries.
 //! - [`store`]: persistence behind one interface.
 //! - [`telemetry`]: one flat JSON object per log line.
+//! - [`dryrun`]: the DRY_RUN gate every request that changes something outside Valine
+//!   passes through.
+//! - [`verify`]: the URL rules for probe targets and settings.
 
 pub mod app;
 pub mod auth;
@@ -26,6 +29,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod discord;
+pub mod dryrun;
 pub mod format;
 pub mod github;
 pub mod jobs;
@@ -36,6 +40,7 @@ pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod trace;
+pub mod verify;
 
 /// The version reported by `/status`, `/healthz` and the GitHub `User-Agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,6 +2,7 @@
 //! `/set-api-base`) overrides the environment value (SPEC §6.1).
 
 use crate::app::App;
+use crate::config::Config;
 use crate::store::StoreError;
 
 pub const FRONTEND_KEY: &str = "FRONTEND_BASE_URL";
@@ -45,13 +46,17 @@ pub async fn in_use(app: &App, key: &'static str) -> Result<InUse, StoreError> {
             source: Source::Setting,
         });
     }
-    let env = match key {
-        FRONTEND_KEY => env_value(app.config.frontend_base_url.as_ref()),
-        _ => env_value(app.config.vite_api_base.as_ref()),
-    };
     Ok(InUse {
         key,
-        value: env,
+        value: environment_value(&app.config, key),
         source: Source::Environment,
     })
+}
+
+/// The value `key` has from the environment (or the config file), normalised.
+pub fn environment_value(config: &Config, key: &str) -> Option<String> {
+    match key {
+        FRONTEND_KEY => env_value(config.frontend_base_url.as_ref()),
+        _ => env_value(config.vite_api_base.as_ref()),
+    }
 }

@@ -9,6 +9,7 @@ pub mod diagnose;
 pub mod pipeline;
 pub mod set_api_base;
 pub mod set_frontend;
+pub mod set_url;
 pub mod status;
 pub mod status_digest;
 pub mod verify_latest;
@@ -21,7 +22,8 @@ use crate::auth::Access;
 use crate::discord::interaction::{Caller, OptionMap, OptionValue};
 use crate::discord::response::Reply;
 use crate::github::api::GitHubError;
-use crate::store::StoreError;
+use crate::jobs::ReplyTarget;
+use crate::store::{Outcome, StoreError};
 use crate::trace::Tracer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,10 +269,10 @@ impl CommandName {
             | CommandName::VerifyRun
             | CommandName::Diagnose
             | CommandName::DeployClient
-            | CommandName::SetFrontend
-            | CommandName::SetApiBase
             | CommandName::DebugLast
             | CommandName::StatusDigest => Vec::new(),
+            CommandName::SetFrontend => set_frontend::buttons(),
+            CommandName::SetApiBase => set_api_base::buttons(),
         }
     }
 
@@ -295,11 +297,14 @@ impl CommandName {
         tracer: &mut Tracer,
     ) -> Result<Reply, CommandError> {
         // Each command matches its own actions here as it gains buttons.
-        let _ = (app, id, call, tracer);
-        Err(CommandError::Invalid(format!(
-            "/{} has no button `{action}`",
-            self.name()
-        )))
+        match self {
+            CommandName::SetFrontend => set_frontend::press(app, action, id, call, tracer).await,
+            CommandName::SetApiBase => set_api_base::press(app, action, id, call, tracer).await,
+            _ => Err(CommandError::Invalid(format!(
+                "/{} has no button `{action}`",
+                self.name()
+            ))),
+        }
     }
 
     /// Runs the command's body. For deferred commands this happens in the worker (or
@@ -313,14 +318,14 @@ impl CommandName {
         match self {
             CommandName::Status => status::run(app, call, tracer).await,
             CommandName::DebugLast => debug_last::run(app, call, tracer).await,
+            CommandName::SetFrontend => set_frontend::run(app, call, tracer).await,
+            CommandName::SetApiBase => set_api_base::run(app, call, tracer).await,
             // Not implemented yet: the pipeline answers `🚧` before reaching here
             // because their spec says `available: false`.
             CommandName::VerifyLatest
             | CommandName::VerifyRun
             | CommandName::Diagnose
             | CommandName::DeployClient
-            | CommandName::SetFrontend
-            | CommandName::SetApiBase
             | CommandName::StatusDigest => Ok(not_available(self.name())),
         }
     }
@@ -344,6 +349,9 @@ pub fn registration_set() -> Vec<Value> {
 pub struct Call {
     pub caller: Caller,
     pub options: OptionMap,
+    /// The interaction this call answers, for work that finishes later and edits the
+    /// reply (`None` for `valine invoke`, which has nothing to edit).
+    pub reply_to: Option<ReplyTarget>,
 }
 
 impl Call {
@@ -382,6 +390,10 @@ pub enum CommandError {
     GitHub(#[from] GitHubError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller may not do this (beyond the command's own access rule, e.g. pressing
+    /// someone else's button); shown as is.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl CommandError {
@@ -392,6 +404,18 @@ impl CommandError {
             CommandError::NotConfigured(_) => "not_configured",
             CommandError::GitHub(e) => e.error_type(),
             CommandError::Store(_) => "store_unavailable",
+            CommandError::Denied(_) => "denied",
+        }
+    }
+
+    /// How a command that failed this way ended (SPEC §8 `outcome`).
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            CommandError::Invalid(_) => Outcome::Invalid,
+            CommandError::Denied(_) => Outcome::Denied,
+            CommandError::NotConfigured(_) | CommandError::GitHub(_) | CommandError::Store(_) => {
+                Outcome::Error
+            }
         }
     }
 
@@ -402,6 +426,7 @@ impl CommandError {
             CommandError::Invalid(m) | CommandError::NotConfigured(m) => format!("❌ {m}"),
             CommandError::GitHub(e) => format!("❌ {e} (trace {trace_short})"),
             CommandError::Store(_) => format!("❌ Something went wrong (trace {trace_short})"),
+            CommandError::Denied(m) => m.clone(),
         }
     }
 }

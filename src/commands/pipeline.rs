@@ -168,6 +168,7 @@ async fn decide_inner(
             let call = Call {
                 caller: caller.clone(),
                 options,
+                reply_to,
             };
             match command.run(app, &call, &mut tracer).await {
                 Ok(reply) => {
@@ -179,9 +180,9 @@ async fn decide_inner(
                     finish_now(app, tracer, reply, outcome, None).await
                 }
                 Err(e) => {
-                    tracing::error!(error.type = e.error_type(), error.message = %e, "command failed");
+                    log_failure(&e);
                     let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
-                    finish_now(app, tracer, reply, Outcome::Error, Some(e.to_string())).await
+                    finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
                 }
             }
         }
@@ -203,6 +204,15 @@ async fn decide_inner(
             }
             Decision::Defer { job, ephemeral }
         }
+    }
+}
+
+/// Errors are logged at ERROR; refusals and bad input the user can fix are not errors.
+fn log_failure(e: &super::CommandError) {
+    if e.outcome() == Outcome::Error {
+        tracing::error!(error.type = e.error_type(), error.message = %e, "command failed");
+    } else {
+        tracing::info!(error.type = e.error_type(), error.message = %e, "command refused");
     }
 }
 
@@ -289,6 +299,7 @@ async fn decide_component_inner(
     let call = Call {
         caller: caller.clone(),
         options: OptionMap::new(),
+        reply_to: reply_to.clone(),
     };
     match button.answer {
         ButtonAnswer::Update => {
@@ -309,9 +320,11 @@ async fn decide_component_inner(
                     Decision::Update { reply, outcome }
                 }
                 Err(e) => {
-                    tracing::error!(error.type = e.error_type(), error.message = %e, "button failed");
+                    // A refusal is a new ephemeral message: the message the button is on
+                    // stays as it was.
+                    log_failure(&e);
                     let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
-                    finish_now(app, tracer, reply, Outcome::Error, Some(e.to_string())).await
+                    finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
                 }
             }
         }

@@ -1,13 +1,27 @@
-//! `/set-api-base`: change the API base URL Valine checks and deploys with (SPEC §4.2). Registered with its final options; the body arrives with
-//! the issue that implements it, until then the pipeline answers that it is not
-//! available yet.
+//! `/set-api-base`: change the API base URL Valine checks and deploys with (SPEC §4.2),
+//! with a preview and Confirm / Cancel unless `confirm:true`; `url:reset` returns to
+//! `VITE_API_BASE` from the environment. The body is shared with `/set-frontend` in
+//! [`super::set_url`].
 
-use super::{Answer, CommandSpec, OptionSpec};
+use super::set_url::{self, SyncTo, UrlSetting};
+use super::{Answer, ButtonSpec, Call, CommandError, CommandSpec, OptionSpec};
+use crate::app::App;
 use crate::auth::Access;
+use crate::discord::response::Reply;
+use crate::trace::Tracer;
+
+pub const SETTING: UrlSetting = UrlSetting {
+    command: "set-api-base",
+    key: crate::settings::API_BASE_KEY,
+    sync_to: SyncTo::Secret,
+    confirm_action: "set-api-base-confirm",
+    cancel_action: "set-api-base-cancel",
+    sync_action: "set-api-base-sync",
+};
 
 pub fn spec() -> CommandSpec {
     CommandSpec {
-        name: "set-api-base",
+        name: SETTING.command,
         description: "Set the API base URL (admins)",
         options: vec![
             OptionSpec::string("url", "New API base URL, or reset").required(),
@@ -15,6 +29,24 @@ pub fn spec() -> CommandSpec {
         ],
         access: Access::Admins,
         answer: Answer::Immediate { ephemeral: true },
-        available: false,
+        available: true,
     }
+}
+
+pub fn buttons() -> Vec<ButtonSpec> {
+    set_url::buttons(&SETTING)
+}
+
+pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
+    set_url::run(app, &SETTING, call, tracer).await
+}
+
+pub async fn press(
+    app: &App,
+    action: &str,
+    id: &str,
+    call: &Call,
+    tracer: &mut Tracer,
+) -> Result<Reply, CommandError> {
+    set_url::press(app, &SETTING, action, id, call, tracer).await
 }

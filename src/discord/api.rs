@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
+use crate::dryrun::Mutation;
 use crate::secret::{redact_webhook_path, scrub};
 
 /// Per-attempt timeout for every Discord call (SPEC §5).
@@ -107,6 +108,8 @@ impl DiscordError {
 #[derive(Clone)]
 pub struct DiscordClient {
     inner: Arc<Inner>,
+    /// DRY_RUN backstop ([`DiscordClient::with_dry_run`]): channel posts are refused.
+    dry_run: bool,
 }
 
 struct Inner {
@@ -125,6 +128,7 @@ impl fmt::Debug for DiscordClient {
                 "bot_token",
                 &self.inner.bot_token.as_ref().map(|_| "[REDACTED]"),
             )
+            .field("dry_run", &self.dry_run)
             .finish()
     }
 }
@@ -169,7 +173,31 @@ impl DiscordClient {
                 api_base,
                 bot_token,
             }),
+            dry_run: false,
         }
+    }
+
+    /// A client that refuses channel posts when `dry_run` is on: the backstop behind
+    /// [`crate::dryrun`]. Answers to interactions (edits of the original response) are
+    /// still sent; DRY_RUN never suppresses the reply itself.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// DRY_RUN description of [`DiscordClient::create_message`].
+    pub fn create_message_mutation(&self, channel_id: &str, body: &Value, nonce: &str) -> Mutation {
+        let path = self
+            .endpoint_url(&["channels", channel_id, "messages"])
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| format!("/channels/{channel_id}/messages"));
+        // The body exactly as `create_message` would send it.
+        let mut body = with_silent_mentions(body).unwrap_or_else(|_| body.clone());
+        if let Value::Object(map) = &mut body {
+            map.insert("nonce".into(), Value::String(nonce.to_owned()));
+            map.insert("enforce_nonce".into(), Value::Bool(true));
+        }
+        Mutation::new(format!("post to channel {channel_id}"), "POST", path).with_body(body)
     }
 
     /// Edits the original (deferred) interaction response:
@@ -211,6 +239,16 @@ impl DiscordClient {
         body: &Value,
         nonce: &str,
     ) -> Result<(), DiscordError> {
+        if self.dry_run {
+            tracing::error!(
+                error.type = "dry_run_bypassed",
+                error.message = "a channel post skipped the DRY_RUN gate",
+                "Discord call refused: DRY_RUN is on"
+            );
+            return Err(DiscordError::InvalidRequest(
+                "DRY_RUN is on: channel posts are not sent".into(),
+            ));
+        }
         if nonce.is_empty() || nonce.chars().count() > MAX_NONCE_LEN {
             return Err(DiscordError::InvalidRequest(format!(
                 "nonce must be 1 to {MAX_NONCE_LEN} characters"
@@ -915,6 +953,27 @@ pub(crate) mod tests {
         assert_eq!(err.error_type(), "discord_unavailable");
         assert_no_secrets(&err.to_string());
         assert_no_secrets(&format!("{err:?}"));
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_client_answers_interactions_but_never_posts() {
+        let (fake, base) = FakeDiscord::start(vec![]).await;
+        let dry = client(base).with_dry_run(true);
+        let body = json!({"content": "deployed"});
+        let m = dry.create_message_mutation("222", &body, "n-1");
+        assert_eq!(
+            m.to_string(),
+            "POST /api/v10/channels/222/messages \
+             {\"allowed_mentions\":{\"parse\":[]},\"content\":\"deployed\",\
+             \"enforce_nonce\":true,\"nonce\":\"n-1\"}"
+        );
+        let err = dry.create_message("222", &body, "n-1").await.unwrap_err();
+        assert!(err.to_string().contains("DRY_RUN"), "{err}");
+        dry.edit_original("1", INTERACTION_TOKEN, &body)
+            .await
+            .expect("the answer itself is sent");
+        let methods: Vec<String> = fake.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods, ["PATCH"]);
     }
 
     #[tokio::test]

@@ -34,6 +34,7 @@ use super::model::{
     RepoPublicKey, TokenInfo, Workflow, WorkflowList, WorkflowRun, WorkflowRunList,
 };
 use super::retry::{RetryPolicy, header_u64, rate_limit_wait, retry_after};
+use crate::dryrun::Mutation;
 
 /// REST API version pinned by SPEC §7.
 const API_VERSION: &str = "2022-11-28";
@@ -88,6 +89,8 @@ pub struct GitHubClient {
     inner: Arc<Inner>,
     /// Set by [`GitHubClient::with_deadline`]: waits that would end later fail at once.
     deadline: Option<Instant>,
+    /// DRY_RUN backstop ([`GitHubClient::with_dry_run`]): mutating requests are refused.
+    dry_run: bool,
 }
 
 struct Inner {
@@ -108,6 +111,7 @@ impl fmt::Debug for GitHubClient {
             .field("api_base", &self.inner.base.as_str())
             .field("repo", &self.inner.repo.to_string())
             .field("deadline", &self.deadline)
+            .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
     }
 }
@@ -212,6 +216,7 @@ impl GitHubClient {
                 workflows: Mutex::new(HashMap::new()),
             }),
             deadline: None,
+            dry_run: false,
         })
     }
 
@@ -221,7 +226,16 @@ impl GitHubClient {
         GitHubClient {
             inner: Arc::clone(&self.inner),
             deadline: Some(deadline),
+            dry_run: self.dry_run,
         }
+    }
+
+    /// A client that refuses to send any request but a `GET` when `dry_run` is on: the
+    /// backstop behind [`crate::dryrun`], so a mutating call that skipped the gate fails
+    /// loudly instead of reaching GitHub.
+    pub fn with_dry_run(mut self, dry_run: bool) -> GitHubClient {
+        self.dry_run = dry_run;
+        self
     }
 
     pub fn repo(&self) -> &RepoSlug {
@@ -577,14 +591,98 @@ impl GitHubClient {
         name: &str,
         value: &SecretString,
     ) -> Result<(), GitHubError> {
+        let key = self.repo_public_key().await?;
+        self.put_repo_secret(name, &key, value).await
+    }
+
+    /// The public key secrets are sealed with (a read).
+    pub async fn repo_public_key(&self) -> Result<RepoPublicKey, GitHubError> {
         let reply = self.call(&Call::get(SECRETS_PUBLIC_KEY, &[])).await?;
-        let key: RepoPublicKey = self.success(reply, needs::SECRETS_WRITE)?.json()?;
+        self.success(reply, needs::SECRETS_WRITE)?.json()
+    }
+
+    /// Writes the secret `name` sealed with `key` (from [`GitHubClient::repo_public_key`]).
+    pub async fn put_repo_secret(
+        &self,
+        name: &str,
+        key: &RepoPublicKey,
+        value: &SecretString,
+    ) -> Result<(), GitHubError> {
         let sealed = super::seal::seal(&key.key, value.expose_secret().as_bytes())?;
         let body = serde_json::json!({"encrypted_value": sealed, "key_id": key.key_id});
         let reply = self
             .call(&Call::new(Method::PUT, SECRET, &[name]).body(&body))
             .await?;
         self.success(reply, needs::SECRETS_WRITE).map(drop)
+    }
+
+    /// The path a request to `template` goes to, for DRY_RUN descriptions.
+    fn path_of(&self, template: &str, args: &[&str]) -> String {
+        self.url(template, args)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| template.to_owned())
+    }
+
+    /// DRY_RUN description of [`GitHubClient::dispatch_workflow`] (its first request).
+    pub fn dispatch_mutation(
+        &self,
+        workflow_id: u64,
+        git_ref: &str,
+        inputs: &Map<String, Value>,
+    ) -> Mutation {
+        let id = workflow_id.to_string();
+        Mutation::new(
+            format!("dispatch workflow {workflow_id} at {git_ref}"),
+            "POST",
+            self.path_of(DISPATCHES, &[&id]),
+        )
+        .with_body(serde_json::json!({
+            "ref": git_ref,
+            "inputs": inputs,
+            "return_run_details": true,
+        }))
+    }
+
+    /// DRY_RUN description of [`GitHubClient::cancel_run`].
+    pub fn cancel_run_mutation(&self, run_id: u64) -> Mutation {
+        let id = run_id.to_string();
+        Mutation::new(
+            format!("cancel run {run_id}"),
+            "POST",
+            self.path_of(RUN_CANCEL, &[&id]),
+        )
+    }
+
+    /// DRY_RUN description of [`GitHubClient::rerun_failed_jobs`].
+    pub fn rerun_failed_jobs_mutation(&self, run_id: u64) -> Mutation {
+        let id = run_id.to_string();
+        Mutation::new(
+            format!("re-run the failed jobs of run {run_id}"),
+            "POST",
+            self.path_of(RUN_RERUN_FAILED, &[&id]),
+        )
+    }
+
+    /// DRY_RUN description of [`GitHubClient::set_repo_variable`] (the update it tries
+    /// first; a missing variable is then created with `POST …/variables`).
+    pub fn set_repo_variable_mutation(&self, name: &str, value: &str) -> Mutation {
+        Mutation::new(
+            format!("set repo variable {name}"),
+            "PATCH",
+            self.path_of(VARIABLE, &[name]),
+        )
+        .with_body(serde_json::json!({"name": name, "value": value}))
+    }
+
+    /// DRY_RUN description of [`GitHubClient::put_repo_secret`]; the sealed value is
+    /// never part of it.
+    pub fn put_repo_secret_mutation(&self, name: &str, key: &RepoPublicKey) -> Mutation {
+        Mutation::new(
+            format!("set repo secret {name}"),
+            "PUT",
+            self.path_of(SECRET, &[name]),
+        )
+        .with_body(serde_json::json!({"encrypted_value": "[REDACTED]", "key_id": key.key_id}))
     }
 
     /// Reads a list endpoint to its end (short page, `total_count`, or [`MAX_PAGES`]).
@@ -689,6 +787,15 @@ impl GitHubClient {
     async fn call(&self, call: &Call<'_>) -> Result<Reply, GitHubError> {
         let url = self.url(call.template, call.args)?;
         let endpoint = format!("{} {}", call.method, call.template);
+        if self.dry_run && call.method != Method::GET {
+            tracing::error!(
+                github_endpoint = endpoint,
+                error.type = "dry_run_bypassed",
+                error.message = "a mutating request skipped the DRY_RUN gate",
+                "GitHub call refused: DRY_RUN is on"
+            );
+            return Err(GitHubError::DryRun { endpoint });
+        }
         let mut backoff = self.inner.policy.backoff();
         loop {
             let outcome = self.attempt(call, &url, &endpoint).await;
@@ -1994,6 +2101,76 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "GitHub token lacks permission (needs repo + workflow scopes, or Secrets: write)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_client_sends_reads_but_refuses_every_write() {
+        let fake = FakeGitHub::start(|seen, _| match seen.method.as_str() {
+            "GET" => Answer::json(200, fixture("public_key")),
+            _ => Answer::empty(204),
+        });
+        let client = fake.client().with_dry_run(true);
+        let key = client.repo_public_key().await.unwrap();
+        assert_eq!(key.key_id, "012345678912345678");
+        let err = client.set_repo_variable("X", "y").await.unwrap_err();
+        assert_eq!(err.error_type(), "dry_run_bypassed");
+        assert!(client.cancel_run(1).await.is_err());
+        let value = SecretString::from("https://api.example.com");
+        assert!(client.put_repo_secret("S", &key, &value).await.is_err());
+        let inputs = Map::new();
+        assert!(client.dispatch_workflow(7, "main", &inputs).await.is_err());
+        // The deadline clone keeps the setting.
+        let later = client.with_deadline(Instant::now() + Duration::from_secs(60));
+        assert!(later.rerun_failed_jobs(1).await.is_err());
+        let methods: Vec<String> = fake.seen().into_iter().map(|s| s.method).collect();
+        assert_eq!(methods, ["GET"]);
+    }
+
+    #[test]
+    fn mutation_descriptions_name_the_exact_request_without_secrets() {
+        let fake = FakeGitHub::start(|_, _| Answer::empty(204));
+        let client = fake.client();
+        let m = client.set_repo_variable_mutation("FRONTEND_BASE_URL", "https://a.example");
+        assert_eq!(
+            m.to_string(),
+            format!(
+                "PATCH {REPO_PREFIX}/actions/variables/FRONTEND_BASE_URL \
+                 {{\"name\":\"FRONTEND_BASE_URL\",\"value\":\"https://a.example\"}}"
+            )
+        );
+        let key = RepoPublicKey {
+            key_id: "k1".into(),
+            key: "c2VjcmV0".into(),
+        };
+        let m = client.put_repo_secret_mutation("VITE_API_BASE", &key);
+        assert_eq!(m.method(), "PUT");
+        assert_eq!(
+            m.path(),
+            format!("{REPO_PREFIX}/actions/secrets/VITE_API_BASE")
+        );
+        assert_eq!(
+            m.body(),
+            Some(&json!({"encrypted_value": "[REDACTED]", "key_id": "k1"}))
+        );
+        let mut inputs = Map::new();
+        inputs.insert("correlation_id".into(), json!("c-1"));
+        let m = client.dispatch_mutation(77, "main", &inputs);
+        assert_eq!(
+            m.path(),
+            format!("{REPO_PREFIX}/actions/workflows/77/dispatches")
+        );
+        assert_eq!(m.body().unwrap()["inputs"]["correlation_id"], "c-1");
+        assert_eq!(m.body().unwrap()["return_run_details"], true);
+        assert_eq!(
+            client.cancel_run_mutation(5).path(),
+            format!("{REPO_PREFIX}/actions/runs/5/cancel")
+        );
+        assert!(
+            client
+                .rerun_failed_jobs_mutation(5)
+                .path()
+                .ends_with("/actions/runs/5/rerun-failed-jobs")
         );
     }
 

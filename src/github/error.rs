@@ -59,6 +59,10 @@ pub enum GitHubError {
     /// The client could not be built (bad API base, unusable token characters).
     #[error("GitHub client configuration: {0}")]
     Config(String),
+    /// DRY_RUN is on and a mutating request reached the client without going through
+    /// the dry-run gate (`crate::dryrun`); it was not sent.
+    #[error("DRY_RUN is on: {endpoint} was not sent")]
+    DryRun { endpoint: String },
 }
 
 impl GitHubError {
@@ -75,6 +79,7 @@ impl GitHubError {
             GitHubError::Unavailable { .. } => "github_unavailable",
             GitHubError::Decode { .. } => "github_decode",
             GitHubError::Config(_) => "github_config",
+            GitHubError::DryRun { .. } => "dry_run_bypassed",
         }
     }
 

@@ -145,6 +145,7 @@ pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outco
         let call = Call {
             caller: job.caller(),
             options: job.options.clone(),
+            reply_to: job.reply_to.clone(),
         };
         let (reply, outcome, error) = match CommandName::from_name(&job.command) {
             None => (
@@ -169,10 +170,7 @@ pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outco
                             "command failed"
                         );
                         let message = e.user_message(tracer.short_id());
-                        let outcome = match e {
-                            crate::commands::CommandError::Invalid(_) => Outcome::Invalid,
-                            _ => Outcome::Error,
-                        };
+                        let outcome = e.outcome();
                         (Reply::text(message).failed(), outcome, Some(e.to_string()))
                     }
                 }

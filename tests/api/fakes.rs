@@ -145,6 +145,14 @@ pub struct GitHubState {
     pub runs: Vec<Value>,
     /// When set, run listings wait for this before answering (a slow GitHub).
     pub gate: Option<Arc<Notify>>,
+    /// Actions variables by name.
+    pub variables: std::collections::BTreeMap<String, String>,
+    /// Actions secrets by name: the body of the last `PUT` (sealed value and key id).
+    pub secrets: std::collections::BTreeMap<String, Value>,
+    /// `(key_id, base64 X25519 public key)` served for sealing secrets.
+    pub public_key: Option<(String, String)>,
+    /// When set, every variable or secret write answers this status and message.
+    pub write_failure: Option<(u16, String)>,
 }
 
 #[derive(Clone)]
@@ -170,6 +178,22 @@ impl FakeGitHub {
                 "/repos/{owner}/{repo}/actions/workflows/{id}/runs",
                 get(gh_runs),
             )
+            .route(
+                "/repos/{owner}/{repo}/actions/variables",
+                axum::routing::post(gh_create_variable),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/variables/{name}",
+                patch(gh_update_variable),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/secrets/public-key",
+                get(gh_public_key),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/secrets/{name}",
+                axum::routing::put(gh_put_secret),
+            )
             .fallback(any(gh_fallback))
             .with_state((log.clone(), state.clone()));
         let addr = serve(router).await;
@@ -194,6 +218,137 @@ impl FakeGitHub {
 
     pub fn set_gate(&self, gate: Option<Arc<Notify>>) {
         self.state.lock().unwrap().gate = gate;
+    }
+
+    /// Serves `key_b64` (a base64 X25519 public key) as the repository's secrets key.
+    pub fn set_public_key(&self, key_id: &str, key_b64: &str) {
+        self.state.lock().unwrap().public_key = Some((key_id.to_owned(), key_b64.to_owned()));
+    }
+
+    pub fn fail_writes(&self, status: u16, message: &str) {
+        self.state.lock().unwrap().write_failure = Some((status, message.to_owned()));
+    }
+
+    pub fn variable(&self, name: &str) -> Option<String> {
+        self.state.lock().unwrap().variables.get(name).cloned()
+    }
+
+    pub fn secret(&self, name: &str) -> Option<Value> {
+        self.state.lock().unwrap().secrets.get(name).cloned()
+    }
+
+    /// Requests that would change something on GitHub.
+    pub fn writes(&self) -> Vec<Recorded> {
+        self.log
+            .all()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .collect()
+    }
+}
+
+fn gh_error(status: u16, message: &str) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        axum::Json(
+            json!({"message": message, "documentation_url": "https://docs.github.com/rest"}),
+        ),
+    )
+        .into_response()
+}
+
+fn write_failure(state: &Mutex<GitHubState>) -> Option<Response> {
+    state
+        .lock()
+        .unwrap()
+        .write_failure
+        .as_ref()
+        .map(|(status, message)| gh_error(*status, message))
+}
+
+async fn gh_create_variable(
+    State((log, state)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    if let Some(failure) = write_failure(&state) {
+        return failure;
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (Some(name), Some(value)) = (body["name"].as_str(), body["value"].as_str()) else {
+        return gh_error(422, "Invalid request.");
+    };
+    let mut state = state.lock().unwrap();
+    if state.variables.contains_key(name) {
+        return gh_error(409, "Already exists");
+    }
+    state.variables.insert(name.to_owned(), value.to_owned());
+    (StatusCode::CREATED, axum::Json(json!({}))).into_response()
+}
+
+async fn gh_update_variable(
+    State((log, state)): State<GhState>,
+    Path((_, _, name)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    if let Some(failure) = write_failure(&state) {
+        return failure;
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut state = state.lock().unwrap();
+    match (state.variables.get_mut(&name), body["value"].as_str()) {
+        (Some(stored), Some(value)) => {
+            *stored = value.to_owned();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (None, _) => gh_error(404, "Not Found"),
+        (_, None) => gh_error(422, "Invalid request."),
+    }
+}
+
+async fn gh_public_key(
+    State((log, state)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    match state.lock().unwrap().public_key.clone() {
+        Some((key_id, key)) => axum::Json(json!({"key_id": key_id, "key": key})).into_response(),
+        None => gh_error(404, "Not Found"),
+    }
+}
+
+async fn gh_put_secret(
+    State((log, state)): State<GhState>,
+    Path((_, _, name)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    if let Some(failure) = write_failure(&state) {
+        return failure;
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut state = state.lock().unwrap();
+    let known_key = state.public_key.as_ref().map(|(id, _)| id.as_str());
+    if body["encrypted_value"].as_str().is_none() || body["key_id"].as_str() != known_key {
+        return gh_error(422, "Invalid request.");
+    }
+    let created = state.secrets.insert(name, body).is_none();
+    if created {
+        (StatusCode::CREATED, axum::Json(json!({}))).into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
     }
 }
 

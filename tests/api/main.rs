@@ -9,5 +9,6 @@ mod faults;
 mod interactions;
 mod jobs;
 mod limits;
+mod settings;
 mod status;
 mod webhook;
