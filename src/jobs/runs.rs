@@ -289,22 +289,17 @@ async fn deliver(
     }
 }
 
-/// A channel post, unless `DRY_RUN` suppresses it (SPEC §4.3: logged only).
+/// A channel post, unless `DRY_RUN` suppresses it (SPEC §4.3: a post with no reply to
+/// show it in is logged only, which `App::mutate` does).
 async fn post(app: &App, channel: &str, reply: &Reply, nonce: &str) -> Result<(), JobError> {
     let body = reply.to_message_json();
-    if app.config.dry_run {
-        // The body holds no secret: run facts and links only.
-        tracing::info!(
-            channel_id = channel,
-            request_body = %body,
-            "🧪 dry run: would POST /channels/{channel}/messages"
-        );
-        return Ok(());
-    }
-    app.discord
-        .create_message(channel, &body, nonce)
-        .await
-        .map_err(discord_error)
+    app.mutate(
+        app.discord.create_message_mutation(channel, &body, nonce),
+        app.discord.create_message(channel, &body, nonce),
+    )
+    .await
+    .map(|_| ())
+    .map_err(discord_error)
 }
 
 /// The message for a completed run: the status-channel announcement and a follower's

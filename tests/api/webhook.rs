@@ -659,6 +659,11 @@ async fn after_the_token_expires_updates_go_to_the_channel() {
         &run_event("in_progress", deploy_run(7700, "main", "in_progress", None)),
     )
     .await;
+    // The progress post lands before the run completes; a later one would be stale.
+    eventually(WAIT, || async {
+        posts_with_nonce(&app, COMMAND_CHANNEL, "f7700.1.p").pop()
+    })
+    .await;
     post(
         &app,
         "workflow_run",
