@@ -29,6 +29,18 @@ pub struct WorkerSettings {
     pub deadline: Duration,
     /// How long a stopping server lets running work finish.
     pub shutdown_grace: Duration,
+    /// How often a `/deploy-client wait:true` message re-reads its run from GitHub, in
+    /// case a webhook is missed (SPEC §4.2: every 15 s while the token lives).
+    pub run_poll: Duration,
+    /// How long a dispatch looks for its run by correlation id when GitHub did not
+    /// return it (SPEC §4.2: up to 60 s), and how often it asks meanwhile.
+    pub identify_timeout: Duration,
+    pub identify_poll: Duration,
+    /// How long an interaction token edits its message (Discord: 15 minutes).
+    pub interaction_token_ttl: Duration,
+    /// How long a `/deploy-client` waits for another one that is dispatching right now
+    /// before answering that a deploy is already running.
+    pub dispatch_lock_wait: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -40,6 +52,11 @@ impl Default for WorkerSettings {
             max_attempts: 5,
             deadline: Duration::from_secs(15 * 60),
             shutdown_grace: Duration::from_secs(10),
+            run_poll: Duration::from_secs(15),
+            identify_timeout: Duration::from_secs(60),
+            identify_poll: Duration::from_secs(3),
+            interaction_token_ttl: Duration::from_secs(15 * 60),
+            dispatch_lock_wait: Duration::from_secs(10),
         }
     }
 }

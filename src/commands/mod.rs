@@ -268,9 +268,9 @@ impl CommandName {
             | CommandName::VerifyLatest
             | CommandName::VerifyRun
             | CommandName::Diagnose
-            | CommandName::DeployClient
             | CommandName::DebugLast
             | CommandName::StatusDigest => Vec::new(),
+            CommandName::DeployClient => deploy_client::buttons(),
             CommandName::SetFrontend => set_frontend::buttons(),
             CommandName::SetApiBase => set_api_base::buttons(),
         }
@@ -300,10 +300,20 @@ impl CommandName {
         match self {
             CommandName::SetFrontend => set_frontend::press(app, action, id, call, tracer).await,
             CommandName::SetApiBase => set_api_base::press(app, action, id, call, tracer).await,
+            CommandName::DeployClient => deploy_client::press(app, action, id, call, tracer).await,
             _ => Err(CommandError::Invalid(format!(
                 "/{} has no button `{action}`",
                 self.name()
             ))),
+        }
+    }
+
+    /// Checks on the request path that need more than the option schema (a run id's
+    /// shape, who may use an option), answered at once and never calling out.
+    pub fn precheck(self, app: &App, call: &Call) -> Result<(), Precheck> {
+        match self {
+            CommandName::DeployClient => deploy_client::precheck(app, call),
+            _ => Ok(()),
         }
     }
 
@@ -320,12 +330,12 @@ impl CommandName {
             CommandName::DebugLast => debug_last::run(app, call, tracer).await,
             CommandName::SetFrontend => set_frontend::run(app, call, tracer).await,
             CommandName::SetApiBase => set_api_base::run(app, call, tracer).await,
+            CommandName::DeployClient => deploy_client::run(app, call, tracer).await,
             // Not implemented yet: the pipeline answers `🚧` before reaching here
             // because their spec says `available: false`.
             CommandName::VerifyLatest
             | CommandName::VerifyRun
             | CommandName::Diagnose
-            | CommandName::DeployClient
             | CommandName::StatusDigest => Ok(not_available(self.name())),
         }
     }
@@ -342,6 +352,15 @@ pub fn registration_set() -> Vec<Value> {
         .iter()
         .map(|c| c.spec().to_discord_json())
         .collect()
+}
+
+/// A refusal decided by [`CommandName::precheck`], answered at once (ephemeral).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precheck {
+    /// Shown as `❌ <message>`; outcome `invalid`.
+    Invalid(String),
+    /// Shown as `⛔ <message>`; outcome `denied`.
+    Denied(String),
 }
 
 /// One command call after authorization and validation.

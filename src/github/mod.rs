@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod error;
+pub mod git_ref;
 mod logs;
 pub mod model;
 mod retry;

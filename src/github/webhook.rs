@@ -119,6 +119,31 @@ impl RunEvent {
         self.status == "completed"
     }
 
+    /// The same facts read from the REST API (a poll of a followed run), so a run seen
+    /// there goes through the same planning and upsert as a delivery.
+    pub fn from_rest(run: &crate::github::model::WorkflowRun) -> RunEvent {
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        };
+        let status = run.status.clone().unwrap_or_else(|| "unknown".to_owned());
+        let completed = status == "completed";
+        RunEvent {
+            id: run.id,
+            workflow_id: run.workflow_id,
+            workflow_name: run.name.clone(),
+            workflow_path: None,
+            status,
+            conclusion: run.conclusion.clone().filter(|_| completed),
+            branch: run.head_branch.clone(),
+            head_sha: run.head_sha.clone(),
+            run_attempt: run.run_attempt,
+            html_url: run.html_url.clone(),
+            display_title: Some(run.display_title.clone()).filter(|t| !t.is_empty()),
+            created_at: time(run.created_at),
+            updated_at: time(run.updated_at),
+        }
+    }
+
     pub fn to_record(&self, expires_at: i64) -> RunRecord {
         RunRecord {
             id: self.id,
@@ -704,6 +729,7 @@ mod tests {
                 Job::AnnounceRun(a) => format!("announce(confirm={})", a.confirm_workflow),
                 Job::FollowRun(f) => format!("follow({})", f.status),
                 Job::Command(_) => "command".into(),
+                Job::PollRun(_) => "poll".into(),
             })
             .collect()
     }

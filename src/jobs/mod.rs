@@ -26,6 +26,8 @@ pub enum Job {
     AnnounceRun(runs::AnnounceRun),
     /// Updates the message of the command that follows a run.
     FollowRun(runs::FollowRun),
+    /// Re-reads a followed run from GitHub, in case a webhook is missed.
+    PollRun(runs::PollRun),
 }
 
 /// Everything the worker needs to finish a command that was answered with type 5.
@@ -237,6 +239,12 @@ pub async fn execute(app: &App, job: &Job) -> Result<(), JobError> {
                 .instrument(span)
                 .await
         }
+        Job::PollRun(poll) => {
+            let span = tracing::info_span!("run_job", job = "poll_run", run_id = poll.run_id, correlation_id = %poll.correlation_id);
+            runs::poll(app, poll, crate::clock::now_ms())
+                .instrument(span)
+                .await
+        }
     }
 }
 
@@ -270,7 +278,7 @@ pub async fn report_gave_up(app: &App, job: &Job, attempts: u32, error: &str) {
             }
         }
         // What failed was talking to Discord itself; the worker's log line is the report.
-        Job::AnnounceRun(_) | Job::FollowRun(_) => {}
+        Job::AnnounceRun(_) | Job::FollowRun(_) | Job::PollRun(_) => {}
     }
 }
 
@@ -306,6 +314,25 @@ pub async fn enqueue(
     app.store.enqueue_job(&record, now).await?;
     app.jobs_ready.notify_one();
     Ok(record.id)
+}
+
+/// Persists a job with a caller-chosen id, due at `run_after_ms`. Writing the same id
+/// again keeps the first job, so work that schedules its own next step (a poll) cannot
+/// fork into two chains when it is repeated after a crash.
+pub async fn enqueue_scheduled(
+    app: &App,
+    job: &Job,
+    id: String,
+    run_after_ms: i64,
+) -> Result<(), crate::store::StoreError> {
+    let now = crate::clock::now_ms();
+    let mut record = job_record(app, job, None, now)?;
+    record.id = id;
+    record.run_after_ms = run_after_ms;
+    record.deadline_ms = record.deadline_ms.max(run_after_ms);
+    app.store.enqueue_job(&record, now).await?;
+    app.jobs_ready.notify_one();
+    Ok(())
 }
 
 /// A task that ends with its owner: when the server or worker loop is dropped (the

@@ -15,7 +15,10 @@ use super::JobError;
 use crate::app::App;
 use crate::discord::api::{DiscordError, MAX_NONCE_LEN};
 use crate::discord::response::{self, Button, Embed, Reply};
-use crate::store::{CorrelationRecord, FailedStepRecord, RunRecord, StoreError, retention};
+use crate::store::{
+    CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord, RunRecord, StoreError,
+    retention,
+};
 
 /// Announce a completed run in `DISCORD_STATUS_CHANNEL_ID`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +44,30 @@ pub struct FollowRun {
     pub status: String,
 }
 
+/// Re-read a followed run from GitHub: the fallback for a missed webhook while the
+/// interaction token lives (SPEC §4.2, `/deploy-client wait:true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollRun {
+    pub correlation_id: String,
+    pub run_id: u64,
+    /// Which poll of the chain this is. It is part of the job id, so a poll that runs
+    /// twice (after a crash) schedules the same next poll instead of a second chain.
+    pub seq: u32,
+}
+
+impl PollRun {
+    pub fn job_id(&self) -> String {
+        format!("poll-{}-{}-{}", self.correlation_id, self.run_id, self.seq)
+    }
+
+    fn next(&self) -> PollRun {
+        PollRun {
+            seq: self.seq.saturating_add(1),
+            ..self.clone()
+        }
+    }
+}
+
 /// Prefix of correlation ids: `vl-` and 16 lowercase hex digits.
 const CORRELATION_PREFIX: &str = "vl-";
 const CORRELATION_HEX: usize = 16;
@@ -49,6 +76,15 @@ const CORRELATION_HEX: usize = 16;
 pub fn new_correlation_id() -> String {
     let hex = uuid::Uuid::new_v4().simple().to_string();
     format!("{CORRELATION_PREFIX}{}", &hex[..CORRELATION_HEX])
+}
+
+/// The correlation id of one command execution, in the format of
+/// [`new_correlation_id`], derived from `key` (the command's trace id). A job that runs
+/// again after a crash computes the same id and so finds the marker its first attempt
+/// wrote (SPEC §5: a dispatch is never sent twice).
+pub fn correlation_id_for(key: &str) -> String {
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    format!("{CORRELATION_PREFIX}{}", &digest[..CORRELATION_HEX])
 }
 
 /// The correlation ids a run title contains (the set-up contract puts
@@ -188,6 +224,9 @@ pub async fn follow(app: &App, job: &FollowRun, now_ms: i64) -> Result<(), JobEr
     }
     let reply = if job.status == "completed" {
         completion_report(app, &run).await
+    } else if correlation.kind == CorrelationKind::Deploy {
+        // The dispatch reply carried `Cancel run`; progress must not take it away.
+        progress_reply(&run).with_button(crate::commands::deploy_client::cancel_button(run.id))
     } else {
         progress_reply(&run)
     };
@@ -199,6 +238,110 @@ pub async fn follow(app: &App, job: &FollowRun, now_ms: i64) -> Result<(), JobEr
         now_ms,
     )
     .await
+}
+
+/// Schedules `poll` one `run_poll` interval from now.
+pub async fn schedule_poll(app: &App, poll: &PollRun) -> Result<(), StoreError> {
+    let interval = i64::try_from(app.worker.run_poll.as_millis()).unwrap_or(i64::MAX / 4);
+    let at = crate::clock::now_ms().saturating_add(interval);
+    super::enqueue_scheduled(app, &super::Job::PollRun(poll.clone()), poll.job_id(), at).await
+}
+
+/// Runs a [`PollRun`] job: reads the run from GitHub and, when GitHub knows more than
+/// the store (a webhook was missed or is late), records it the way a delivery would, so
+/// the follower's message and the announcement follow as usual. Polls again until the
+/// run completes or the interaction token expires (after that, webhooks post to the
+/// channel; a poll has no message left to keep fresh).
+pub async fn poll(app: &App, job: &PollRun, now_ms: i64) -> Result<(), JobError> {
+    let now = now_ms.div_euclid(1000);
+    let Some(correlation) = app
+        .store
+        .get_correlation(&job.correlation_id, now)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(());
+    };
+    if !correlation.token_live(now_ms) {
+        tracing::info!("interaction token expired; polling stops");
+        return Ok(());
+    }
+    let github = match app.github() {
+        Ok(github) => github,
+        Err(e) => {
+            tracing::warn!(error.type = "not_configured", error.message = %e, "cannot poll the run");
+            return Ok(());
+        }
+    };
+    let observed = match github.get_run(job.run_id).await {
+        Ok(Some(run)) => Some(run),
+        Ok(None) => {
+            tracing::warn!("run not found on GitHub; polling stops");
+            return Ok(());
+        }
+        // A failed read is no reason to stop following: the next tick asks again.
+        Err(e) => {
+            tracing::warn!(error.type = e.error_type(), error.message = %e, "polling the run failed");
+            None
+        }
+    };
+    if let Some(run) = &observed {
+        record_polled(app, &correlation, run, now_ms).await?;
+        if run.is_completed() {
+            return Ok(());
+        }
+    }
+    schedule_poll(app, &job.next()).await.map_err(store_error)
+}
+
+/// Records what a poll saw when it is news to the store: the run upsert and the jobs a
+/// delivery with the same facts would plan, under a delivery id per (run, attempt,
+/// status), so repeated polls of one state act once.
+async fn record_polled(
+    app: &App,
+    correlation: &CorrelationRecord,
+    run: &crate::github::model::WorkflowRun,
+    now_ms: i64,
+) -> Result<(), JobError> {
+    use crate::github::webhook::{RunEvent, plan_run};
+    let now = now_ms.div_euclid(1000);
+    let event = RunEvent::from_rest(run);
+    let stored = app
+        .store
+        .get_run(run.id, now)
+        .await
+        .map_err(store_error)?;
+    let news = stored.is_none_or(|s| {
+        s.run_attempt < event.run_attempt
+            || (s.run_attempt == event.run_attempt
+                && s.status != event.status
+                && s.status != "completed")
+    });
+    if !news {
+        return Ok(());
+    }
+    let delivery_id = format!("poll:{}:{}:{}", run.id, run.run_attempt, event.status);
+    let mut effects = DeliveryEffects {
+        delivery_id: delivery_id.clone(),
+        expires_at: now + retention::DELIVERY,
+        run: Some(event.to_record(now + retention::RUN)),
+        ..Default::default()
+    };
+    for job in plan_run(&app.config, &event, Some(correlation), &delivery_id) {
+        effects
+            .jobs
+            .push(super::job_record(app, &job, None, now_ms).map_err(store_error)?);
+    }
+    let accepted = app
+        .store
+        .accept_delivery(&effects, now)
+        .await
+        .map_err(store_error)?;
+    if accepted {
+        tracing::info!(status = %event.status, "poll saw news of the run");
+        app.jobs_ready.notify_one();
+    }
+    Ok(())
 }
 
 /// Where news for a correlation goes at `now_ms`.
@@ -461,6 +604,30 @@ mod tests {
         ] {
             assert_eq!(correlation_ids_in(title).count(), 0, "{title}");
         }
+    }
+
+    #[test]
+    fn derived_correlation_ids_are_stable_and_found_in_titles() {
+        let id = correlation_id_for("0123456789abcdef0123456789abcdef");
+        assert_eq!(id, correlation_id_for("0123456789abcdef0123456789abcdef"));
+        assert_ne!(id, correlation_id_for("fedcba9876543210fedcba9876543210"));
+        let title = format!("Deploy main [{id}]");
+        assert_eq!(
+            correlation_ids_in(&title).collect::<Vec<_>>(),
+            [id.as_str()]
+        );
+    }
+
+    #[test]
+    fn poll_ids_name_the_step_so_a_repeat_schedules_the_same_next_poll() {
+        let first = PollRun {
+            correlation_id: "vl-0123456789abcdef".into(),
+            run_id: 7,
+            seq: 1,
+        };
+        assert_eq!(first.next().job_id(), first.next().job_id());
+        assert_ne!(first.job_id(), first.next().job_id());
+        assert_eq!(first.next().seq, 2);
     }
 
     #[test]
