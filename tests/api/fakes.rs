@@ -153,6 +153,37 @@ pub struct GitHubState {
     pub public_key: Option<(String, String)>,
     /// When set, every variable or secret write answers this status and message.
     pub write_failure: Option<(u16, String)>,
+    /// How `POST …/dispatches` answers.
+    pub dispatch_mode: DispatchMode,
+    /// When set, a dispatch waits for this before (or after) starting its run: the
+    /// process that sent it can die meanwhile.
+    pub dispatch_hang: Option<(Hang, Arc<Notify>)>,
+    /// Whether dispatched runs carry `inputs.correlation_id` in their title (the
+    /// set-up contract's `run-name`).
+    pub titles_without_correlation: bool,
+    /// Id of the next run a dispatch starts.
+    pub next_run_id: u64,
+}
+
+/// How the fake answers a workflow dispatch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DispatchMode {
+    /// 200 with `workflow_run_id`, `run_url`, `html_url` (`return_run_details: true`).
+    #[default]
+    RunDetails,
+    /// 422 naming `return_run_details` (servers without the field); 204 without it.
+    RejectRunDetails,
+    /// 204 and no body, whatever was asked.
+    NoContent,
+}
+
+/// Where a dispatch hangs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hang {
+    /// Before the run exists: GitHub never acted on the request.
+    BeforeRun,
+    /// After the run started, before the answer: the answer is lost.
+    AfterRun,
 }
 
 #[derive(Clone)]
@@ -177,6 +208,19 @@ impl FakeGitHub {
             .route(
                 "/repos/{owner}/{repo}/actions/workflows/{id}/runs",
                 get(gh_runs),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/workflows/{id}/dispatches",
+                post(gh_dispatch),
+            )
+            .route("/repos/{owner}/{repo}/actions/runs/{id}", get(gh_run))
+            .route(
+                "/repos/{owner}/{repo}/actions/runs/{id}/cancel",
+                post(gh_cancel),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/runs/{id}/jobs",
+                get(gh_run_jobs),
             )
             .route(
                 "/repos/{owner}/{repo}/actions/variables",
@@ -235,6 +279,47 @@ impl FakeGitHub {
 
     pub fn secret(&self, name: &str) -> Option<Value> {
         self.state.lock().unwrap().secrets.get(name).cloned()
+    }
+
+    pub fn set_dispatch_mode(&self, mode: DispatchMode) {
+        self.state.lock().unwrap().dispatch_mode = mode;
+    }
+
+    pub fn set_dispatch_hang(&self, hang: Option<(Hang, Arc<Notify>)>) {
+        self.state.lock().unwrap().dispatch_hang = hang;
+    }
+
+    pub fn set_titles_without_correlation(&self, without: bool) {
+        self.state.lock().unwrap().titles_without_correlation = without;
+    }
+
+    /// A run as the fake holds it.
+    pub fn run(&self, id: u64) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .runs
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+    }
+
+    /// Moves a run to `status` (and `conclusion`), as GitHub would while it runs.
+    pub fn set_run_status(&self, id: u64, status: &str, conclusion: Option<&str>) {
+        let mut state = self.state.lock().unwrap();
+        let run = state
+            .runs
+            .iter_mut()
+            .find(|r| r["id"] == id)
+            .expect("run exists");
+        run["status"] = status.into();
+        run["conclusion"] = conclusion.map(Value::from).unwrap_or(Value::Null);
+        run["updated_at"] = now_rfc3339().into();
+    }
+
+    /// The dispatches received, oldest first.
+    pub fn dispatches(&self) -> Vec<Recorded> {
+        self.log.matching("POST", "/dispatches")
     }
 
     /// Requests that would change something on GitHub.
@@ -350,6 +435,147 @@ async fn gh_put_secret(
     } else {
         StatusCode::NO_CONTENT.into_response()
     }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `POST …/workflows/{id}/dispatches`: starts a `queued` run on the ref whose title
+/// carries the correlation id (unless told otherwise), answering as `dispatch_mode` says.
+async fn gh_dispatch(
+    State((log, state)): State<GhState>,
+    Path((_, _, workflow)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (mode, hang) = {
+        let state = state.lock().unwrap();
+        (state.dispatch_mode, state.dispatch_hang.clone())
+    };
+    if mode == DispatchMode::RejectRunDetails && body.get("return_run_details").is_some() {
+        return gh_error(
+            422,
+            "Invalid request.\n\n\"return_run_details\" is not a permitted key.",
+        );
+    }
+    let Some(git_ref) = body["ref"].as_str() else {
+        return gh_error(422, "Invalid request.\n\n\"ref\" wasn't supplied.");
+    };
+    if let Some((Hang::BeforeRun, gate)) = &hang {
+        gate.notified().await;
+        return gh_error(502, "Server Error");
+    }
+    let (id, html_url) = {
+        let mut state = state.lock().unwrap();
+        let id = 9000 + state.next_run_id;
+        state.next_run_id += 1;
+        let workflow_id = workflow.parse::<u64>().unwrap_or(0);
+        let now = now_rfc3339();
+        let mut run = run_json(id, workflow_id, git_ref, "queued", None, &now, &now);
+        run["name"] = "Client deploy".into();
+        run["event"] = "workflow_dispatch".into();
+        let correlation = body["inputs"]["correlation_id"].as_str().unwrap_or("");
+        run["display_title"] = if state.titles_without_correlation {
+            format!("Deploy {git_ref}").into()
+        } else {
+            format!("Deploy {git_ref} [{correlation}]").into()
+        };
+        let html_url = run["html_url"].clone();
+        state.runs.push(run);
+        (id, html_url)
+    };
+    if let Some((Hang::AfterRun, gate)) = &hang {
+        gate.notified().await;
+        return gh_error(502, "Server Error");
+    }
+    let asked = body["return_run_details"] == true;
+    match mode {
+        DispatchMode::RunDetails if asked => axum::Json(json!({
+            "workflow_run_id": id,
+            "run_url": format!("https://api.github.com/repos/octo-org/octo-repo/actions/runs/{id}"),
+            "html_url": html_url,
+        }))
+        .into_response(),
+        _ => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn gh_run(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let found = state
+        .lock()
+        .unwrap()
+        .runs
+        .iter()
+        .find(|r| Some(r["id"].as_u64().unwrap_or(0)) == id.parse::<u64>().ok())
+        .cloned();
+    match found {
+        Some(run) => axum::Json(run).into_response(),
+        None => gh_error(404, "Not Found"),
+    }
+}
+
+/// `POST …/runs/{id}/cancel`: 202 for a run in progress, 409 for a completed one.
+async fn gh_cancel(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    let state = state.lock().unwrap();
+    match state
+        .runs
+        .iter()
+        .find(|r| Some(r["id"].as_u64().unwrap_or(0)) == id.parse::<u64>().ok())
+    {
+        None => gh_error(404, "Not Found"),
+        Some(run) if run["status"] == "completed" => gh_error(
+            409,
+            "Cannot cancel a workflow run that is completed.",
+        ),
+        Some(_) => (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response(),
+    }
+}
+
+/// `GET …/runs/{id}/jobs`: one successful job with build, upload and invalidation steps.
+async fn gh_run_jobs(
+    State((log, _)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let step = |number: u32, name: &str| {
+        json!({"name": name, "status": "completed", "conclusion": "success", "number": number,
+               "started_at": "2026-11-01T10:00:00Z", "completed_at": "2026-11-01T10:00:30Z"})
+    };
+    axum::Json(json!({"total_count": 1, "jobs": [{
+        "id": 399444496,
+        "run_id": id.parse::<u64>().unwrap_or(0),
+        "name": "deploy",
+        "status": "completed",
+        "conclusion": "success",
+        "started_at": "2026-11-01T10:00:00Z",
+        "completed_at": "2026-11-01T10:02:00Z",
+        "html_url": format!("https://github.com/octo-org/octo-repo/actions/runs/{id}/job/399444496"),
+        "steps": [step(1, "Build"), step(2, "Sync to S3"), step(3, "Invalidate CloudFront")],
+    }]}))
+    .into_response()
 }
 
 async fn gh_workflows(

@@ -5,6 +5,7 @@ mod fakes;
 mod helpers;
 
 mod binary;
+mod deploy;
 mod faults;
 mod interactions;
 mod jobs;
