@@ -16,6 +16,7 @@
 //! - [`server`]: the HTTP router (interactions, webhook, health).
 //! - [`commands`]: the command registry and the pipeline every command runs through.
 //! - [`jobs`]: durable background work with leases and retries.
+//! - [`verify`]: deployment verification: SSRF-safe probe targets and client, checks, reports.
 //! - [`store`]: persistence behind one interface.
 //! - [`telemetry`]: one flat JSON object per log line.
 
@@ -36,6 +37,7 @@ pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod trace;
+pub mod verify;
 
 /// The version reported by `/status`, `/healthz` and the GitHub `User-Agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
