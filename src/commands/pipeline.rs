@@ -163,6 +163,23 @@ async fn decide_inner(
         return finish_now(app, tracer, reply, Outcome::Ok, None).await;
     }
 
+    let step = tracer.begin("precheck");
+    let call = Call {
+        caller: caller.clone(),
+        options,
+    };
+    if let Err(refusal) = command.precheck(app, &call) {
+        let (reply, outcome, message) = match refusal {
+            super::Precheck::Invalid(m) => (format!("❌ {m}"), Outcome::Invalid, m),
+            super::Precheck::Denied(m) => (format!("⛔ {m}"), Outcome::Denied, m),
+        };
+        tracer.end_with(step, crate::store::StepStatus::Error, Some(message.clone()));
+        let reply = Reply::ephemeral(reply);
+        return finish_now(app, tracer, reply, outcome, Some(message)).await;
+    }
+    tracer.end::<(), String>(step, &Ok(()));
+    let Call { options, .. } = call;
+
     match spec.answer {
         Answer::Immediate { .. } => {
             let call = Call {
