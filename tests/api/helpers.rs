@@ -82,6 +82,8 @@ pub struct Options {
     /// Reuse these fakes and this database (a restarted process).
     pub reuse: Option<(FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>)>,
     pub lease: Duration,
+    /// Replaces the app's probe client (a test-injected address policy).
+    pub prober: Option<valine::verify::probe::Prober>,
 }
 
 impl Default for Options {
@@ -90,6 +92,7 @@ impl Default for Options {
             env: Vec::new(),
             reuse: None,
             lease: Duration::from_secs(30),
+            prober: None,
         }
     }
 }
@@ -117,6 +120,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     app.worker.lease = options.lease;
     app.worker.poll = Duration::from_millis(50);
     app.worker.backoff_base = Duration::from_millis(50);
+    if let Some(prober) = options.prober {
+        app.prober = prober;
+    }
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

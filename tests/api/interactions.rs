@@ -212,9 +212,19 @@ async fn unknown_commands_buttons_and_autocomplete_get_answers_not_errors() {
 
 #[tokio::test]
 async fn commands_of_later_issues_say_so_honestly() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options {
+        env: vec![("ADMIN_USER_IDS", "42".to_owned())],
+        ..Default::default()
+    })
+    .await;
     let body: Value = app
-        .post_interaction(&command("verify-latest", json!([]), "42", &[], "tok-later"))
+        .post_interaction(&command(
+            "set-frontend",
+            json!([{"name": "url", "type": 3, "value": "https://x.example.com"}]),
+            "42",
+            &[],
+            "tok-later",
+        ))
         .await
         .json()
         .await
@@ -222,7 +232,7 @@ async fn commands_of_later_issues_say_so_honestly() {
     assert_eq!(body["type"], 4);
     assert_eq!(
         body["data"]["content"],
-        "🚧 /verify-latest is not available yet"
+        "🚧 /set-frontend is not available yet"
     );
     assert_eq!(body["data"]["flags"], 64);
 }

@@ -9,3 +9,4 @@ mod interactions;
 mod jobs;
 mod limits;
 mod status;
+mod verify;
