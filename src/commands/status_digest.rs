@@ -61,7 +61,7 @@ impl Stats {
             })
             .map(|r| (*r).clone())
             .collect();
-        failures.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        failures.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Stats {
             count: runs.len(),
             completed: completed.len(),

@@ -334,7 +334,8 @@ mod tests {
 
     #[test]
     fn syntax_rules_refuse_with_a_reason() {
-        let cases: [(&str, fn(&TargetError) -> bool); 9] = [
+        type Expect = fn(&TargetError) -> bool;
+        let cases: [(&str, Expect); 9] = [
             ("not a url", |e| matches!(e, TargetError::Malformed(_))),
             (
                 "http://example.com",
