@@ -264,9 +264,9 @@ impl CommandName {
     /// The buttons this command renders and handles.
     pub fn buttons(self) -> Vec<ButtonSpec> {
         match self {
+            CommandName::VerifyRun => verify_run::buttons(),
             CommandName::Status
             | CommandName::VerifyLatest
-            | CommandName::VerifyRun
             | CommandName::Diagnose
             | CommandName::DeployClient
             | CommandName::DebugLast
@@ -300,10 +300,22 @@ impl CommandName {
         match self {
             CommandName::SetFrontend => set_frontend::press(app, action, id, call, tracer).await,
             CommandName::SetApiBase => set_api_base::press(app, action, id, call, tracer).await,
+            CommandName::VerifyRun => verify_run::press(app, action, id, call, tracer).await,
             _ => Err(CommandError::Invalid(format!(
                 "/{} has no button `{action}`",
                 self.name()
             ))),
+        }
+    }
+
+    /// Checks on the request path that need more than the option schema (a run id's
+    /// shape, who may use an option), answered at once and never calling out.
+    pub fn precheck(self, app: &App, call: &Call) -> Result<(), Precheck> {
+        match self {
+            CommandName::VerifyRun => verify_run::precheck(app, call),
+            CommandName::VerifyLatest => verify_latest::precheck(app, call),
+            CommandName::Diagnose => diagnose::precheck(app, call),
+            _ => Ok(()),
         }
     }
 
@@ -320,13 +332,13 @@ impl CommandName {
             CommandName::DebugLast => debug_last::run(app, call, tracer).await,
             CommandName::SetFrontend => set_frontend::run(app, call, tracer).await,
             CommandName::SetApiBase => set_api_base::run(app, call, tracer).await,
+            CommandName::VerifyRun => verify_run::run(app, call, tracer).await,
+            CommandName::VerifyLatest => verify_latest::run(app, call, tracer).await,
+            CommandName::Diagnose => diagnose::run(app, call, tracer).await,
+            CommandName::StatusDigest => status_digest::run(app, call, tracer).await,
             // Not implemented yet: the pipeline answers `🚧` before reaching here
-            // because their spec says `available: false`.
-            CommandName::VerifyLatest
-            | CommandName::VerifyRun
-            | CommandName::Diagnose
-            | CommandName::DeployClient
-            | CommandName::StatusDigest => Ok(not_available(self.name())),
+            // because its spec says `available: false`.
+            CommandName::DeployClient => Ok(not_available(self.name())),
         }
     }
 }
@@ -342,6 +354,15 @@ pub fn registration_set() -> Vec<Value> {
         .iter()
         .map(|c| c.spec().to_discord_json())
         .collect()
+}
+
+/// A refusal decided by [`CommandName::precheck`], answered at once (ephemeral).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precheck {
+    /// Shown as `❌ <message>`; outcome `invalid`.
+    Invalid(String),
+    /// Shown as `⛔ <message>`; outcome `denied`.
+    Denied(String),
 }
 
 /// One command call after authorization and validation.

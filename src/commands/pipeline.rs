@@ -163,30 +163,43 @@ async fn decide_inner(
         return finish_now(app, tracer, reply, Outcome::Ok, None).await;
     }
 
+    let step = tracer.begin("precheck");
+    let call = Call {
+        caller: caller.clone(),
+        options,
+        reply_to,
+    };
+    if let Err(refusal) = command.precheck(app, &call) {
+        let (reply, outcome, message) = match refusal {
+            super::Precheck::Invalid(m) => (format!("❌ {m}"), Outcome::Invalid, m),
+            super::Precheck::Denied(m) => (format!("⛔ {m}"), Outcome::Denied, m),
+        };
+        tracer.end_with(step, crate::store::StepStatus::Error, Some(message.clone()));
+        let reply = Reply::ephemeral(reply);
+        return finish_now(app, tracer, reply, outcome, Some(message)).await;
+    }
+    tracer.end::<(), String>(step, &Ok(()));
+
     match spec.answer {
-        Answer::Immediate { .. } => {
-            let call = Call {
-                caller: caller.clone(),
-                options,
-                reply_to,
-            };
-            match command.run(app, &call, &mut tracer).await {
-                Ok(reply) => {
-                    let outcome = if reply.failed {
-                        Outcome::Error
-                    } else {
-                        Outcome::Ok
-                    };
-                    finish_now(app, tracer, reply, outcome, None).await
-                }
-                Err(e) => {
-                    log_failure(&e);
-                    let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
-                    finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
-                }
+        Answer::Immediate { .. } => match command.run(app, &call, &mut tracer).await {
+            Ok(reply) => {
+                let outcome = if reply.failed {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                };
+                finish_now(app, tracer, reply, outcome, None).await
             }
-        }
+            Err(e) => {
+                log_failure(&e);
+                let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
+                finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
+            }
+        },
         Answer::Deferred { ephemeral } => {
+            let Call {
+                options, reply_to, ..
+            } = call;
             let job = DeferredCommand {
                 trace_id: tracer.id().to_owned(),
                 command: spec.name.to_owned(),

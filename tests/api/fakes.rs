@@ -153,6 +153,47 @@ pub struct GitHubState {
     pub public_key: Option<(String, String)>,
     /// When set, every variable or secret write answers this status and message.
     pub write_failure: Option<(u16, String)>,
+    /// Jobs of a run, by run id (`GET …/actions/runs/{id}/jobs`).
+    pub jobs: std::collections::HashMap<u64, Vec<Value>>,
+    /// Plain-text logs, by job id (`GET …/actions/jobs/{id}/logs`).
+    pub logs: std::collections::HashMap<u64, String>,
+    /// The `x-oauth-scopes` header of `GET /repos/{owner}/{repo}` (classic tokens).
+    pub scopes: Option<String>,
+}
+
+/// A job of a run shaped like the contract's example; `steps` are (name, conclusion,
+/// seconds), one after the other.
+pub fn job_json(
+    id: u64,
+    run_id: u64,
+    name: &str,
+    conclusion: &str,
+    steps: &[(&str, &str, i64)],
+) -> Value {
+    let mut job =
+        contract_example("/repos/{owner}/{repo}/actions/runs/{run_id}/jobs")["jobs"][0].clone();
+    job["id"] = id.into();
+    job["run_id"] = run_id.into();
+    job["name"] = name.into();
+    job["conclusion"] = conclusion.into();
+    job["html_url"] =
+        format!("https://github.com/octo-org/octo-repo/actions/runs/{run_id}/job/{id}").into();
+    let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T12:00:00Z").unwrap();
+    let mut at = start;
+    job["steps"] = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (step, conclusion, secs))| {
+            let end = at + chrono::Duration::seconds(*secs);
+            let value = json!({
+                "name": step, "status": "completed", "conclusion": conclusion, "number": i + 1,
+                "started_at": at.to_rfc3339(), "completed_at": end.to_rfc3339(),
+            });
+            at = end;
+            value
+        })
+        .collect();
+    job
 }
 
 #[derive(Clone)]
@@ -194,6 +235,21 @@ impl FakeGitHub {
                 "/repos/{owner}/{repo}/actions/secrets/{name}",
                 axum::routing::put(gh_put_secret),
             )
+            .route("/repos/{owner}/{repo}/actions/runs/{id}", get(gh_run))
+            .route(
+                "/repos/{owner}/{repo}/actions/runs/{id}/jobs",
+                get(gh_run_jobs),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/runs/{id}/rerun-failed-jobs",
+                axum::routing::post(gh_rerun_failed),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/jobs/{id}/logs",
+                get(gh_job_logs),
+            )
+            .route("/repos/{owner}/{repo}", get(gh_repo))
+            .route("/rate_limit", get(gh_rate_limit))
             .fallback(any(gh_fallback))
             .with_state((log.clone(), state.clone()));
         let addr = serve(router).await;
@@ -430,6 +486,109 @@ async fn gh_runs(
         .take(per_page)
         .collect();
     axum::Json(json!({"total_count": total, "workflow_runs": page_runs})).into_response()
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        ),
+    )
+        .into_response()
+}
+
+async fn gh_run(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let found = state
+        .lock()
+        .unwrap()
+        .runs
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned();
+    found.map_or_else(not_found, |run| axum::Json(run).into_response())
+}
+
+async fn gh_run_jobs(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let jobs = state
+        .lock()
+        .unwrap()
+        .jobs
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
+    axum::Json(json!({"total_count": jobs.len(), "jobs": jobs})).into_response()
+}
+
+async fn gh_rerun_failed(
+    State((log, _)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    (StatusCode::CREATED, axum::Json(json!({}))).into_response()
+}
+
+async fn gh_job_logs(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let text = state.lock().unwrap().logs.get(&id).cloned();
+    text.map_or_else(not_found, |t| {
+        ([("content-type", "text/plain")], t).into_response()
+    })
+}
+
+async fn gh_repo(
+    State((log, state)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let mut repo = contract()["paths"]["/repos/{owner}/{repo}"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["examples"]["default-response"]["value"]
+        .clone();
+    repo["permissions"]["push"] = true.into();
+    let mut response = axum::Json(repo).into_response();
+    response
+        .headers_mut()
+        .insert("x-ratelimit-remaining", "4999".parse().unwrap());
+    if let Some(scopes) = state.lock().unwrap().scopes.clone() {
+        response
+            .headers_mut()
+            .insert("x-oauth-scopes", scopes.parse().unwrap());
+    }
+    response
+}
+
+async fn gh_rate_limit(
+    State((log, _)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    axum::Json(contract_example("/rate_limit")).into_response()
 }
 
 async fn gh_fallback(

@@ -84,6 +84,8 @@ pub struct Options {
     pub lease: Duration,
     /// Use this store instead of the SQLite file (fault injection).
     pub store: Option<valine::store::SharedStore>,
+    /// Replaces the app's probe client (a test-injected address policy).
+    pub prober: Option<valine::verify::probe::Prober>,
 }
 
 impl Default for Options {
@@ -93,6 +95,7 @@ impl Default for Options {
             reuse: None,
             lease: Duration::from_secs(30),
             store: None,
+            prober: None,
         }
     }
 }
@@ -123,6 +126,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     app.worker.lease = options.lease;
     app.worker.poll = Duration::from_millis(50);
     app.worker.backoff_base = Duration::from_millis(50);
+    if let Some(prober) = options.prober {
+        app.prober = prober;
+    }
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -11,4 +11,5 @@ mod jobs;
 mod limits;
 mod settings;
 mod status;
+mod verify;
 mod webhook;
