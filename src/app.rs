@@ -13,6 +13,7 @@ use crate::discord::api::DiscordClient;
 use crate::discord::signature::SignatureVerifier;
 use crate::github::api::GitHubClient;
 use crate::store::{self, SharedStore, StoreError};
+use crate::verify::probe::Prober;
 
 /// Timings of the durable worker; tests shorten them.
 #[derive(Debug, Clone)]
@@ -79,6 +80,8 @@ pub struct App {
     /// Wakes the in-process worker when a job is enqueued.
     pub jobs_ready: Arc<Notify>,
     pub worker: WorkerSettings,
+    /// The SSRF-safe client for deployment probes; tests may swap its address policy.
+    pub prober: Prober,
 }
 
 impl std::fmt::Debug for App {
@@ -130,6 +133,10 @@ impl App {
             config.discord_bot_token.clone(),
         )
         .with_dry_run(config.dry_run);
+        let prober = Prober::from_config(&config).map_err(|e| ConfigError {
+            var: "SAFE_LOCAL".into(),
+            reason: e.to_string(),
+        })?;
         Ok(App {
             config: Arc::new(config),
             store,
@@ -138,6 +145,7 @@ impl App {
             verifier,
             jobs_ready: Arc::new(Notify::new()),
             worker: WorkerSettings::default(),
+            prober,
         })
     }
 

@@ -16,6 +16,7 @@
 //! - [`server`]: the HTTP router (interactions, webhook, health).
 //! - [`commands`]: the command registry and the pipeline every command runs through.
 //! - [`jobs`]: durable background work with leases and retries.
+//! - [`verify`]: deployment verification: SSRF-safe probe targets and client, checks, reports.
 //! - [`store`]: persistence behind one interface.
 //! - [`telemetry`]: one flat JSON object per log line.
 //! - [`dryrun`]: the DRY_RUN gate every request that changes something outside Valine

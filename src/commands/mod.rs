@@ -264,9 +264,9 @@ impl CommandName {
     /// The buttons this command renders and handles.
     pub fn buttons(self) -> Vec<ButtonSpec> {
         match self {
+            CommandName::VerifyRun => verify_run::buttons(),
             CommandName::Status
             | CommandName::VerifyLatest
-            | CommandName::VerifyRun
             | CommandName::Diagnose
             | CommandName::DebugLast
             | CommandName::StatusDigest => Vec::new(),
@@ -301,6 +301,7 @@ impl CommandName {
             CommandName::SetFrontend => set_frontend::press(app, action, id, call, tracer).await,
             CommandName::SetApiBase => set_api_base::press(app, action, id, call, tracer).await,
             CommandName::DeployClient => deploy_client::press(app, action, id, call, tracer).await,
+            CommandName::VerifyRun => verify_run::press(app, action, id, call, tracer).await,
             _ => Err(CommandError::Invalid(format!(
                 "/{} has no button `{action}`",
                 self.name()
@@ -313,6 +314,9 @@ impl CommandName {
     pub fn precheck(self, app: &App, call: &Call) -> Result<(), Precheck> {
         match self {
             CommandName::DeployClient => deploy_client::precheck(app, call),
+            CommandName::VerifyRun => verify_run::precheck(app, call),
+            CommandName::VerifyLatest => verify_latest::precheck(app, call),
+            CommandName::Diagnose => diagnose::precheck(app, call),
             _ => Ok(()),
         }
     }
@@ -331,12 +335,10 @@ impl CommandName {
             CommandName::SetFrontend => set_frontend::run(app, call, tracer).await,
             CommandName::SetApiBase => set_api_base::run(app, call, tracer).await,
             CommandName::DeployClient => deploy_client::run(app, call, tracer).await,
-            // Not implemented yet: the pipeline answers `🚧` before reaching here
-            // because their spec says `available: false`.
-            CommandName::VerifyLatest
-            | CommandName::VerifyRun
-            | CommandName::Diagnose
-            | CommandName::StatusDigest => Ok(not_available(self.name())),
+            CommandName::VerifyRun => verify_run::run(app, call, tracer).await,
+            CommandName::VerifyLatest => verify_latest::run(app, call, tracer).await,
+            CommandName::Diagnose => diagnose::run(app, call, tracer).await,
+            CommandName::StatusDigest => status_digest::run(app, call, tracer).await,
         }
     }
 }

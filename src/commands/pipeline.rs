@@ -179,34 +179,27 @@ async fn decide_inner(
         return finish_now(app, tracer, reply, outcome, Some(message)).await;
     }
     tracer.end::<(), String>(step, &Ok(()));
-    let Call {
-        options, reply_to, ..
-    } = call;
 
     match spec.answer {
-        Answer::Immediate { .. } => {
-            let call = Call {
-                caller: caller.clone(),
-                options,
-                reply_to,
-            };
-            match command.run(app, &call, &mut tracer).await {
-                Ok(reply) => {
-                    let outcome = if reply.failed {
-                        Outcome::Error
-                    } else {
-                        Outcome::Ok
-                    };
-                    finish_now(app, tracer, reply, outcome, None).await
-                }
-                Err(e) => {
-                    log_failure(&e);
-                    let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
-                    finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
-                }
+        Answer::Immediate { .. } => match command.run(app, &call, &mut tracer).await {
+            Ok(reply) => {
+                let outcome = if reply.failed {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                };
+                finish_now(app, tracer, reply, outcome, None).await
             }
-        }
+            Err(e) => {
+                log_failure(&e);
+                let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
+                finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
+            }
+        },
         Answer::Deferred { ephemeral } => {
+            let Call {
+                options, reply_to, ..
+            } = call;
             let job = DeferredCommand {
                 trace_id: tracer.id().to_owned(),
                 command: spec.name.to_owned(),

@@ -1,3 +1,14 @@
-//! Verification of deployed targets (SPEC §6). Only the URL rules live here so far.
+//! Deployment verification (SPEC §6): which URLs may be probed ([`target`]), the probe
+//! client that enforces it at connect time ([`probe`]), the checks of a deploy run
+//! ([`checks`]) and their report ([`report`]).
+//!
+//! Other code calls [`verify_run`] and renders the [`Verification`] it returns with
+//! [`Verification::to_reply`].
 
+pub mod cert;
+pub mod checks;
+pub mod probe;
+pub mod report;
 pub mod target;
+
+pub use checks::{Verification, verify_run};

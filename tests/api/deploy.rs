@@ -12,16 +12,66 @@ use tokio::sync::Notify;
 
 use valine::app::WorkerSettings;
 use valine::clock;
-use valine::store::AuditRecord;
+use valine::store::{AuditRecord, JobState};
 
-use crate::fakes::{DispatchMode, Hang, run_json};
+use crate::fakes::{DispatchMode, Hang, job_json, run_json};
 use crate::helpers::{Options, TestApp, command, eventually, spawn_app_with};
+use crate::verify::{DEPLOY_STEPS, FakeSite, healthy_sites, page};
 
 const DEPLOYER: &str = "42";
 const STRANGER: &str = "77";
 const REPO: &str = "octo-org/octo-repo";
 const WAIT: Duration = Duration::from_secs(20);
 const ENV_API: &str = "https://api.example.com";
+const STATUS_CHANNEL: &str = "555000000000000001";
+
+/// Live sites to verify against: the frontend and API base in use, and a second API a
+/// deploy dispatches with `api_base:`.
+struct Sites {
+    frontend: FakeSite,
+    api_in_use: FakeSite,
+    api_dispatched: FakeSite,
+}
+
+/// An app whose deploys can be verified (SAFE_LOCAL for the loopback sites), announcing
+/// in the status channel with `AUTO_VERIFY`.
+async fn spawn_verifying(tune: fn(&mut WorkerSettings)) -> (TestApp, Sites) {
+    let (frontend, api_in_use) = healthy_sites().await;
+    let api_dispatched = FakeSite::start().await;
+    api_dispatched
+        .set("/health", page(200))
+        .set("/hello", page(200));
+    let (front_url, api_url) = (frontend.url(), api_in_use.url());
+    let app = spawn_with(
+        &[
+            ("SAFE_LOCAL", "true"),
+            ("AUTO_VERIFY", "true"),
+            ("FRONTEND_BASE_URL", &front_url),
+            ("VITE_API_BASE", &api_url),
+            ("DISCORD_STATUS_CHANNEL_ID", STATUS_CHANNEL),
+        ],
+        tune,
+    )
+    .await;
+    // The jobs of the run the first dispatch starts, for the Actions check.
+    app.github.state.lock().unwrap().jobs.insert(
+        9000,
+        vec![job_json(5001, 9000, "deploy", "success", &DEPLOY_STEPS)],
+    );
+    let sites = Sites {
+        frontend,
+        api_in_use,
+        api_dispatched,
+    };
+    (app, sites)
+}
+
+fn wait_with_api(api: &FakeSite) -> Value {
+    json!([
+        {"name": "wait", "type": 5, "value": true},
+        {"name": "api_base", "type": 3, "value": api.url()},
+    ])
+}
 
 /// Shorter identification and polling than production, so waits end in moments.
 fn quick(worker: &mut WorkerSettings) {
@@ -121,6 +171,41 @@ fn github_writes(app: &TestApp) -> Vec<String> {
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
+}
+
+/// `GET …/actions/runs/{id}` requests (the run itself, not its jobs).
+fn run_reads(app: &TestApp, id: u64) -> usize {
+    let path = format!("/repos/{REPO}/actions/runs/{id}");
+    app.github
+        .log
+        .matching("GET", &path)
+        .iter()
+        .filter(|r| r.path == path)
+        .count()
+}
+
+/// Waits until the poll chain of the first deploy (run 9000) has ended: its last job is
+/// done and scheduled no successor. Returns how many polls ran.
+async fn poll_chain_ended(app: &TestApp) -> usize {
+    let correlation = app.github.dispatches()[0].body["inputs"]["correlation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually(WAIT, || async {
+        let mut last = None;
+        for seq in 1.. {
+            let id = format!("poll-{correlation}-9000-{seq}");
+            match app.app.store.get_job(&id).await.unwrap() {
+                Some(job) => last = Some((seq, job.state)),
+                None => break,
+            }
+        }
+        match last {
+            Some((seq, JobState::Done)) => Some(seq),
+            _ => None,
+        }
+    })
+    .await
 }
 
 /// A `workflow_run` delivery about the fake's run `id` as it is now.
@@ -289,11 +374,15 @@ async fn an_invalid_ref_or_api_base_is_refused_at_once() {
         ),
         (
             json!([{"name": "api_base", "type": 3, "value": "http://api.example.com"}]),
-            "❌ `api_base`: the URL must use https",
+            "❌ `api_base`: only https URLs can be checked (plain http only with SAFE_LOCAL), got http:",
         ),
         (
             json!([{"name": "api_base", "type": 3, "value": "https://169.254.169.254"}]),
-            "❌ `api_base`: 169.254.169.254 is a local, private or reserved address",
+            "❌ `api_base`: 169.254.169.254 is a loopback, private, link-local or reserved address",
+        ),
+        (
+            json!([{"name": "api_base", "type": 3, "value": "https://2130706433/api"}]),
+            "❌ `api_base`: 127.0.0.1 is a loopback, private, link-local or reserved address",
         ),
     ];
     for (i, (options, expected)) in cases.into_iter().enumerate() {
@@ -402,11 +491,11 @@ async fn one_deploy_at_a_time_until_github_says_the_run_finished() {
 
     // GitHub finishes the run; no webhook ever arrives. The next deploy re-reads the
     // run from GitHub and goes ahead.
-    let reads_before = app.github.log.matching("GET", "/actions/runs/9000").len();
+    let reads_before = run_reads(&app, 9000);
     app.github.set_run_status(9000, "completed", Some("success"));
     let edit = deploy_and_wait(&app, json!([]), "tok-c").await;
     assert_eq!(custom_ids(&edit), ["valine:cancel-run:9001"], "{edit}");
-    assert!(app.github.log.matching("GET", "/actions/runs/9000").len() > reads_before);
+    assert!(run_reads(&app, 9000) > reads_before);
     assert_eq!(app.github.dispatches().len(), 2);
 }
 
@@ -499,15 +588,13 @@ async fn cancel_run_asks_github_to_cancel_and_is_audited() {
 }
 
 #[tokio::test]
-async fn wait_true_follows_the_run_through_webhooks() {
-    let app = spawn(&[]).await;
-    let edit = deploy_and_wait(
-        &app,
-        json!([{"name": "wait", "type": 5, "value": true}]),
-        "tok-w",
-    )
-    .await;
-    assert_eq!(edit["embeds"][0]["footer"]["text"], "This message follows the run.");
+async fn wait_true_follows_the_run_through_webhooks_to_a_verified_result() {
+    let (app, sites) = spawn_verifying(quick).await;
+    let edit = deploy_and_wait(&app, wait_with_api(&sites.api_dispatched), "tok-w").await;
+    assert_eq!(
+        edit["embeds"][0]["footer"]["text"],
+        "This message follows the run."
+    );
 
     app.github.set_run_status(9000, "in_progress", None);
     post_run_event(&app, 9000, "w-1").await;
@@ -536,8 +623,42 @@ async fn wait_true_follows_the_run_through_webhooks() {
     })
     .await;
     assert_eq!(done["embeds"][0]["title"], "🟢 Client deploy: success");
-    assert!(custom_ids(&done).is_empty(), "nothing to cancel any more");
-    // No channel post while the token lives.
+    // The verification report follows the result; it probed the API base that was
+    // dispatched, not the one in use.
+    let report = &done["embeds"][1];
+    assert_eq!(report["title"], "✅ Deploy verified", "{done}");
+    let api_field = report["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"].as_str().unwrap().starts_with("API"))
+        .unwrap();
+    assert!(
+        api_field["name"]
+            .as_str()
+            .unwrap()
+            .contains(&sites.api_dispatched.url())
+            || api_field["value"]
+                .as_str()
+                .unwrap()
+                .contains(&sites.api_dispatched.url()),
+        "{api_field}"
+    );
+    assert_eq!(sites.api_dispatched.hits(), 2, "/health and /hello, once");
+    assert_eq!(sites.api_in_use.hits(), 0);
+    assert_eq!(sites.frontend.hits(), 2);
+    assert_eq!(custom_ids(&done), ["valine:reverify:9000"], "nothing to cancel");
+
+    // The announcement shows the same verification: made once for (run, attempt).
+    let post = app
+        .discord
+        .log
+        .wait_for("POST", &format!("/channels/{STATUS_CHANNEL}/messages"), WAIT)
+        .await;
+    assert_eq!(post.body["embeds"][0]["title"], "🟢 Client deploy: success");
+    assert_eq!(post.body["embeds"][1], done["embeds"][1]);
+    assert_eq!(sites.api_dispatched.hits(), 2, "not probed again");
+    // The follower edits; only the announcement goes to a channel.
     assert!(app.discord.posts_to("901").is_empty());
 }
 
@@ -581,29 +702,22 @@ async fn polling_follows_the_run_when_webhooks_are_missed() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.status, "completed");
-    // Polling stops once the run completed.
-    let polls = app.github.log.matching("GET", "/actions/runs/9000").len();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        app.github.log.matching("GET", "/actions/runs/9000").len(),
-        polls
-    );
+    // Polling stopped with the completed run: every poll read the run once, and the
+    // last one scheduled no successor.
+    let polls = poll_chain_ended(&app).await;
+    assert!(polls >= 2, "{polls}");
+    assert_eq!(run_reads(&app, 9000), polls);
 }
 
 #[tokio::test]
 async fn after_the_token_expires_the_result_goes_to_the_channel() {
-    let app = spawn_with(&[], |w| {
+    let (app, sites) = spawn_verifying(|w| {
         quick(w);
         w.interaction_token_ttl = Duration::from_millis(1500);
         w.run_poll = Duration::from_millis(100);
     })
     .await;
-    deploy_and_wait(
-        &app,
-        json!([{"name": "wait", "type": 5, "value": true}]),
-        "tok-late",
-    )
-    .await;
+    deploy_and_wait(&app, wait_with_api(&sites.api_dispatched), "tok-late").await;
     let correlation = app.github.dispatches()[0].body["inputs"]["correlation_id"]
         .as_str()
         .unwrap()
@@ -628,17 +742,15 @@ async fn after_the_token_expires_the_result_goes_to_the_channel() {
         .wait_for("POST", "/channels/901/messages", WAIT)
         .await;
     assert_eq!(post.body["embeds"][0]["title"], "🟢 Client deploy: success");
+    assert_eq!(post.body["embeds"][1]["title"], "✅ Deploy verified");
     assert_eq!(post.body["allowed_mentions"], json!({"parse": []}));
     assert!(post.body["nonce"].as_str().is_some());
+    assert_eq!(sites.api_dispatched.hits(), 2);
     // The expired token is not used again after the dispatch reply.
     assert_eq!(app.discord.edits_of("tok-late").len(), 1);
-    // The poll stopped with the token: it does not read the run any more.
-    let reads = app.github.log.matching("GET", "/actions/runs/9000").len();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        app.github.log.matching("GET", "/actions/runs/9000").len(),
-        reads
-    );
+    // The poll stopped with the token: its last step read nothing and scheduled nothing.
+    let polls = poll_chain_ended(&app).await;
+    assert_eq!(run_reads(&app, 9000), polls - 1);
 }
 
 /// A process that dies while GitHub holds its dispatch: the job runs again in the next

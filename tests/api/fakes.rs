@@ -163,6 +163,47 @@ pub struct GitHubState {
     pub titles_without_correlation: bool,
     /// Id of the next run a dispatch starts.
     pub next_run_id: u64,
+    /// Jobs of a run, by run id (`GET …/actions/runs/{id}/jobs`).
+    pub jobs: std::collections::HashMap<u64, Vec<Value>>,
+    /// Plain-text logs, by job id (`GET …/actions/jobs/{id}/logs`).
+    pub logs: std::collections::HashMap<u64, String>,
+    /// The `x-oauth-scopes` header of `GET /repos/{owner}/{repo}` (classic tokens).
+    pub scopes: Option<String>,
+}
+
+/// A job of a run shaped like the contract's example; `steps` are (name, conclusion,
+/// seconds), one after the other.
+pub fn job_json(
+    id: u64,
+    run_id: u64,
+    name: &str,
+    conclusion: &str,
+    steps: &[(&str, &str, i64)],
+) -> Value {
+    let mut job =
+        contract_example("/repos/{owner}/{repo}/actions/runs/{run_id}/jobs")["jobs"][0].clone();
+    job["id"] = id.into();
+    job["run_id"] = run_id.into();
+    job["name"] = name.into();
+    job["conclusion"] = conclusion.into();
+    job["html_url"] =
+        format!("https://github.com/octo-org/octo-repo/actions/runs/{run_id}/job/{id}").into();
+    let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T12:00:00Z").unwrap();
+    let mut at = start;
+    job["steps"] = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (step, conclusion, secs))| {
+            let end = at + chrono::Duration::seconds(*secs);
+            let value = json!({
+                "name": step, "status": "completed", "conclusion": conclusion, "number": i + 1,
+                "started_at": at.to_rfc3339(), "completed_at": end.to_rfc3339(),
+            });
+            at = end;
+            value
+        })
+        .collect();
+    job
 }
 
 /// How the fake answers a workflow dispatch.
@@ -213,14 +254,9 @@ impl FakeGitHub {
                 "/repos/{owner}/{repo}/actions/workflows/{id}/dispatches",
                 post(gh_dispatch),
             )
-            .route("/repos/{owner}/{repo}/actions/runs/{id}", get(gh_run))
             .route(
                 "/repos/{owner}/{repo}/actions/runs/{id}/cancel",
                 post(gh_cancel),
-            )
-            .route(
-                "/repos/{owner}/{repo}/actions/runs/{id}/jobs",
-                get(gh_run_jobs),
             )
             .route(
                 "/repos/{owner}/{repo}/actions/variables",
@@ -238,6 +274,21 @@ impl FakeGitHub {
                 "/repos/{owner}/{repo}/actions/secrets/{name}",
                 axum::routing::put(gh_put_secret),
             )
+            .route("/repos/{owner}/{repo}/actions/runs/{id}", get(gh_run))
+            .route(
+                "/repos/{owner}/{repo}/actions/runs/{id}/jobs",
+                get(gh_run_jobs),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/runs/{id}/rerun-failed-jobs",
+                axum::routing::post(gh_rerun_failed),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/jobs/{id}/logs",
+                get(gh_job_logs),
+            )
+            .route("/repos/{owner}/{repo}", get(gh_repo))
+            .route("/rate_limit", get(gh_rate_limit))
             .fallback(any(gh_fallback))
             .with_state((log.clone(), state.clone()));
         let addr = serve(router).await;
@@ -505,27 +556,6 @@ async fn gh_dispatch(
     }
 }
 
-async fn gh_run(
-    State((log, state)): State<GhState>,
-    Path((_, _, id)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    log.push(&method, &uri, &headers, b"");
-    let found = state
-        .lock()
-        .unwrap()
-        .runs
-        .iter()
-        .find(|r| Some(r["id"].as_u64().unwrap_or(0)) == id.parse::<u64>().ok())
-        .cloned();
-    match found {
-        Some(run) => axum::Json(run).into_response(),
-        None => gh_error(404, "Not Found"),
-    }
-}
-
 /// `POST …/runs/{id}/cancel`: 202 for a run in progress, 409 for a completed one.
 async fn gh_cancel(
     State((log, state)): State<GhState>,
@@ -549,33 +579,6 @@ async fn gh_cancel(
         ),
         Some(_) => (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response(),
     }
-}
-
-/// `GET …/runs/{id}/jobs`: one successful job with build, upload and invalidation steps.
-async fn gh_run_jobs(
-    State((log, _)): State<GhState>,
-    Path((_, _, id)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    log.push(&method, &uri, &headers, b"");
-    let step = |number: u32, name: &str| {
-        json!({"name": name, "status": "completed", "conclusion": "success", "number": number,
-               "started_at": "2026-11-01T10:00:00Z", "completed_at": "2026-11-01T10:00:30Z"})
-    };
-    axum::Json(json!({"total_count": 1, "jobs": [{
-        "id": 399444496,
-        "run_id": id.parse::<u64>().unwrap_or(0),
-        "name": "deploy",
-        "status": "completed",
-        "conclusion": "success",
-        "started_at": "2026-11-01T10:00:00Z",
-        "completed_at": "2026-11-01T10:02:00Z",
-        "html_url": format!("https://github.com/octo-org/octo-repo/actions/runs/{id}/job/399444496"),
-        "steps": [step(1, "Build"), step(2, "Sync to S3"), step(3, "Invalidate CloudFront")],
-    }]}))
-    .into_response()
 }
 
 async fn gh_workflows(
@@ -656,6 +659,109 @@ async fn gh_runs(
         .take(per_page)
         .collect();
     axum::Json(json!({"total_count": total, "workflow_runs": page_runs})).into_response()
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        ),
+    )
+        .into_response()
+}
+
+async fn gh_run(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let found = state
+        .lock()
+        .unwrap()
+        .runs
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned();
+    found.map_or_else(not_found, |run| axum::Json(run).into_response())
+}
+
+async fn gh_run_jobs(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let jobs = state
+        .lock()
+        .unwrap()
+        .jobs
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
+    axum::Json(json!({"total_count": jobs.len(), "jobs": jobs})).into_response()
+}
+
+async fn gh_rerun_failed(
+    State((log, _)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    (StatusCode::CREATED, axum::Json(json!({}))).into_response()
+}
+
+async fn gh_job_logs(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let text = state.lock().unwrap().logs.get(&id).cloned();
+    text.map_or_else(not_found, |t| {
+        ([("content-type", "text/plain")], t).into_response()
+    })
+}
+
+async fn gh_repo(
+    State((log, state)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let mut repo = contract()["paths"]["/repos/{owner}/{repo}"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["examples"]["default-response"]["value"]
+        .clone();
+    repo["permissions"]["push"] = true.into();
+    let mut response = axum::Json(repo).into_response();
+    response
+        .headers_mut()
+        .insert("x-ratelimit-remaining", "4999".parse().unwrap());
+    if let Some(scopes) = state.lock().unwrap().scopes.clone() {
+        response
+            .headers_mut()
+            .insert("x-oauth-scopes", scopes.parse().unwrap());
+    }
+    response
+}
+
+async fn gh_rate_limit(
+    State((log, _)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    axum::Json(contract_example("/rate_limit")).into_response()
 }
 
 async fn gh_fallback(

@@ -58,6 +58,8 @@ pub fn base_env(
         ("FRONTEND_BASE_URL", "https://app.example.com".to_owned()),
         ("VITE_API_BASE", "https://api.example.com".to_owned()),
         ("VALINE_STORE", format!("sqlite:{}", db.display())),
+        // Announcements would probe the URLs above; tests that want it turn it on.
+        ("AUTO_VERIFY", "false".to_owned()),
         // Tests poll with commands; the rate limit has tests of its own.
         ("RATE_LIMIT_PER_MINUTE", "1000".to_owned()),
     ]
@@ -86,6 +88,8 @@ pub struct Options {
     pub store: Option<valine::store::SharedStore>,
     /// Adjusts the worker's timings after the test defaults are applied (short polls).
     pub tune: Option<fn(&mut valine::app::WorkerSettings)>,
+    /// Replaces the app's probe client (a test-injected address policy).
+    pub prober: Option<valine::verify::probe::Prober>,
 }
 
 impl Default for Options {
@@ -96,6 +100,7 @@ impl Default for Options {
             lease: Duration::from_secs(30),
             store: None,
             tune: None,
+            prober: None,
         }
     }
 }
@@ -128,6 +133,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     app.worker.backoff_base = Duration::from_millis(50);
     if let Some(tune) = options.tune {
         tune(&mut app.worker);
+    }
+    if let Some(prober) = options.prober {
+        app.prober = prober;
     }
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -211,23 +211,6 @@ async fn unknown_commands_buttons_and_autocomplete_get_answers_not_errors() {
 }
 
 #[tokio::test]
-async fn commands_of_later_issues_say_so_honestly() {
-    let app = spawn_app().await;
-    let body: Value = app
-        .post_interaction(&command("verify-latest", json!([]), "42", &[], "tok-later"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["type"], 4);
-    assert_eq!(
-        body["data"]["content"],
-        "🚧 /verify-latest is not available yet"
-    );
-    assert_eq!(body["data"]["flags"], 64);
-}
-
-#[tokio::test]
 async fn healthz_reports_version_stage_and_store() {
     let app = spawn_app().await;
     let res = app.http.get(app.url("/healthz")).send().await.unwrap();

@@ -12,4 +12,5 @@ mod jobs;
 mod limits;
 mod settings;
 mod status;
+mod verify;
 mod webhook;

@@ -241,8 +241,8 @@ async fn refusals_invalid_urls_and_values_already_in_use() {
     assert_eq!(content(&denied), "⛔ /set-frontend: admin only");
 
     for (url, reason) in [
-        ("http://plain.example.com", "must use https"),
-        ("https://10.0.0.1", "local"),
+        ("http://plain.example.com", "only https URLs"),
+        ("https://10.0.0.1", "private"),
         ("https://user:pw@example.com", "user name"),
         ("not a url", "not a valid URL"),
     ] {
