@@ -321,7 +321,14 @@ async fn dispatch_claimed(
     end_mutation_step(tracer, step, &outcome);
     let details = match outcome {
         Ok(Mutated::Suppressed(mutation)) => {
-            audit(app, &call.caller, tracer, dispatch_audit(deploy, true), true).await;
+            audit(
+                app,
+                &call.caller,
+                tracer,
+                dispatch_audit(deploy, true),
+                true,
+            )
+            .await;
             return Ok(dry_run_reply(deploy, &mutation));
         }
         Ok(Mutated::Performed(details)) => Some(details),
@@ -333,7 +340,14 @@ async fn dispatch_claimed(
         Err(e) => return Err(e.into()),
     };
     if details.is_some() {
-        audit(app, &call.caller, tracer, dispatch_audit(deploy, false), false).await;
+        audit(
+            app,
+            &call.caller,
+            tracer,
+            dispatch_audit(deploy, false),
+            false,
+        )
+        .await;
     }
 
     let returned = details.as_ref().and_then(|d| {
@@ -360,7 +374,14 @@ async fn dispatch_claimed(
     match (found, details.is_some()) {
         (Ok(Some(run)), confirmed) => {
             if !confirmed {
-                audit(app, &call.caller, tracer, dispatch_audit(deploy, false), false).await;
+                audit(
+                    app,
+                    &call.caller,
+                    tracer,
+                    dispatch_audit(deploy, false),
+                    false,
+                )
+                .await;
             }
             Ok(dispatched(app, call, deploy, &run, tracer).await)
         }
@@ -413,7 +434,11 @@ async fn identify(
         )
         .await;
     match &found {
-        Ok(None) => tracer.end_with(step, StepStatus::Error, Some("no run carries the id".into())),
+        Ok(None) => tracer.end_with(
+            step,
+            StepStatus::Error,
+            Some("no run carries the id".into()),
+        ),
         other => tracer.end(step, other),
     }
     found.map(|run| run.as_ref().map(RunRef::from))
@@ -527,7 +552,14 @@ async fn recover(
         requester: marker.requester.clone(),
     };
     // Idempotent: the record id is the correlation's, so this repeats nothing.
-    audit(app, &call.caller, tracer, dispatch_audit(&deploy, false), false).await;
+    audit(
+        app,
+        &call.caller,
+        tracer,
+        dispatch_audit(&deploy, false),
+        false,
+    )
+    .await;
     Ok(dispatched(app, call, &deploy, &run, tracer).await)
 }
 
@@ -551,7 +583,10 @@ async fn dispatched(
     match attached {
         Ok(true) => {}
         Ok(false) => {
-            tracing::warn!(run_id = run.id, "run already belongs to another correlation")
+            tracing::warn!(
+                run_id = run.id,
+                "run already belongs to another correlation"
+            )
         }
         Err(e) => {
             // A webhook carrying the id in the run's title attaches it as well.
@@ -673,7 +708,9 @@ fn end_mutation_step<T, E: std::fmt::Display>(
     outcome: &Result<Mutated<T>, E>,
 ) {
     match outcome {
-        Ok(Mutated::Suppressed(m)) => tracer.end_with(step, StepStatus::Skipped, Some(m.dry_run_line())),
+        Ok(Mutated::Suppressed(m)) => {
+            tracer.end_with(step, StepStatus::Skipped, Some(m.dry_run_line()))
+        }
         Ok(Mutated::Performed(_)) => tracer.end::<(), String>(step, &Ok(())),
         Err(e) => tracer.end_with(step, StepStatus::Error, Some(e.to_string())),
     }

@@ -25,9 +25,7 @@ impl GitRef {
             return Err("the ref must not be empty".into());
         }
         if name.len() > MAX_LEN {
-            return Err(format!(
-                "the ref must be at most {MAX_LEN} characters long"
-            ));
+            return Err(format!("the ref must be at most {MAX_LEN} characters long"));
         }
         if name == "@" {
             return invalid("`@` alone is not a ref");
@@ -41,10 +39,9 @@ impl GitRef {
         if name.ends_with('.') {
             return invalid("it must not end with `.`");
         }
-        if let Some(c) = name
-            .chars()
-            .find(|c| c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
-        {
+        if let Some(c) = name.chars().find(|c| {
+            c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+        }) {
             return invalid(&format!("it must not contain {}", describe(c)));
         }
         for (pattern, why) in [

@@ -324,11 +324,7 @@ async fn record_polled(
     use crate::github::webhook::{RunEvent, plan_run};
     let now = now_ms.div_euclid(1000);
     let event = RunEvent::from_rest(run);
-    let stored = app
-        .store
-        .get_run(run.id, now)
-        .await
-        .map_err(store_error)?;
+    let stored = app.store.get_run(run.id, now).await.map_err(store_error)?;
     let news = stored.is_none_or(|s| {
         s.run_attempt < event.run_attempt
             || (s.run_attempt == event.run_attempt
@@ -445,7 +441,11 @@ async fn verify_and_store(
         Ok(verification) => verification,
         Err(e) => {
             tracing::warn!(error.type = e.error_type(), error.message = %e, "run could not be verified");
-            save_trace(app, tracer.finish(crate::store::Outcome::Error, Some(e.to_string()))).await;
+            save_trace(
+                app,
+                tracer.finish(crate::store::Outcome::Error, Some(e.to_string())),
+            )
+            .await;
             return match e {
                 crate::commands::CommandError::Store(e) => Err(store_error(e)),
                 _ => Ok(None),

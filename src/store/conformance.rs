@@ -1640,7 +1640,10 @@ pub async fn verification_first_report_stands(store: SharedStore) {
         Some(second_attempt)
     );
     // Expired at expires_at, and then replaceable.
-    assert_eq!(store.get_verification(9, 1, LATER).await.expect("get"), None);
+    assert_eq!(
+        store.get_verification(9, 1, LATER).await.expect("get"),
+        None
+    );
     let again = verification(9, 1, false, LATER + 100);
     assert!(store.put_verification(&again, LATER).await.expect("put"));
     assert_eq!(

@@ -497,8 +497,11 @@ pub trait CorrelationStore: Send + Sync {
 pub trait VerificationStore: Send + Sync {
     /// Writes the verification if none is live for its (run, attempt) and returns `true`;
     /// otherwise keeps the stored one and returns `false` (the first report stands).
-    async fn put_verification(&self, verification: &VerificationRecord, now: i64)
-    -> StoreResult<bool>;
+    async fn put_verification(
+        &self,
+        verification: &VerificationRecord,
+        now: i64,
+    ) -> StoreResult<bool>;
     async fn get_verification(
         &self,
         run_id: u64,

@@ -226,7 +226,12 @@ async fn post_run_event(app: &TestApp, id: u64, delivery: &str) {
         "sender": {"login": "octocat", "id": 1, "type": "User"},
     });
     let res = app.post_webhook("workflow_run", delivery, &body).await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
 }
 
 #[tokio::test]
@@ -250,7 +255,10 @@ async fn a_deployer_dispatches_and_the_reply_links_the_run_with_a_cancel_button(
         "/repos/octo-org/octo-repo/actions/workflows/77/dispatches"
     );
     let body = &dispatches[0].body;
-    let correlation = body["inputs"]["correlation_id"].as_str().unwrap().to_owned();
+    let correlation = body["inputs"]["correlation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
         correlation.len() == 19
             && correlation.starts_with("vl-")
@@ -278,7 +286,10 @@ async fn a_deployer_dispatches_and_the_reply_links_the_run_with_a_cancel_button(
         edit["embeds"][0]["description"]
             .as_str()
             .unwrap()
-            .starts_with(&format!("[Run 9000]({}) of `client-deploy.yml`", run_url(9000))),
+            .starts_with(&format!(
+                "[Run 9000]({}) of `client-deploy.yml`",
+                run_url(9000)
+            )),
         "{edit}"
     );
     assert_eq!(field(&edit, "Ref"), "`release/v2`");
@@ -323,7 +334,8 @@ async fn a_deployer_dispatches_and_the_reply_links_the_run_with_a_cancel_button(
     assert!(record.trace_id.is_some());
 
     // Without options: the deploy branch and the API base in use.
-    app.github.set_run_status(9000, "completed", Some("success"));
+    app.github
+        .set_run_status(9000, "completed", Some("success"));
     deploy_and_wait(&app, json!([]), "tok-d2").await;
     let second = &app.github.dispatches()[1].body;
     assert_eq!(second["ref"], "main");
@@ -432,7 +444,11 @@ async fn without_run_details_the_run_is_found_by_its_correlation_id_never_guesse
         .pop()
         .expect("runs listed");
     assert!(
-        listing.query.as_deref().unwrap_or("").contains("created=%3E%3D"),
+        listing
+            .query
+            .as_deref()
+            .unwrap_or("")
+            .contains("created=%3E%3D"),
         "{:?}",
         listing.query
     );
@@ -450,8 +466,10 @@ async fn without_run_details_the_run_is_found_by_its_correlation_id_never_guesse
     assert_eq!(marker.run_id, Some(9000));
 
     // A workflow whose run-name lacks the id: the run is not guessed.
-    app.github.set_run_status(9000, "completed", Some("success"));
-    app.github.set_run_status(8000, "completed", Some("success"));
+    app.github
+        .set_run_status(9000, "completed", Some("success"));
+    app.github
+        .set_run_status(8000, "completed", Some("success"));
     app.github.set_titles_without_correlation(true);
     let edit = deploy_and_wait(&app, json!([]), "tok-f2").await;
     let text = edit["content"].as_str().unwrap();
@@ -466,12 +484,17 @@ async fn without_run_details_the_run_is_found_by_its_correlation_id_never_guesse
     assert_eq!(audit(&app).await.len(), 2);
 
     // A 204 without details (a server that ignores the field): found the same way.
-    app.github.set_run_status(9001, "completed", Some("success"));
+    app.github
+        .set_run_status(9001, "completed", Some("success"));
     app.github.set_titles_without_correlation(false);
     app.github.set_dispatch_mode(DispatchMode::NoContent);
     let edit = deploy_and_wait(&app, json!([]), "tok-f3").await;
     assert_eq!(custom_ids(&edit), ["valine:cancel-run:9002"], "{edit}");
-    assert_eq!(app.github.dispatches().len(), 5, "two per 422, one for the 204");
+    assert_eq!(
+        app.github.dispatches().len(),
+        5,
+        "two per 422, one for the 204"
+    );
 }
 
 #[tokio::test]
@@ -492,7 +515,8 @@ async fn one_deploy_at_a_time_until_github_says_the_run_finished() {
     // GitHub finishes the run; no webhook ever arrives. The next deploy re-reads the
     // run from GitHub and goes ahead.
     let reads_before = run_reads(&app, 9000);
-    app.github.set_run_status(9000, "completed", Some("success"));
+    app.github
+        .set_run_status(9000, "completed", Some("success"));
     let edit = deploy_and_wait(&app, json!([]), "tok-c").await;
     assert_eq!(custom_ids(&edit), ["valine:cancel-run:9001"], "{edit}");
     assert!(run_reads(&app, 9000) > reads_before);
@@ -568,7 +592,8 @@ async fn cancel_run_asks_github_to_cancel_and_is_audited() {
     assert!(!records[0].dry_run);
 
     // A finished run is not cancelled again; a run Valine did not dispatch is refused.
-    app.github.set_run_status(9000, "completed", Some("cancelled"));
+    app.github
+        .set_run_status(9000, "completed", Some("cancelled"));
     send(&app, &press(&cancel, DEPLOYER, "tok-x3")).await;
     let edit = app.discord.wait_for_edit("tok-x3").await;
     assert!(
@@ -599,10 +624,11 @@ async fn wait_true_follows_the_run_through_webhooks_to_a_verified_result() {
     app.github.set_run_status(9000, "in_progress", None);
     post_run_event(&app, 9000, "w-1").await;
     let progress = eventually(WAIT, || async {
-        app.discord
-            .edits_of("tok-w")
-            .into_iter()
-            .find(|e| e["content"].as_str().is_some_and(|c| c.contains("in progress")))
+        app.discord.edits_of("tok-w").into_iter().find(|e| {
+            e["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("in progress"))
+        })
     })
     .await;
     assert_eq!(
@@ -612,7 +638,8 @@ async fn wait_true_follows_the_run_through_webhooks_to_a_verified_result() {
     // Cancel stays available while it runs.
     assert_eq!(custom_ids(&progress), ["valine:cancel-run:9000"]);
 
-    app.github.set_run_status(9000, "completed", Some("success"));
+    app.github
+        .set_run_status(9000, "completed", Some("success"));
     post_run_event(&app, 9000, "w-2").await;
     let done = eventually(WAIT, || async {
         app.discord.edits_of("tok-w").into_iter().find(|e| {
@@ -647,13 +674,21 @@ async fn wait_true_follows_the_run_through_webhooks_to_a_verified_result() {
     assert_eq!(sites.api_dispatched.hits(), 2, "/health and /hello, once");
     assert_eq!(sites.api_in_use.hits(), 0);
     assert_eq!(sites.frontend.hits(), 2);
-    assert_eq!(custom_ids(&done), ["valine:reverify:9000"], "nothing to cancel");
+    assert_eq!(
+        custom_ids(&done),
+        ["valine:reverify:9000"],
+        "nothing to cancel"
+    );
 
     // The announcement shows the same verification: made once for (run, attempt).
     let post = app
         .discord
         .log
-        .wait_for("POST", &format!("/channels/{STATUS_CHANNEL}/messages"), WAIT)
+        .wait_for(
+            "POST",
+            &format!("/channels/{STATUS_CHANNEL}/messages"),
+            WAIT,
+        )
         .await;
     assert_eq!(post.body["embeds"][0]["title"], "🟢 Client deploy: success");
     assert_eq!(post.body["embeds"][1], done["embeds"][1]);
@@ -677,13 +712,15 @@ async fn polling_follows_the_run_when_webhooks_are_missed() {
     .await;
     app.github.set_run_status(9000, "in_progress", None);
     eventually(WAIT, || async {
-        app.discord
-            .edits_of("tok-poll")
-            .into_iter()
-            .find(|e| e["content"].as_str().is_some_and(|c| c.contains("in progress")))
+        app.discord.edits_of("tok-poll").into_iter().find(|e| {
+            e["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("in progress"))
+        })
     })
     .await;
-    app.github.set_run_status(9000, "completed", Some("failure"));
+    app.github
+        .set_run_status(9000, "completed", Some("failure"));
     let done = eventually(WAIT, || async {
         app.discord.edits_of("tok-poll").into_iter().find(|e| {
             e["embeds"][0]["title"]
@@ -734,7 +771,8 @@ async fn after_the_token_expires_the_result_goes_to_the_channel() {
     })
     .await;
 
-    app.github.set_run_status(9000, "completed", Some("success"));
+    app.github
+        .set_run_status(9000, "completed", Some("success"));
     post_run_event(&app, 9000, "late-1").await;
     let post = app
         .discord
@@ -770,11 +808,7 @@ async fn crash_during_dispatch(hang: Hang) -> (TestApp, Value, Arc<Notify>) {
     let gate = Arc::new(Notify::new());
     first.github.set_dispatch_hang(Some((hang, gate.clone())));
     send(&first, &deploy(json!([]), DEPLOYER, "tok-crash")).await;
-    first
-        .github
-        .log
-        .wait_for("POST", "/dispatches", WAIT)
-        .await;
+    first.github.log.wait_for("POST", "/dispatches", WAIT).await;
     let shared = first.shared();
     first.crash();
 
@@ -799,7 +833,11 @@ async fn a_job_repeated_after_its_dispatch_finds_the_run_instead_of_dispatching_
     // Found by its correlation id, and audited once.
     let records = audit(&app).await;
     assert_eq!(records.len(), 1, "{records:?}");
-    assert!(records[0].action.starts_with("dispatch client-deploy.yml at main"));
+    assert!(
+        records[0]
+            .action
+            .starts_with("dispatch client-deploy.yml at main")
+    );
     gate.notify_waiters();
 }
 
@@ -845,7 +883,10 @@ async fn dry_run_shows_the_dispatch_and_sends_nothing() {
 
     // Zero mutating requests to GitHub, no channel post; reads still happen.
     assert!(github_writes(&app).is_empty(), "{:?}", github_writes(&app));
-    assert!(!app.github.log.all().is_empty(), "the workflow was resolved");
+    assert!(
+        !app.github.log.all().is_empty(),
+        "the workflow was resolved"
+    );
     assert!(app.discord.log.matching("POST", "/channels/").is_empty());
     // Audited as a dry run; no marker that could block the next deploy.
     let records = audit(&app).await;

@@ -573,10 +573,9 @@ async fn gh_cancel(
         .find(|r| Some(r["id"].as_u64().unwrap_or(0)) == id.parse::<u64>().ok())
     {
         None => gh_error(404, "Not Found"),
-        Some(run) if run["status"] == "completed" => gh_error(
-            409,
-            "Cannot cancel a workflow run that is completed.",
-        ),
+        Some(run) if run["status"] == "completed" => {
+            gh_error(409, "Cannot cancel a workflow run that is completed.")
+        }
         Some(_) => (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response(),
     }
 }

@@ -116,15 +116,21 @@ async fn authorization_is_deny_by_default_and_role_aware() {
         content(&app, "set-frontend", "42", &["500"]).await,
         "⛔ /set-frontend: admin only"
     );
-    // Allowed callers get past authorization (to the honest "not yet" answer).
-    assert_eq!(
-        content(&app, "deploy-client", "42", &["500"]).await,
-        "🚧 /deploy-client is not available yet"
-    );
-    assert_eq!(
-        content(&app, "deploy-client", "1", &[]).await,
-        "🚧 /deploy-client is not available yet"
-    );
+    // Allowed callers get past authorization (to the option check, answered at once).
+    for (user, roles) in [("42", &["500"][..]), ("1", &[][..])] {
+        let options = json!([{"name": "ref", "type": 3, "value": "a..b"}]);
+        let body: Value = app
+            .post_interaction(&command("deploy-client", options, user, roles, "tok"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            body["data"]["content"],
+            "❌ `a..b` is not a valid git ref: it must not contain `..`",
+            "{user}"
+        );
+    }
 
     // A denial is traced like any command.
     let text = content(&app, "debug-last", "42", &["500"]).await;
