@@ -923,6 +923,50 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_verification_is_appended_with_re_verify() {
+        let report =
+            Embed::new("❌ Deploy verification failed").footer("Run 30433642 • trace abcd1234");
+        let record = VerificationRecord {
+            run_id: 30433642,
+            run_attempt: 1,
+            passed: false,
+            report: serde_json::to_value(vec![report.clone()]).unwrap(),
+            trace_id: "abcd1234ffff".into(),
+            created_at_ms: 0,
+            expires_at: 0,
+        };
+        let base = completion_reply(&run(Some("success"), 1), None);
+        let reply = with_verification(base.clone(), &record);
+        assert_eq!(reply.embeds.len(), 2);
+        assert_eq!(reply.embeds[1], report);
+        assert_eq!(
+            reply.buttons.last().unwrap().target,
+            "valine:reverify:30433642"
+        );
+        assert!(reply.failed, "a failed verification fails the reply");
+        // A report that cannot be read leaves the result as it was.
+        let unreadable = VerificationRecord {
+            report: serde_json::json!("not embeds"),
+            ..record
+        };
+        assert_eq!(with_verification(base.clone(), &unreadable), base);
+    }
+
+    #[test]
+    fn the_rest_view_of_a_stored_run_keeps_its_facts() {
+        let stored = run(Some("success"), 2);
+        let rest = rest_run(&stored);
+        assert_eq!(rest.id, stored.id);
+        assert_eq!(rest.run_attempt, 2);
+        assert_eq!(rest.conclusion.as_deref(), Some("success"));
+        assert!(rest.is_completed());
+        assert_eq!(
+            rest.created_at.map(|t| t.to_rfc3339()),
+            Some("2026-01-01T10:00:00+00:00".to_owned())
+        );
+    }
+
+    #[test]
     fn progress_reply_names_the_run() {
         let mut r = run(None, 1);
         r.status = "in_progress".into();

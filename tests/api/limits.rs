@@ -126,8 +126,7 @@ async fn authorization_is_deny_by_default_and_role_aware() {
             .await
             .unwrap();
         assert_eq!(
-            body["data"]["content"],
-            "❌ `a..b` is not a valid git ref: it must not contain `..`",
+            body["data"]["content"], "❌ `a..b` is not a valid git ref: it must not contain `..`",
             "{user}"
         );
     }
