@@ -2,7 +2,6 @@
 //! as a Discord message body (within Discord's limits, never pinging anyone) or as
 //! readable text for `valine invoke`.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Discord's documented limits (message content and embed structure).
@@ -46,15 +45,14 @@ pub fn truncate(text: &str, max: usize) -> String {
     out
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
     pub name: String,
     pub value: String,
     pub inline: bool,
 }
 
-/// Serializable so a report made once (a verification) can be stored and shown again.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Embed {
     pub title: String,
     pub description: Option<String>,

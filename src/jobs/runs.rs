@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use super::JobError;
 use crate::app::App;
 use crate::discord::api::{DiscordError, MAX_NONCE_LEN};
-use crate::discord::response::{self, Button, ButtonStyle, Embed, Reply};
+use crate::discord::response::{self, Button, Embed, Reply};
 use crate::store::{
     CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord, RunRecord, StoreError,
-    VerificationRecord, retention,
+    retention,
 };
 
 /// Announce a completed run in `DISCORD_STATUS_CHANNEL_ID`.
@@ -168,13 +168,7 @@ pub async fn announce(app: &App, job: &AnnounceRun, now_ms: i64) -> Result<(), J
         tracing::info!("already announced by another delivery");
         return Ok(());
     }
-    let mut reply = completion_report(app, &run).await;
-    if app.config.auto_verify {
-        let owner = format!("announce:{}", job.delivery_id);
-        if let Some(verification) = shared_verification(app, &run, &owner, now_ms).await? {
-            reply = with_verification(reply, &verification);
-        }
-    }
+    let reply = completion_report(app, &run).await;
     post(app, channel, &reply, &announce_nonce(&run)).await?;
     tracing::info!(conclusion = run.conclusion.as_deref(), "run announced");
     Ok(())
@@ -229,19 +223,7 @@ pub async fn follow(app: &App, job: &FollowRun, now_ms: i64) -> Result<(), JobEr
         return Ok(());
     }
     let reply = if job.status == "completed" {
-        let mut reply = completion_report(app, &run).await;
-        // SPEC §4.2: a `wait:true` deploy that succeeded shows its verification, which
-        // probes the API base it dispatched.
-        let verify = correlation.kind == CorrelationKind::Deploy
-            && correlation.wait
-            && run.conclusion.as_deref() == Some("success");
-        if verify {
-            let owner = format!("follow:{}", correlation.id);
-            if let Some(verification) = shared_verification(app, &run, &owner, now_ms).await? {
-                reply = with_verification(reply, &verification);
-            }
-        }
-        reply
+        completion_report(app, &run).await
     } else if correlation.kind == CorrelationKind::Deploy {
         // The dispatch reply carried `Cancel run`; progress must not take it away.
         progress_reply(&run).with_button(crate::commands::deploy_client::cancel_button(run.id))
@@ -356,187 +338,6 @@ async fn record_polled(
         app.jobs_ready.notify_one();
     }
     Ok(())
-}
-
-/// How long a job holds the right to verify a run attempt: two probe attempts of 10 s
-/// and the job listing, with room to spare. A holder that died frees it after this.
-const VERIFY_LOCK_SECS: i64 = 120;
-
-/// The §6 verification of the run's attempt, made once and shared by everyone who
-/// reports that attempt's result (the announcement, a `wait:true` follower): the first
-/// job to take the `verify:{run}:{attempt}` lock probes and stores the report; the
-/// others read it. A job that finds the lock taken by another owner is retried (the
-/// report is then stored). `owner` names the job, so its own retry takes the lock again.
-///
-/// `Ok(None)` when the run cannot be verified (the report goes out without it).
-pub async fn shared_verification(
-    app: &App,
-    run: &RunRecord,
-    owner: &str,
-    now_ms: i64,
-) -> Result<Option<VerificationRecord>, JobError> {
-    let now = now_ms.div_euclid(1000);
-    let stored = app
-        .store
-        .get_verification(run.id, run.run_attempt, now)
-        .await
-        .map_err(store_error)?;
-    if stored.is_some() {
-        return Ok(stored);
-    }
-    let lock = format!("verify:{}:{}", run.id, run.run_attempt);
-    let mine = app
-        .store
-        .acquire_lock(&lock, owner, now + VERIFY_LOCK_SECS, now)
-        .await
-        .map_err(store_error)?;
-    if !mine {
-        return Err(JobError::Transient(format!(
-            "run {} attempt {} is being verified by another job",
-            run.id, run.run_attempt
-        )));
-    }
-    let verified = verify_and_store(app, run, now_ms).await;
-    if let Err(e) = app.store.release_lock(&lock, owner).await {
-        // The report is stored; the lock only matters until then, and it expires.
-        tracing::warn!(error.type = "store_unavailable", error.message = %e, "verify lock not released");
-    }
-    verified
-}
-
-async fn verify_and_store(
-    app: &App,
-    run: &RunRecord,
-    now_ms: i64,
-) -> Result<Option<VerificationRecord>, JobError> {
-    use crate::verify::target::{ProbeTarget, TargetPolicy};
-    let now = now_ms.div_euclid(1000);
-    let correlation = app
-        .store
-        .correlation_for_run(run.id, now)
-        .await
-        .map_err(store_error)?;
-    // A dispatched deploy is verified against the API base it was built with.
-    let policy = TargetPolicy::from_config(&app.config);
-    let api_base = correlation
-        .as_ref()
-        .and_then(|c| c.api_base.as_deref())
-        .and_then(|url| match ProbeTarget::parse(url, &policy) {
-            Ok(target) => Some(target),
-            Err(e) => {
-                tracing::warn!(error.type = "invalid_target", error.message = %e, "dispatched API base fails the target rules now; verifying the one in use");
-                None
-            }
-        });
-    let user = correlation
-        .as_ref()
-        .map_or("valine", |c| c.requester.as_str());
-    let mut options = serde_json::Map::new();
-    options.insert("run_id".into(), run.id.into());
-    options.insert("run_attempt".into(), run.run_attempt.into());
-    let mut tracer = crate::trace::Tracer::start(user, "verify (deploy run)", &options, now_ms);
-    let verified =
-        crate::verify::verify_run(app, &rest_run(run), api_base.as_ref(), &mut tracer).await;
-    let verification = match verified {
-        Ok(verification) => verification,
-        Err(e) => {
-            tracing::warn!(error.type = e.error_type(), error.message = %e, "run could not be verified");
-            save_trace(
-                app,
-                tracer.finish(crate::store::Outcome::Error, Some(e.to_string())),
-            )
-            .await;
-            return match e {
-                crate::commands::CommandError::Store(e) => Err(store_error(e)),
-                _ => Ok(None),
-            };
-        }
-    };
-    let passed = verification.passed();
-    let embeds = verification.to_reply(tracer.short_id()).embeds;
-    let record = VerificationRecord {
-        run_id: run.id,
-        run_attempt: run.run_attempt,
-        passed,
-        report: serde_json::to_value(&embeds)
-            .map_err(|e| JobError::Permanent(format!("report does not serialize: {e}")))?,
-        trace_id: tracer.id().to_owned(),
-        created_at_ms: now_ms,
-        expires_at: now + retention::VERIFICATION,
-    };
-    let outcome = if passed {
-        crate::store::Outcome::Ok
-    } else {
-        crate::store::Outcome::Error
-    };
-    save_trace(app, tracer.finish(outcome, None)).await;
-    tracing::info!(passed, "run verified");
-    let first = app
-        .store
-        .put_verification(&record, now)
-        .await
-        .map_err(store_error)?;
-    if first {
-        return Ok(Some(record));
-    }
-    // Another job's report stands: show the same one everywhere.
-    app.store
-        .get_verification(run.id, run.run_attempt, now)
-        .await
-        .map_err(store_error)
-}
-
-async fn save_trace(app: &App, record: crate::store::TraceRecord) {
-    if let Err(e) = app.store.put_trace(&record).await {
-        tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
-    }
-}
-
-/// The run as the REST API shows it, for the verification's checks.
-fn rest_run(run: &RunRecord) -> crate::github::model::WorkflowRun {
-    let time = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&chrono::Utc))
-    };
-    crate::github::model::WorkflowRun {
-        id: run.id,
-        name: run.workflow_name.clone(),
-        workflow_id: run.workflow_id,
-        head_branch: run.branch.clone(),
-        head_sha: run.head_sha.clone(),
-        status: Some(run.status.clone()),
-        conclusion: run.conclusion.clone(),
-        run_attempt: run.run_attempt,
-        html_url: run.html_url.clone(),
-        display_title: run.display_title.clone().unwrap_or_default(),
-        event: None,
-        created_at: time(&run.created_at),
-        updated_at: time(&run.updated_at),
-        run_started_at: None,
-    }
-}
-
-/// `reply` with the stored verification report appended, and `Re-verify`.
-pub fn with_verification(mut reply: Reply, verification: &VerificationRecord) -> Reply {
-    match serde_json::from_value::<Vec<Embed>>(verification.report.clone()) {
-        Ok(embeds) => {
-            reply.embeds.extend(embeds);
-            reply = reply.with_button(Button::action(
-                "Re-verify",
-                ButtonStyle::Primary,
-                crate::verify::report::REVERIFY_ACTION,
-                &verification.run_id.to_string(),
-            ));
-            if !verification.passed {
-                reply = reply.failed();
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error.type = "store_corrupt", error.message = %e, "stored report unreadable; sent without it");
-        }
-    }
-    reply
 }
 
 /// Where news for a correlation goes at `now_ms`.
@@ -919,50 +720,6 @@ mod tests {
         assert_eq!(
             failing.value,
             "[build › npm run build](https://github.com/o/r/actions/runs/30433642/job/1)"
-        );
-    }
-
-    #[test]
-    fn a_stored_verification_is_appended_with_re_verify() {
-        let report =
-            Embed::new("❌ Deploy verification failed").footer("Run 30433642 • trace abcd1234");
-        let record = VerificationRecord {
-            run_id: 30433642,
-            run_attempt: 1,
-            passed: false,
-            report: serde_json::to_value(vec![report.clone()]).unwrap(),
-            trace_id: "abcd1234ffff".into(),
-            created_at_ms: 0,
-            expires_at: 0,
-        };
-        let base = completion_reply(&run(Some("success"), 1), None);
-        let reply = with_verification(base.clone(), &record);
-        assert_eq!(reply.embeds.len(), 2);
-        assert_eq!(reply.embeds[1], report);
-        assert_eq!(
-            reply.buttons.last().unwrap().target,
-            "valine:reverify:30433642"
-        );
-        assert!(reply.failed, "a failed verification fails the reply");
-        // A report that cannot be read leaves the result as it was.
-        let unreadable = VerificationRecord {
-            report: serde_json::json!("not embeds"),
-            ..record
-        };
-        assert_eq!(with_verification(base.clone(), &unreadable), base);
-    }
-
-    #[test]
-    fn the_rest_view_of_a_stored_run_keeps_its_facts() {
-        let stored = run(Some("success"), 2);
-        let rest = rest_run(&stored);
-        assert_eq!(rest.id, stored.id);
-        assert_eq!(rest.run_attempt, 2);
-        assert_eq!(rest.conclusion.as_deref(), Some("success"));
-        assert!(rest.is_completed());
-        assert_eq!(
-            rest.created_at.map(|t| t.to_rfc3339()),
-            Some("2026-01-01T10:00:00+00:00".to_owned())
         );
     }
 

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use super::{
     AuditRecord, CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord, JobRecord,
     JobState, NewJob, Outcome, PendingConfirmation, RunAttachment, RunRecord, SettingRecord,
-    SharedStore, StepStatus, TraceRecord, TraceStep, VerificationRecord,
+    SharedStore, StepStatus, TraceRecord, TraceStep,
 };
 
 /// Expands to one `#[tokio::test]` per conformance function, each on a fresh store from
@@ -68,7 +68,6 @@ macro_rules! conformance_tests {
             correlation_latest_deploy,
             delivery_attaches_correlation,
             delivery_records_failed_step,
-            verification_first_report_stands,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -1599,55 +1598,4 @@ pub async fn shared_between_instances(a: SharedStore, b: SharedStore) {
     a.put_pending(&pending("p1", LATER)).await.expect("put");
     assert!(b.take_pending("p1", NOW).await.expect("take").is_some());
     assert!(a.take_pending("p1", NOW).await.expect("take").is_none());
-}
-
-fn verification(run_id: u64, attempt: u32, passed: bool, expires_at: i64) -> VerificationRecord {
-    VerificationRecord {
-        run_id,
-        run_attempt: attempt,
-        passed,
-        report: json!([{"title": if passed { "ok" } else { "failed" }}]),
-        trace_id: format!("trace-{run_id}-{attempt}-{passed}"),
-        created_at_ms: NOW_MS,
-        expires_at,
-    }
-}
-
-pub async fn verification_first_report_stands(store: SharedStore) {
-    let first = verification(9, 1, true, LATER);
-    assert!(store.put_verification(&first, NOW).await.expect("put"));
-    assert!(
-        !store
-            .put_verification(&verification(9, 1, false, LATER), NOW)
-            .await
-            .expect("second put")
-    );
-    assert_eq!(
-        store.get_verification(9, 1, NOW).await.expect("get"),
-        Some(first.clone())
-    );
-    // Another attempt of the same run has its own report.
-    assert_eq!(store.get_verification(9, 2, NOW).await.expect("get"), None);
-    let second_attempt = verification(9, 2, false, LATER);
-    assert!(
-        store
-            .put_verification(&second_attempt, NOW)
-            .await
-            .expect("put attempt 2")
-    );
-    assert_eq!(
-        store.get_verification(9, 2, NOW).await.expect("get"),
-        Some(second_attempt)
-    );
-    // Expired at expires_at, and then replaceable.
-    assert_eq!(
-        store.get_verification(9, 1, LATER).await.expect("get"),
-        None
-    );
-    let again = verification(9, 1, false, LATER + 100);
-    assert!(store.put_verification(&again, LATER).await.expect("put"));
-    assert_eq!(
-        store.get_verification(9, 1, LATER).await.expect("get"),
-        Some(again)
-    );
 }

@@ -28,7 +28,6 @@
 //! | a run's correlation | `CORRRUN#{run_id:020}` | `CORRRUN` (`attach_run`: one transaction updating the correlation on `attribute_not_exists(run_id) OR run_id = :run` and putting this item on absent, expired or same correlation) |
 //! | failing job and step of a run | `RUNFAIL#{run_id:020}` | `RUNFAIL` (in the delivery's transaction; kept unless absent, expired or of an earlier attempt) |
 //! | pending confirmation | `PENDING#{id}` | `PENDING` (delete with condition = consume) |
-//! | verification of a run attempt | `VERIFY#{run_id:020}` | `{run_attempt:010}` (put: `attribute_not_exists(pk) OR expires_at <= :now`) |
 //!
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
 //! attribute); reads ignore expired records, so deletion is housekeeping only.
@@ -54,8 +53,6 @@ pub mod retention {
     /// As long as the run it follows is kept.
     pub const CORRELATION: i64 = RUN;
     pub const FAILED_STEP: i64 = RUN;
-    /// A verification report is shared by those who show the run's result.
-    pub const VERIFICATION: i64 = RUN;
 }
 
 /// Errors a backend reports. Callers treat every variant as "the store cannot serve
@@ -248,21 +245,6 @@ pub struct FailedStepRecord {
     /// `None` when GitHub reported no failed step (e.g. the job failed to start).
     pub step_name: Option<String>,
     pub html_url: Option<String>,
-    pub expires_at: i64,
-}
-
-/// The §6 verification of one run attempt, made once and shown by everyone who reports
-/// that attempt's result (the status-channel announcement, a `wait:true` follower).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VerificationRecord {
-    pub run_id: u64,
-    pub run_attempt: u32,
-    pub passed: bool,
-    /// The report as rendered (the embeds of the reply), so every reader shows the same.
-    pub report: serde_json::Value,
-    /// The trace of the verification, quoted in the report's footer.
-    pub trace_id: String,
-    pub created_at_ms: i64,
     pub expires_at: i64,
 }
 
@@ -494,23 +476,6 @@ pub trait CorrelationStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait VerificationStore: Send + Sync {
-    /// Writes the verification if none is live for its (run, attempt) and returns `true`;
-    /// otherwise keeps the stored one and returns `false` (the first report stands).
-    async fn put_verification(
-        &self,
-        verification: &VerificationRecord,
-        now: i64,
-    ) -> StoreResult<bool>;
-    async fn get_verification(
-        &self,
-        run_id: u64,
-        run_attempt: u32,
-        now: i64,
-    ) -> StoreResult<Option<VerificationRecord>>;
-}
-
-#[async_trait]
 pub trait LockStore: Send + Sync {
     /// Takes the lock if it is free, expired, or already held by `owner`.
     async fn acquire_lock(
@@ -533,7 +498,6 @@ pub trait Store:
     + DeliveryStore
     + LockStore
     + CorrelationStore
-    + VerificationStore
 {
 }
 
@@ -546,7 +510,6 @@ impl<T> Store for T where
         + DeliveryStore
         + LockStore
         + CorrelationStore
-        + VerificationStore
 {
 }
 

@@ -26,7 +26,7 @@ use super::{
     AuditRecord, CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects,
     DeliveryStore, FailedStepRecord, HealthStore, JobRecord, JobStore, LockStore, NewJob, Outcome,
     PendingConfirmation, RateLimitStore, RunAttachment, RunRecord, SettingRecord, SettingsStore,
-    StoreError, StoreResult, TraceRecord, TraceStore, VerificationRecord, VerificationStore,
+    StoreError, StoreResult, TraceRecord, TraceStore,
 };
 
 /// Long enough to ride out another process's write transaction (they are all short),
@@ -162,18 +162,6 @@ CREATE TABLE failed_steps (
     expires_at  INTEGER NOT NULL
 ) STRICT;
 "#,
-    r#"
-CREATE TABLE verifications (
-    run_id        INTEGER NOT NULL,
-    run_attempt   INTEGER NOT NULL,
-    passed        INTEGER NOT NULL,
-    report        TEXT NOT NULL,
-    trace_id      TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL,
-    expires_at    INTEGER NOT NULL,
-    PRIMARY KEY (run_id, run_attempt)
-) STRICT, WITHOUT ROWID;
-"#,
 ];
 
 const TRACE_COLUMNS: &str = "id, user_id, command, options, started_at_ms, steps, duration_ms, \
@@ -187,8 +175,6 @@ const RUN_COLUMNS: &str = "id, workflow_id, workflow_name, status, conclusion, b
 const PENDING_COLUMNS: &str = "id, user_id, key, old_value, new_value, expires_at";
 const CORRELATION_COLUMNS: &str = "id, kind, requester, channel_id, application_id, \
      interaction_token, token_expires_at_ms, wait, api_base, run_id, created_at_ms, expires_at";
-const VERIFICATION_COLUMNS: &str =
-    "run_id, run_attempt, passed, report, trace_id, created_at_ms, expires_at";
 const FAILED_STEP_COLUMNS: &str =
     "run_id, run_attempt, job_id, job_name, step_name, html_url, expires_at";
 
@@ -204,7 +190,6 @@ const EXPIRING_TABLES: &[&str] = &[
     "locks",
     "correlations",
     "failed_steps",
-    "verifications",
 ];
 
 /// The store on one SQLite database. Cloning shares the connection.
@@ -514,19 +499,6 @@ fn run_from_row(row: &Row<'_>) -> FResult<RunRecord> {
         display_title: row.get("display_title")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
-        expires_at: row.get("expires_at")?,
-    })
-}
-
-fn verification_from_row(row: &Row<'_>) -> FResult<VerificationRecord> {
-    let report: String = row.get("report")?;
-    Ok(VerificationRecord {
-        run_id: to_u64(row.get("run_id")?, "run id")?,
-        run_attempt: to_u32(row.get("run_attempt")?, "run attempt")?,
-        passed: row.get("passed")?,
-        report: from_json(&report, "verification report")?,
-        trace_id: row.get("trace_id")?,
-        created_at_ms: row.get("created_at_ms")?,
         expires_at: row.get("expires_at")?,
     })
 }
@@ -1346,66 +1318,6 @@ impl CorrelationStore for SqliteStore {
                 ),
                 [now],
                 correlation_from_row,
-            )
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl VerificationStore for SqliteStore {
-    async fn put_verification(
-        &self,
-        verification: &VerificationRecord,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let op = "put_verification";
-        let v = verification.clone();
-        let run_id = to_i64(v.run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
-        let report =
-            to_json(&v.report, "verification report").map_err(|fail| fail.into_store_error(op))?;
-        self.call(op, move |conn| {
-            let written = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO verifications ({VERIFICATION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                     ON CONFLICT (run_id, run_attempt) DO UPDATE SET passed = excluded.passed, \
-                     report = excluded.report, trace_id = excluded.trace_id, \
-                     created_at_ms = excluded.created_at_ms, expires_at = excluded.expires_at \
-                     WHERE verifications.expires_at <= ?8"
-                ))?
-                .execute(params![
-                    run_id,
-                    v.run_attempt,
-                    v.passed,
-                    report,
-                    v.trace_id,
-                    v.created_at_ms,
-                    v.expires_at,
-                    now
-                ])?;
-            Ok(written == 1)
-        })
-        .await
-    }
-
-    async fn get_verification(
-        &self,
-        run_id: u64,
-        run_attempt: u32,
-        now: i64,
-    ) -> StoreResult<Option<VerificationRecord>> {
-        let op = "get_verification";
-        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
-        self.call(op, move |conn| {
-            query_opt(
-                conn,
-                &format!(
-                    "SELECT {VERIFICATION_COLUMNS} FROM verifications \
-                     WHERE run_id = ?1 AND run_attempt = ?2 AND expires_at > ?3"
-                ),
-                params![run_id, run_attempt, now],
-                verification_from_row,
             )
         })
         .await
