@@ -126,9 +126,21 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     app.worker.lease = options.lease;
     app.worker.poll = Duration::from_millis(50);
     app.worker.backoff_base = Duration::from_millis(50);
-    if let Some(prober) = options.prober {
-        app.prober = prober;
-    }
+    // The default targets (example.com names) resolve to loopback, which the probe
+    // policy refuses unless SAFE_LOCAL: a test never looks up a real name.
+    app.prober = match options.prober {
+        Some(prober) => prober,
+        None => {
+            let loopback: std::net::IpAddr = [127, 0, 0, 1].into();
+            valine::verify::probe::Prober::builder(
+                valine::verify::target::TargetPolicy::from_config(&app.config),
+            )
+            .host("app.example.com", vec![loopback])
+            .host("api.example.com", vec![loopback])
+            .build()
+            .expect("test prober builds")
+        }
+    };
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -6,6 +6,7 @@ mod helpers;
 
 mod binary;
 mod faults;
+mod followups;
 mod interactions;
 mod jobs;
 mod limits;
