@@ -147,10 +147,7 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
             options,
             handle,
         } => {
-            let reply_to = ReplyTarget {
-                application_id: handle.application_id,
-                token: handle.token,
-            };
+            let reply_to = ReplyTarget::from(handle);
             let decision =
                 pipeline::decide_command(app, &caller, &name, options, Some(reply_to)).await;
             respond(app, decision, &caller, &name).await
@@ -160,10 +157,7 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
             custom_id,
             handle,
         } => {
-            let reply_to = ReplyTarget {
-                application_id: handle.application_id,
-                token: handle.token,
-            };
+            let reply_to = ReplyTarget::from(handle);
             let decision =
                 pipeline::decide_component(app, &caller, &custom_id, Some(reply_to)).await;
             respond(app, decision, &caller, &custom_id).await

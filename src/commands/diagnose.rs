@@ -15,9 +15,10 @@ use super::{Answer, Call, CommandError, CommandSpec, OptionSpec, Precheck};
 use crate::app::App;
 use crate::auth::{self, Access};
 use crate::discord::response::{Embed, GREEN, RED, Reply, YELLOW};
+use crate::dryrun::Mutated;
 use crate::github::api::GitHubClient;
 use crate::github::model::{RateLimit, TokenInfo, Workflow, WorkflowRun};
-use crate::store::{AuditRecord, StepStatus, retention};
+use crate::store::{AuditRecord, CorrelationKind, CorrelationRecord, StepStatus, retention};
 use crate::trace::Tracer;
 use crate::verify::cert;
 use crate::verify::checks::{self, FAILED_CONCLUSIONS, FailingStep, Side, TargetState};
@@ -379,9 +380,11 @@ fn fit_log(lines: &[String]) -> Vec<String> {
     kept
 }
 
-/// Dispatches `DIAGNOSE_WORKFLOW` once. The correlation id comes from the trace id, so a
-/// job that runs again after a crash looks for the run it may have started instead of
-/// dispatching twice; the audit record written before sending is the marker.
+/// Dispatches `DIAGNOSE_WORKFLOW` once (SPEC §5). The correlation id comes from the
+/// trace id and its record is written before sending: a job that runs again after a
+/// crash finds the record and looks for the run it may have started instead of
+/// dispatching twice. The record also lets the run's completion (by webhook) update
+/// this message.
 async fn dispatch(
     app: &App,
     call: &Call,
@@ -389,7 +392,7 @@ async fn dispatch(
     diagnosis: &Diagnosis,
     tracer: &mut Tracer,
 ) -> String {
-    let correlation_id = format!("diag-{}", &tracer.id()[..16.min(tracer.id().len())]);
+    let correlation_id = format!("vl-{}", &tracer.id()[..16.min(tracer.id().len())]);
     let github = match app.github() {
         Ok(github) => github,
         Err(e) => return format!("❌ not dispatched: {e} · correlation id `{correlation_id}`"),
@@ -401,47 +404,9 @@ async fn dispatch(
         Ok(w) => w,
         Err(e) => return format!("❌ not dispatched: {e} · correlation id `{correlation_id}`"),
     };
-    let action = format!(
-        "dispatch {} correlation {correlation_id}",
-        workflow.file_name()
-    );
     let started_ms = tracer.record().started_at_ms;
     let now_ms = crate::clock::now_ms();
-
-    let step = tracer.begin("store.dispatch_marker");
-    let earlier = app
-        .store
-        .list_audit(
-            Some(&call.caller.user_id),
-            started_ms,
-            now_ms.div_euclid(1000),
-        )
-        .await;
-    tracer.end(step, &earlier);
-    let already_sent = match earlier {
-        Ok(records) => records
-            .iter()
-            .any(|r| r.trace_id.as_deref() == Some(tracer.id()) && r.action == action),
-        Err(e) => {
-            return format!(
-                "❌ not dispatched: cannot record it ({e}) · correlation id `{correlation_id}`"
-            );
-        }
-    };
-    if already_sent {
-        let step = tracer.begin("github.find_correlated_run");
-        let since = chrono::DateTime::from_timestamp_millis(started_ms).unwrap_or_else(Utc::now);
-        let found = github
-            .find_correlated_run(workflow.id, &correlation_id, since)
-            .await;
-        tracer.end(step, &found);
-        return match found {
-            Ok(Some(run)) => dispatched_line(&workflow, &correlation_id, run.html_url.as_deref()),
-            _ => format!(
-                "⚠️ dispatch not confirmed; not re-sent · correlation id `{correlation_id}`"
-            ),
-        };
-    }
+    let now = now_ms.div_euclid(1000);
 
     let target_value = |side: Side| -> String {
         diagnosis
@@ -454,6 +419,50 @@ async fn dispatch(
             })
             .unwrap_or_default()
     };
+    let marker = CorrelationRecord {
+        id: correlation_id.clone(),
+        kind: CorrelationKind::Diagnose,
+        requester: call.caller.user_id.clone(),
+        channel_id: call.caller.channel_id.clone(),
+        application_id: call.reply_to.as_ref().map(|r| r.application_id.clone()),
+        interaction_token: call.reply_to.as_ref().map(|r| r.token.clone()),
+        // Discord accepts edits for 15 minutes after the interaction.
+        token_expires_at_ms: started_ms + 15 * 60 * 1000,
+        wait: false,
+        api_base: None,
+        run_id: None,
+        created_at_ms: now_ms,
+        expires_at: now + retention::RUN,
+    };
+    let step = tracer.begin("store.dispatch_marker");
+    let fresh = app.store.put_correlation(&marker, now).await;
+    tracer.end(step, &fresh);
+    match fresh {
+        Err(e) => {
+            return format!(
+                "❌ not dispatched: cannot record it ({e}) · correlation id `{correlation_id}`"
+            );
+        }
+        Ok(false) => {
+            let step = tracer.begin("github.find_correlated_run");
+            let since =
+                chrono::DateTime::from_timestamp_millis(started_ms).unwrap_or_else(Utc::now);
+            let found = github
+                .find_correlated_run(workflow.id, &correlation_id, since)
+                .await;
+            tracer.end(step, &found);
+            return match found {
+                Ok(Some(run)) => {
+                    dispatched_line(&workflow, &correlation_id, run.html_url.as_deref())
+                }
+                _ => format!(
+                    "⚠️ dispatch not confirmed; not re-sent · correlation id `{correlation_id}`"
+                ),
+            };
+        }
+        Ok(true) => {}
+    }
+
     let mut inputs = Map::new();
     inputs.insert("correlation_id".into(), Value::from(correlation_id.clone()));
     inputs.insert("requester".into(), Value::from(call.caller.user_id.clone()));
@@ -464,17 +473,19 @@ async fn dispatch(
     inputs.insert("api_base".into(), Value::from(target_value(Side::Api)));
     let git_ref = app.config.deploy_branch.clone();
 
-    let dry_run = app.config.dry_run;
     let audit = AuditRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
         at_ms: now_ms,
         user_id: call.caller.user_id.clone(),
-        action,
+        action: format!(
+            "dispatch {} correlation {correlation_id}",
+            workflow.file_name()
+        ),
         old_fingerprint: None,
         new_fingerprint: None,
         trace_id: Some(tracer.id().to_owned()),
-        dry_run,
-        expires_at: now_ms.div_euclid(1000) + retention::AUDIT,
+        dry_run: app.config.dry_run,
+        expires_at: now + retention::AUDIT,
     };
     let step = tracer.begin("store.audit");
     let written = app.store.append_audit(&audit).await;
@@ -485,27 +496,30 @@ async fn dispatch(
         );
     }
 
-    if dry_run {
-        let body =
-            serde_json::json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
-        let path = format!(
-            "/repos/{}/actions/workflows/{}/dispatches",
-            github.repo(),
-            workflow.id
-        );
-        tracing::info!(dry_run = true, "dry run: would POST {path} {body}");
-        tracer.skip("github.dispatch_workflow", "dry run");
-        return format!("🧪 dry run: would POST {path} {body} · correlation id `{correlation_id}`");
-    }
     let step = tracer.begin("github.dispatch_workflow");
-    let outcome = github
-        .dispatch_workflow(workflow.id, &git_ref, &inputs)
+    let outcome = app
+        .mutate(
+            github.dispatch_mutation(workflow.id, &git_ref, &inputs),
+            github.dispatch_workflow(workflow.id, &git_ref, &inputs),
+        )
         .await;
     tracer.end(step, &outcome);
     match outcome {
-        Ok(outcome) => {
+        Ok(Mutated::Suppressed(mutation)) => {
+            format!(
+                "{} · correlation id `{correlation_id}`",
+                mutation.dry_run_line()
+            )
+        }
+        Ok(Mutated::Performed(outcome)) => {
             if let Some(url) = &outcome.html_url {
                 tracer.link(url.clone());
+            }
+            if let Some(run_id) = outcome.run_id
+                && let Err(e) = app.store.attach_run(&correlation_id, run_id, now).await
+            {
+                // The webhook finds the run by the correlation id in its title anyway.
+                tracing::warn!(error.type = "store_unavailable", error.message = %e, "run not attached");
             }
             dispatched_line(&workflow, &correlation_id, outcome.html_url.as_deref())
         }

@@ -96,7 +96,20 @@ pub async fn decide_command(
     options: OptionMap,
     reply_to: Option<ReplyTarget>,
 ) -> Decision {
-    // The id exists before any check so every line of this command carries it.
+    in_command_span(caller, name, |trace_id| async move {
+        decide_inner(app, caller, name, options, reply_to, &trace_id).await
+    })
+    .await
+}
+
+/// Runs a decision inside the command's log span and logs the completion line of an
+/// answer given now (a deferred one logs it when its job ends). The trace id exists
+/// before any check, so every line of the command carries it.
+async fn in_command_span<F, Fut>(caller: &Caller, name: &str, decide: F) -> Decision
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Decision>,
+{
     let trace_id = crate::trace::new_trace_id();
     let span = tracing::info_span!(
         "command",
@@ -104,10 +117,10 @@ pub async fn decide_command(
         user_id = %caller.user_id,
         command = %name,
     );
-    async {
+    async move {
         let started = std::time::Instant::now();
-        let decision = decide_inner(app, caller, name, options, reply_to, &trace_id).await;
-        if let Decision::Reply { outcome, .. } = &decision {
+        let decision = decide(trace_id.clone()).await;
+        if let Decision::Reply { outcome, .. } | Decision::Update { outcome, .. } = &decision {
             tracing::info!(
                 duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 outcome = outcome.as_str(),
@@ -181,42 +194,79 @@ async fn decide_inner(
     tracer.end::<(), String>(step, &Ok(()));
 
     match spec.answer {
-        Answer::Immediate { .. } => match command.run(app, &call, &mut tracer).await {
-            Ok(reply) => {
-                let outcome = if reply.failed {
-                    Outcome::Error
-                } else {
-                    Outcome::Ok
-                };
-                finish_now(app, tracer, reply, outcome, None).await
-            }
-            Err(e) => {
-                log_failure(&e);
-                let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
-                finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
-            }
-        },
-        Answer::Deferred { ephemeral } => {
-            let Call {
-                options, reply_to, ..
-            } = call;
-            let job = DeferredCommand {
-                trace_id: tracer.id().to_owned(),
-                command: spec.name.to_owned(),
-                options,
-                user_id: caller.user_id.clone(),
-                roles: caller.roles.clone(),
-                guild_id: caller.guild_id.clone(),
-                channel_id: caller.channel_id.clone(),
-                reply_to,
-                button: None,
-            };
-            let checkpoint = tracer.checkpoint();
-            if let Err(e) = app.store.put_trace(&checkpoint).await {
-                tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
-            }
-            Decision::Defer { job, ephemeral }
+        Answer::Immediate { .. } => {
+            let result = command.run(app, &call, &mut tracer).await;
+            answer_now(app, tracer, result, |reply, outcome| Decision::Reply {
+                reply,
+                outcome,
+            })
+            .await
         }
+        Answer::Deferred { ephemeral } => defer(app, tracer, command, call, None, ephemeral).await,
+    }
+}
+
+/// Finishes the trace of an answer given now. A success becomes the decision `ok`
+/// builds (a new message, or an update of the one a button is on); a failure is always
+/// a new ephemeral message, so the message a button is on stays as it was.
+async fn answer_now(
+    app: &App,
+    tracer: Tracer,
+    result: Result<Reply, super::CommandError>,
+    ok: impl FnOnce(Reply, Outcome) -> Decision,
+) -> Decision {
+    match result {
+        Ok(reply) => {
+            let outcome = if reply.failed {
+                Outcome::Error
+            } else {
+                Outcome::Ok
+            };
+            save_trace(app, tracer.finish(outcome, None)).await;
+            ok(reply, outcome)
+        }
+        Err(e) => {
+            log_failure(&e);
+            let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
+            finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
+        }
+    }
+}
+
+/// Hands the command (or button press) to a job: the trace so far is stored, and the
+/// edge answers type 5.
+async fn defer(
+    app: &App,
+    mut tracer: Tracer,
+    command: CommandName,
+    call: Call,
+    button: Option<ButtonPress>,
+    ephemeral: bool,
+) -> Decision {
+    let Call {
+        caller,
+        options,
+        reply_to,
+    } = call;
+    let job = DeferredCommand {
+        trace_id: tracer.id().to_owned(),
+        command: command.name().to_owned(),
+        options,
+        user_id: caller.user_id,
+        roles: caller.roles,
+        guild_id: caller.guild_id,
+        channel_id: caller.channel_id,
+        reply_to,
+        button,
+    };
+    save_trace(app, tracer.checkpoint()).await;
+    Decision::Defer { job, ephemeral }
+}
+
+/// A trace is a record of the work, not a precondition for it: a failed write is logged.
+async fn save_trace(app: &App, record: crate::store::TraceRecord) {
+    if let Err(e) = app.store.put_trace(&record).await {
+        tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
     }
 }
 
@@ -236,10 +286,7 @@ async fn finish_now(
     outcome: Outcome,
     error: Option<String>,
 ) -> Decision {
-    let record = tracer.finish(outcome, error);
-    if let Err(e) = app.store.put_trace(&record).await {
-        tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
-    }
+    save_trace(app, tracer.finish(outcome, error)).await;
     Decision::now(reply, outcome)
 }
 
@@ -251,26 +298,9 @@ pub async fn decide_component(
     custom_id: &str,
     reply_to: Option<ReplyTarget>,
 ) -> Decision {
-    let trace_id = crate::trace::new_trace_id();
-    let span = tracing::info_span!(
-        "command",
-        trace_id = %trace_id,
-        user_id = %caller.user_id,
-        command = %custom_id,
-    );
-    async {
-        let started = std::time::Instant::now();
-        let decision = decide_component_inner(app, caller, custom_id, reply_to, &trace_id).await;
-        if let Decision::Reply { outcome, .. } | Decision::Update { outcome, .. } = &decision {
-            tracing::info!(
-                duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                outcome = outcome.as_str(),
-                "command finished"
-            );
-        }
-        decision
-    }
-    .instrument(span)
+    in_command_span(caller, custom_id, |trace_id| async move {
+        decide_component_inner(app, caller, custom_id, reply_to, &trace_id).await
+    })
     .await
 }
 
@@ -312,55 +342,25 @@ async fn decide_component_inner(
     let call = Call {
         caller: caller.clone(),
         options: OptionMap::new(),
-        reply_to: reply_to.clone(),
+        reply_to,
     };
     match button.answer {
         ButtonAnswer::Update => {
-            match command
+            let result = command
                 .press(app, button.action, id, &call, &mut tracer)
-                .await
-            {
-                Ok(reply) => {
-                    let outcome = if reply.failed {
-                        Outcome::Error
-                    } else {
-                        Outcome::Ok
-                    };
-                    let record = tracer.finish(outcome, None);
-                    if let Err(e) = app.store.put_trace(&record).await {
-                        tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
-                    }
-                    Decision::Update { reply, outcome }
-                }
-                Err(e) => {
-                    // A refusal is a new ephemeral message: the message the button is on
-                    // stays as it was.
-                    log_failure(&e);
-                    let reply = Reply::ephemeral(e.user_message(tracer.short_id())).failed();
-                    finish_now(app, tracer, reply, e.outcome(), Some(e.to_string())).await
-                }
-            }
+                .await;
+            answer_now(app, tracer, result, |reply, outcome| Decision::Update {
+                reply,
+                outcome,
+            })
+            .await
         }
         ButtonAnswer::Deferred { ephemeral } => {
-            let job = DeferredCommand {
-                trace_id: tracer.id().to_owned(),
-                command: command.name().to_owned(),
-                options: OptionMap::new(),
-                user_id: caller.user_id.clone(),
-                roles: caller.roles.clone(),
-                guild_id: caller.guild_id.clone(),
-                channel_id: caller.channel_id.clone(),
-                reply_to,
-                button: Some(ButtonPress {
-                    action: button.action.to_owned(),
-                    id: id.to_owned(),
-                }),
+            let press = ButtonPress {
+                action: button.action.to_owned(),
+                id: id.to_owned(),
             };
-            let checkpoint = tracer.checkpoint();
-            if let Err(e) = app.store.put_trace(&checkpoint).await {
-                tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
-            }
-            Decision::Defer { job, ephemeral }
+            defer(app, tracer, command, call, Some(press), ephemeral).await
         }
     }
 }

@@ -230,6 +230,33 @@ impl DiscordClient {
         .await
     }
 
+    /// Reads the original interaction response (to extend it rather than replace it):
+    /// `GET /webhooks/{app}/{token}/messages/@original`.
+    pub async fn get_original(
+        &self,
+        application_id: &str,
+        interaction_token: &str,
+    ) -> Result<Value, DiscordError> {
+        self.execute(
+            Call {
+                method: Method::GET,
+                segments: &[
+                    "webhooks",
+                    application_id,
+                    interaction_token,
+                    "messages",
+                    "@original",
+                ],
+                body: None,
+                bot_auth: false,
+                retry_not_found: true,
+                interaction_token: Some(interaction_token),
+            },
+            parse_message,
+        )
+        .await
+    }
+
     /// Posts a message to a channel with the bot token. `nonce` (at most 25 characters,
     /// stable per logical post) with `enforce_nonce` makes Discord drop a repeat of the
     /// same post, which is what makes retries and at-least-once jobs safe here.
@@ -537,6 +564,10 @@ fn parse_command_list(bytes: &[u8]) -> Result<Vec<Value>, String> {
 }
 
 /// Edits and posts answer with the message, which Valine does not need.
+fn parse_message(bytes: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("response is not a message: {e}"))
+}
+
 fn ignore_body(_: &[u8]) -> Result<(), String> {
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! as a Discord message body (within Discord's limits, never pinging anyone) or as
 //! readable text for `valine invoke`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Discord's documented limits (message content and embed structure).
@@ -45,14 +46,14 @@ pub fn truncate(text: &str, max: usize) -> String {
     out
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     pub name: String,
     pub value: String,
     pub inline: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Embed {
     pub title: String,
     pub description: Option<String>,
@@ -157,7 +158,7 @@ impl Embed {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ButtonStyle {
     Primary = 1,
     Secondary = 2,
@@ -166,7 +167,7 @@ pub enum ButtonStyle {
     Link = 5,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Button {
     pub label: String,
     pub style: ButtonStyle,
@@ -208,7 +209,9 @@ impl Button {
 
 /// What a command answers. `failed` marks a reply that reports a failure, which
 /// `valine invoke` turns into exit code 1.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Serializable so a finished report can be stored and posted again (a shared
+/// verification).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Reply {
     pub content: Option<String>,
     pub embeds: Vec<Embed>,

@@ -62,6 +62,15 @@ pub struct ReplyTarget {
     pub token: String,
 }
 
+impl From<crate::discord::interaction::ReplyHandle> for ReplyTarget {
+    fn from(handle: crate::discord::interaction::ReplyHandle) -> Self {
+        ReplyTarget {
+            application_id: handle.application_id,
+            token: handle.token,
+        }
+    }
+}
+
 impl std::fmt::Debug for ReplyTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplyTarget")

@@ -16,9 +16,10 @@ use crate::app::App;
 use crate::discord::api::{DiscordError, MAX_NONCE_LEN};
 use crate::discord::response::{self, Button, Embed, Reply};
 use crate::store::{
-    CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord, RunRecord, StoreError,
-    retention,
+    CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord, Outcome, RunRecord,
+    StoreError, retention,
 };
+use crate::trace::Tracer;
 
 /// Announce a completed run in `DISCORD_STATUS_CHANNEL_ID`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,7 +169,20 @@ pub async fn announce(app: &App, job: &AnnounceRun, now_ms: i64) -> Result<(), J
         tracing::info!("already announced by another delivery");
         return Ok(());
     }
-    let reply = completion_report(app, &run).await;
+    let verify = if app.config.auto_verify {
+        // A run Valine dispatched is verified against the API base it was deployed with.
+        let correlation = app
+            .store
+            .correlation_for_run(run.id, now)
+            .await
+            .map_err(store_error)?;
+        Verify::Against {
+            api_base: correlation.and_then(|c| c.api_base),
+        }
+    } else {
+        Verify::No
+    };
+    let reply = completion_report(app, &run, verify).await;
     post(app, channel, &reply, &announce_nonce(&run)).await?;
     tracing::info!(conclusion = run.conclusion.as_deref(), "run announced");
     Ok(())
@@ -222,13 +236,34 @@ pub async fn follow(app: &App, job: &FollowRun, now_ms: i64) -> Result<(), JobEr
         tracing::info!(status = %job.status, "run moved on; update skipped");
         return Ok(());
     }
+    if correlation.kind == CorrelationKind::Diagnose {
+        // The /diagnose message keeps its findings; only the workflow's result is added.
+        if job.status != "completed" {
+            return Ok(());
+        }
+        let reply = completion_report(app, &run, Verify::No).await;
+        return extend(
+            app,
+            &correlation,
+            &reply,
+            &follow_nonce(&run, &job.status),
+            now_ms,
+        )
+        .await;
+    }
     let reply = if job.status == "completed" {
-        completion_report(app, &run).await
-    } else if correlation.kind == CorrelationKind::Deploy {
+        // `wait:true`: on success the report probes the API base that was dispatched.
+        let verify = if correlation.wait && run.conclusion.as_deref() == Some("success") {
+            Verify::Against {
+                api_base: correlation.api_base.clone(),
+            }
+        } else {
+            Verify::No
+        };
+        completion_report(app, &run, verify).await
+    } else {
         // The dispatch reply carried `Cancel run`; progress must not take it away.
         progress_reply(&run).with_button(crate::commands::deploy_client::cancel_button(run.id))
-    } else {
-        progress_reply(&run)
     };
     deliver(
         app,
@@ -428,6 +463,78 @@ async fn deliver(
     }
 }
 
+/// Adds `reply`'s embeds to the command's original message (keeping what it showed),
+/// or posts `reply` to the channel once the token is gone.
+async fn extend(
+    app: &App,
+    correlation: &CorrelationRecord,
+    reply: &Reply,
+    nonce: &str,
+    now_ms: i64,
+) -> Result<(), JobError> {
+    if let Route::Edit {
+        application_id,
+        token,
+    } = route(correlation, now_ms)
+    {
+        let original = app.discord.get_original(application_id, token).await;
+        let result = match original {
+            Ok(message) => {
+                let body = extended_message(&message, reply);
+                app.discord
+                    .edit_original(application_id, token, &body)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(DiscordError::Unauthorized { .. } | DiscordError::NotFound { .. }) => {
+                tracing::info!("interaction token no longer accepted; posting to the channel");
+            }
+            Err(e) => return Err(discord_error(e)),
+        }
+    }
+    match channel_route(correlation) {
+        Route::Channel(channel) => post(app, channel, reply, nonce).await,
+        _ => {
+            tracing::warn!("correlation has no channel; run update dropped");
+            Ok(())
+        }
+    }
+}
+
+/// The original message with `reply`'s embeds appended (an earlier copy of the same
+/// embed replaced, so a repeated job changes nothing) and its components kept.
+fn extended_message(original: &serde_json::Value, reply: &Reply) -> serde_json::Value {
+    let addition = reply.to_message_json();
+    let added: Vec<serde_json::Value> = addition["embeds"].as_array().cloned().unwrap_or_default();
+    let titles: Vec<&serde_json::Value> = added.iter().map(|e| &e["title"]).collect();
+    let mut embeds: Vec<serde_json::Value> = original["embeds"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !titles.contains(&&e["title"]))
+        .collect();
+    embeds.extend(added);
+    embeds.truncate(10);
+    serde_json::json!({
+        "content": original["content"].clone(),
+        "embeds": embeds,
+        "components": original.get("components").cloned().unwrap_or(serde_json::json!([])),
+        "allowed_mentions": {"parse": []},
+    })
+}
+
+/// Whether a completion report carries a verification (SPEC §3.2.4 `AUTO_VERIFY`,
+/// §4.2 `wait:true`), and the API base to probe when it is not the one in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verify {
+    No,
+    Against { api_base: Option<String> },
+}
+
 /// A channel post, unless `DRY_RUN` suppresses it (SPEC §4.3: a post with no reply to
 /// show it in is logged only, which `App::mutate` does).
 async fn post(app: &App, channel: &str, reply: &Reply, nonce: &str) -> Result<(), JobError> {
@@ -444,7 +551,7 @@ async fn post(app: &App, channel: &str, reply: &Reply, nonce: &str) -> Result<()
 /// The message for a completed run: the status-channel announcement and a follower's
 /// result. The single place that decides what a completion report says, so that
 /// verification (`AUTO_VERIFY`) extends it once for both.
-pub async fn completion_report(app: &App, run: &RunRecord) -> Reply {
+pub async fn completion_report(app: &App, run: &RunRecord, verify: Verify) -> Reply {
     let failed = if run.conclusion.as_deref() == Some("success") {
         None
     } else {
@@ -461,7 +568,56 @@ pub async fn completion_report(app: &App, run: &RunRecord) -> Reply {
             }
         }
     };
-    completion_reply(run, failed.as_ref())
+    let mut reply = completion_reply(run, failed.as_ref());
+    if let Verify::Against { api_base } = verify {
+        append_verification(app, run, api_base.as_deref(), &mut reply).await;
+    }
+    reply
+}
+
+/// Verifies the run attempt once (shared with any other asker) and appends the report's
+/// embed and buttons. The verification keeps a trace of its own, quoted in its footer.
+async fn append_verification(
+    app: &App,
+    run: &RunRecord,
+    api_base: Option<&str>,
+    reply: &mut Reply,
+) {
+    let mut options = serde_json::Map::new();
+    options.insert("run_id".into(), run.id.into());
+    let mut tracer = Tracer::start("github", "auto-verify", &options, crate::clock::now_ms());
+    let span = tracing::info_span!("command", trace_id = %tracer.id(), user_id = "github", command = "auto-verify");
+    let result = {
+        use tracing::Instrument;
+        crate::verify::verify_once(app, run.id, run.run_attempt, api_base, &mut tracer)
+            .instrument(span.clone())
+            .await
+    };
+    let (outcome, error) = match result {
+        Ok((report, passed)) => {
+            reply.embeds.extend(report.embeds);
+            for button in report.buttons {
+                if !reply.buttons.iter().any(|b| b.target == button.target) {
+                    reply.buttons.push(button);
+                }
+            }
+            reply.failed |= !passed;
+            (Outcome::Ok, None)
+        }
+        Err(e) => {
+            span.in_scope(|| tracing::warn!(error.type = e.error_type(), error.message = %e, "verification failed to run"));
+            reply.embeds.push(
+                Embed::new("❌ Verification could not run")
+                    .color(response::RED)
+                    .description(e.user_message(tracer.short_id())),
+            );
+            (Outcome::Error, Some(e.to_string()))
+        }
+    };
+    let record = tracer.finish(outcome, error);
+    if let Err(e) = app.store.put_trace(&record).await {
+        tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
+    }
 }
 
 fn run_name(run: &RunRecord) -> &str {

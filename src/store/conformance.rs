@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use super::{
     AuditRecord, CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord, JobRecord,
     JobState, NewJob, Outcome, PendingConfirmation, RunAttachment, RunRecord, SettingRecord,
-    SharedStore, StepStatus, TraceRecord, TraceStep,
+    SharedStore, StepStatus, TraceRecord, TraceStep, VerificationRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance function, each on a fresh store from
@@ -68,6 +68,7 @@ macro_rules! conformance_tests {
             correlation_latest_deploy,
             delivery_attaches_correlation,
             delivery_records_failed_step,
+            verification_first_live_one_wins,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -1598,4 +1599,50 @@ pub async fn shared_between_instances(a: SharedStore, b: SharedStore) {
     a.put_pending(&pending("p1", LATER)).await.expect("put");
     assert!(b.take_pending("p1", NOW).await.expect("take").is_some());
     assert!(a.take_pending("p1", NOW).await.expect("take").is_none());
+}
+
+fn verification(run_id: u64, attempt: u32, passed: bool, expires_at: i64) -> VerificationRecord {
+    VerificationRecord {
+        run_id,
+        run_attempt: attempt,
+        passed,
+        report: serde_json::json!({"content": format!("run {run_id} passed={passed}")}),
+        created_at_ms: NOW_MS,
+        expires_at,
+    }
+}
+
+pub async fn verification_first_live_one_wins(store: SharedStore) {
+    assert_eq!(store.get_verification(9, 1, NOW).await.expect("get"), None);
+    let first = verification(9, 1, true, NOW + 60);
+    assert_eq!(
+        store.put_verification(&first, NOW).await.expect("put"),
+        first
+    );
+    // A second verification of the same attempt does not replace the first.
+    let second = verification(9, 1, false, NOW + 60);
+    assert_eq!(
+        store.put_verification(&second, NOW).await.expect("put"),
+        first
+    );
+    assert_eq!(
+        store.get_verification(9, 1, NOW).await.expect("get"),
+        Some(first.clone())
+    );
+    // Another attempt is its own verification.
+    let retry = verification(9, 2, false, NOW + 60);
+    assert_eq!(
+        store.put_verification(&retry, NOW).await.expect("put"),
+        retry
+    );
+    // Expired: ignored on read and replaceable.
+    assert_eq!(
+        store.get_verification(9, 1, NOW + 60).await.expect("get"),
+        None
+    );
+    let later = verification(9, 1, false, NOW + 500);
+    assert_eq!(
+        store.put_verification(&later, NOW + 60).await.expect("put"),
+        later
+    );
 }

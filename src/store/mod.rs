@@ -28,6 +28,7 @@
 //! | a run's correlation | `CORRRUN#{run_id:020}` | `CORRRUN` (`attach_run`: one transaction updating the correlation on `attribute_not_exists(run_id) OR run_id = :run` and putting this item on absent, expired or same correlation) |
 //! | failing job and step of a run | `RUNFAIL#{run_id:020}` | `RUNFAIL` (in the delivery's transaction; kept unless absent, expired or of an earlier attempt) |
 //! | pending confirmation | `PENDING#{id}` | `PENDING` (delete with condition = consume) |
+//! | verification of a run attempt | `VERIFY#{run_id:020}#{attempt}` | `VERIFY` (put: `attribute_not_exists(pk) OR expires_at <= :now`, then a consistent read) |
 //!
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
 //! attribute); reads ignore expired records, so deletion is housekeeping only.
@@ -475,6 +476,36 @@ pub trait CorrelationStore: Send + Sync {
     async fn latest_deploy_correlation(&self, now: i64) -> StoreResult<Option<CorrelationRecord>>;
 }
 
+/// The verification of one run attempt (SPEC §3.2.4: one per run id and attempt,
+/// shared by the completion announcement and a `wait:true` follower).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerificationRecord {
+    pub run_id: u64,
+    pub run_attempt: u32,
+    pub passed: bool,
+    /// The report as a Discord message body, ready to post or append.
+    pub report: serde_json::Value,
+    pub created_at_ms: i64,
+    pub expires_at: i64,
+}
+
+#[async_trait]
+pub trait VerificationStore: Send + Sync {
+    /// Stores the verification unless a live one exists for the same run attempt, in
+    /// one conditional write; returns the one in force (the earlier one if it won).
+    async fn put_verification(
+        &self,
+        verification: &VerificationRecord,
+        now: i64,
+    ) -> StoreResult<VerificationRecord>;
+    async fn get_verification(
+        &self,
+        run_id: u64,
+        run_attempt: u32,
+        now: i64,
+    ) -> StoreResult<Option<VerificationRecord>>;
+}
+
 #[async_trait]
 pub trait LockStore: Send + Sync {
     /// Takes the lock if it is free, expired, or already held by `owner`.
@@ -498,6 +529,7 @@ pub trait Store:
     + DeliveryStore
     + LockStore
     + CorrelationStore
+    + VerificationStore
 {
 }
 
@@ -510,6 +542,7 @@ impl<T> Store for T where
         + DeliveryStore
         + LockStore
         + CorrelationStore
+        + VerificationStore
 {
 }
 

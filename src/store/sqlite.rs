@@ -26,7 +26,7 @@ use super::{
     AuditRecord, CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects,
     DeliveryStore, FailedStepRecord, HealthStore, JobRecord, JobStore, LockStore, NewJob, Outcome,
     PendingConfirmation, RateLimitStore, RunAttachment, RunRecord, SettingRecord, SettingsStore,
-    StoreError, StoreResult, TraceRecord, TraceStore,
+    StoreError, StoreResult, TraceRecord, TraceStore, VerificationRecord, VerificationStore,
 };
 
 /// Long enough to ride out another process's write transaction (they are all short),
@@ -162,6 +162,17 @@ CREATE TABLE failed_steps (
     expires_at  INTEGER NOT NULL
 ) STRICT;
 "#,
+    r#"
+CREATE TABLE verifications (
+    run_id        INTEGER NOT NULL,
+    run_attempt   INTEGER NOT NULL,
+    passed        INTEGER NOT NULL,
+    report        TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    PRIMARY KEY (run_id, run_attempt)
+) STRICT;
+"#,
 ];
 
 const TRACE_COLUMNS: &str = "id, user_id, command, options, started_at_ms, steps, duration_ms, \
@@ -190,6 +201,7 @@ const EXPIRING_TABLES: &[&str] = &[
     "locks",
     "correlations",
     "failed_steps",
+    "verifications",
 ];
 
 /// The store on one SQLite database. Cloning shares the connection.
@@ -519,6 +531,20 @@ fn correlation_from_row(row: &Row<'_>) -> FResult<CorrelationRecord> {
         run_id: run_id
             .map(|id| to_u64(id, "correlation run id"))
             .transpose()?,
+        created_at_ms: row.get("created_at_ms")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+const VERIFICATION_COLUMNS: &str = "run_id, run_attempt, passed, report, created_at_ms, expires_at";
+
+fn verification_from_row(row: &Row<'_>) -> FResult<VerificationRecord> {
+    let report: String = row.get("report")?;
+    Ok(VerificationRecord {
+        run_id: to_u64(row.get("run_id")?, "run id")?,
+        run_attempt: to_u32(row.get("run_attempt")?, "run attempt")?,
+        passed: row.get("passed")?,
+        report: from_json(&report, "verification report")?,
         created_at_ms: row.get("created_at_ms")?,
         expires_at: row.get("expires_at")?,
     })
@@ -1207,6 +1233,68 @@ impl DeliveryStore for SqliteStore {
                 &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND expires_at > ?2"),
                 params![id, now],
                 run_from_row,
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl VerificationStore for SqliteStore {
+    async fn put_verification(
+        &self,
+        verification: &VerificationRecord,
+        now: i64,
+    ) -> StoreResult<VerificationRecord> {
+        let op = "put_verification";
+        let v = verification.clone();
+        let run_id = to_i64(v.run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        self.call(op, move |conn| {
+            let report = to_json(&v.report, "verification report")?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // An expired verification may be replaced; a live one wins.
+            tx.prepare_cached(
+                "INSERT INTO verifications (run_id, run_attempt, passed, report, created_at_ms, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (run_id, run_attempt) DO UPDATE SET \
+                 passed = excluded.passed, report = excluded.report, \
+                 created_at_ms = excluded.created_at_ms, expires_at = excluded.expires_at \
+                 WHERE verifications.expires_at <= ?7",
+            )?
+            .execute(params![run_id, v.run_attempt, v.passed, report, v.created_at_ms, v.expires_at, now])?;
+            let in_force = query_opt(
+                &tx,
+                &format!(
+                    "SELECT {VERIFICATION_COLUMNS} FROM verifications \
+                     WHERE run_id = ?1 AND run_attempt = ?2"
+                ),
+                params![run_id, v.run_attempt],
+                verification_from_row,
+            )?
+            .ok_or_else(|| Fail::Unavailable("verification vanished".into()))?;
+            tx.commit()?;
+            Ok(in_force)
+        })
+        .await
+    }
+
+    async fn get_verification(
+        &self,
+        run_id: u64,
+        run_attempt: u32,
+        now: i64,
+    ) -> StoreResult<Option<VerificationRecord>> {
+        let op = "get_verification";
+        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        self.call(op, move |conn| {
+            query_opt(
+                conn,
+                &format!(
+                    "SELECT {VERIFICATION_COLUMNS} FROM verifications \
+                     WHERE run_id = ?1 AND run_attempt = ?2 AND expires_at > ?3"
+                ),
+                params![run_id, run_attempt, now],
+                verification_from_row,
             )
         })
         .await

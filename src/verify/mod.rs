@@ -9,6 +9,8 @@ pub mod cert;
 pub mod checks;
 pub mod probe;
 pub mod report;
+pub mod shared;
 pub mod target;
 
 pub use checks::{Verification, verify_run};
+pub use shared::verify_once;

@@ -796,7 +796,7 @@ impl FakeDiscord {
         let router = Router::new()
             .route(
                 "/api/v10/webhooks/{app}/{token}/messages/@original",
-                patch(discord_edit),
+                patch(discord_edit).get(discord_get_original),
             )
             .route(
                 "/api/v10/channels/{channel}/messages",
@@ -901,6 +901,24 @@ async fn discord_edit(
     axum::Json(message).into_response()
 }
 
+/// The message as the last edit left it (a deferred response starts empty).
+async fn discord_get_original(
+    State((log, _)): State<DcState>,
+    Path((_, token)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let last = log
+        .matching("PATCH", &format!("/{token}/messages/@original"))
+        .pop()
+        .map(|r| r.body);
+    let mut message = last.unwrap_or(json!({"content": "", "embeds": [], "components": []}));
+    message["id"] = "1".into();
+    axum::Json(message).into_response()
+}
+
 async fn discord_channel_post(
     State((log, _)): State<DcState>,
     Path(channel): Path<String>,
@@ -929,4 +947,105 @@ async fn discord_fallback(
         axum::Json(json!({"message": "Unknown", "code": 0})),
     )
         .into_response()
+}
+
+/// How a fake site answers one path.
+#[derive(Clone)]
+pub struct Page {
+    pub status: u16,
+    pub delay: Duration,
+    pub cache_control: Option<&'static str>,
+    pub location: Option<String>,
+}
+
+pub fn page(status: u16) -> Page {
+    Page {
+        status,
+        delay: Duration::ZERO,
+        cache_control: None,
+        location: None,
+    }
+}
+
+/// A frontend or API on a loopback address; answers 404 for unknown paths and counts
+/// every request.
+#[derive(Clone)]
+pub struct FakeSite {
+    pub addr: SocketAddr,
+    pages: Arc<Mutex<std::collections::HashMap<String, Page>>>,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeSite {
+    pub async fn start_on(ip: &str) -> FakeSite {
+        let pages: Arc<Mutex<std::collections::HashMap<String, Page>>> = Arc::default();
+        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (p, h) = (pages.clone(), hits.clone());
+        let router = Router::new().fallback(move |uri: Uri| {
+            let (pages, hits) = (p.clone(), h.clone());
+            async move {
+                hits.lock().unwrap().push(uri.path().to_owned());
+                let found = pages.lock().unwrap().get(uri.path()).cloned();
+                let Some(page) = found else {
+                    return StatusCode::NOT_FOUND.into_response();
+                };
+                tokio::time::sleep(page.delay).await;
+                let mut response: Response = (
+                    StatusCode::from_u16(page.status).unwrap(),
+                    "<html>ok</html>",
+                )
+                    .into_response();
+                if let Some(cache) = page.cache_control {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::CACHE_CONTROL, cache.parse().unwrap());
+                }
+                if let Some(location) = page.location {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::LOCATION, location.parse().unwrap());
+                }
+                response
+            }
+        });
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        FakeSite { addr, pages, hits }
+    }
+
+    pub async fn start() -> FakeSite {
+        FakeSite::start_on("127.0.0.1").await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, path: &str, page: Page) -> &Self {
+        self.pages.lock().unwrap().insert(path.to_owned(), page);
+        self
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.lock().unwrap().len()
+    }
+}
+
+/// A healthy frontend (`/`, `/index.html` with `Cache-Control`) and API (`/health`,
+/// `/hello`).
+pub async fn healthy_sites() -> (FakeSite, FakeSite) {
+    let frontend = FakeSite::start().await;
+    frontend.set("/", page(200)).set(
+        "/index.html",
+        Page {
+            cache_control: Some("no-cache, max-age=0"),
+            ..page(200)
+        },
+    );
+    let api = FakeSite::start().await;
+    api.set("/health", page(200)).set("/hello", page(200));
+    (frontend, api)
 }

@@ -141,6 +141,25 @@ impl CorrelationStore for DownStore {
 }
 
 #[async_trait]
+impl VerificationStore for DownStore {
+    async fn put_verification(
+        &self,
+        _: &VerificationRecord,
+        _: i64,
+    ) -> StoreResult<VerificationRecord> {
+        down()
+    }
+    async fn get_verification(
+        &self,
+        _: u64,
+        _: u32,
+        _: i64,
+    ) -> StoreResult<Option<VerificationRecord>> {
+        down()
+    }
+}
+
+#[async_trait]
 impl LockStore for DownStore {
     async fn acquire_lock(&self, _: &str, _: &str, _: i64, _: i64) -> StoreResult<bool> {
         down()

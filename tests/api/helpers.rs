@@ -58,8 +58,6 @@ pub fn base_env(
         ("FRONTEND_BASE_URL", "https://app.example.com".to_owned()),
         ("VITE_API_BASE", "https://api.example.com".to_owned()),
         ("VALINE_STORE", format!("sqlite:{}", db.display())),
-        // Announcements would probe the URLs above; tests that want it turn it on.
-        ("AUTO_VERIFY", "false".to_owned()),
         // Tests poll with commands; the rate limit has tests of its own.
         ("RATE_LIMIT_PER_MINUTE", "1000".to_owned()),
     ]
@@ -134,9 +132,21 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if let Some(tune) = options.tune {
         tune(&mut app.worker);
     }
-    if let Some(prober) = options.prober {
-        app.prober = prober;
-    }
+    // The default targets (example.com names) resolve to loopback, which the probe
+    // policy refuses unless SAFE_LOCAL: a test never looks up a real name.
+    app.prober = match options.prober {
+        Some(prober) => prober,
+        None => {
+            let loopback: std::net::IpAddr = [127, 0, 0, 1].into();
+            valine::verify::probe::Prober::builder(
+                valine::verify::target::TargetPolicy::from_config(&app.config),
+            )
+            .host("app.example.com", vec![loopback])
+            .host("api.example.com", vec![loopback])
+            .build()
+            .expect("test prober builds")
+        }
+    };
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -7,6 +7,7 @@ mod helpers;
 mod binary;
 mod deploy;
 mod faults;
+mod followups;
 mod interactions;
 mod jobs;
 mod limits;

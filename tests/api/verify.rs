@@ -2,121 +2,15 @@
 //! their buttons, `/diagnose` and `/status-digest`, against fake GitHub and Discord
 //! APIs and a fake frontend and API on loopback whose answers each test sets.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::http::{StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::fakes::{job_json, run_json};
+use crate::fakes::{FakeSite, Page, healthy_sites, job_json, page, run_json};
 use crate::helpers::{APPLICATION_ID, GITHUB_TOKEN, Options, TestApp, command, spawn_app_with};
 use valine::verify::probe::Prober;
 use valine::verify::target::TargetPolicy;
-
-/// How a fake site answers one path.
-#[derive(Clone)]
-pub struct Page {
-    status: u16,
-    delay: Duration,
-    cache_control: Option<&'static str>,
-    location: Option<String>,
-}
-
-pub fn page(status: u16) -> Page {
-    Page {
-        status,
-        delay: Duration::ZERO,
-        cache_control: None,
-        location: None,
-    }
-}
-
-/// A frontend or API on a loopback address; answers 404 for unknown paths and counts
-/// every request.
-#[derive(Clone)]
-pub struct FakeSite {
-    addr: SocketAddr,
-    pages: Arc<Mutex<HashMap<String, Page>>>,
-    hits: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeSite {
-    async fn start_on(ip: &str) -> FakeSite {
-        let pages: Arc<Mutex<HashMap<String, Page>>> = Arc::default();
-        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (p, h) = (pages.clone(), hits.clone());
-        let router = Router::new().fallback(move |uri: Uri| {
-            let (pages, hits) = (p.clone(), h.clone());
-            async move {
-                hits.lock().unwrap().push(uri.path().to_owned());
-                let found = pages.lock().unwrap().get(uri.path()).cloned();
-                let Some(page) = found else {
-                    return StatusCode::NOT_FOUND.into_response();
-                };
-                tokio::time::sleep(page.delay).await;
-                let mut response: Response = (
-                    StatusCode::from_u16(page.status).unwrap(),
-                    "<html>ok</html>",
-                )
-                    .into_response();
-                if let Some(cache) = page.cache_control {
-                    response
-                        .headers_mut()
-                        .insert(header::CACHE_CONTROL, cache.parse().unwrap());
-                }
-                if let Some(location) = page.location {
-                    response
-                        .headers_mut()
-                        .insert(header::LOCATION, location.parse().unwrap());
-                }
-                response
-            }
-        });
-        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        FakeSite { addr, pages, hits }
-    }
-
-    pub async fn start() -> FakeSite {
-        FakeSite::start_on("127.0.0.1").await
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn set(&self, path: &str, page: Page) -> &Self {
-        self.pages.lock().unwrap().insert(path.to_owned(), page);
-        self
-    }
-
-    pub fn hits(&self) -> usize {
-        self.hits.lock().unwrap().len()
-    }
-}
-
-/// A healthy frontend (`/`, `/index.html` with `Cache-Control`) and API (`/health`,
-/// `/hello`).
-pub async fn healthy_sites() -> (FakeSite, FakeSite) {
-    let frontend = FakeSite::start().await;
-    frontend.set("/", page(200)).set(
-        "/index.html",
-        Page {
-            cache_control: Some("no-cache, max-age=0"),
-            ..page(200)
-        },
-    );
-    let api = FakeSite::start().await;
-    api.set("/health", page(200)).set("/hello", page(200));
-    (frontend, api)
-}
 
 fn iso(offset_secs: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
@@ -141,7 +35,7 @@ async fn spawn(frontend: &FakeSite, api: &FakeSite, extra: Vec<(&'static str, St
     app
 }
 
-pub const DEPLOY_STEPS: [(&str, &str, i64); 4] = [
+const DEPLOY_STEPS: [(&str, &str, i64); 4] = [
     ("Checkout", "success", 2),
     ("npm run build", "success", 65),
     ("Sync to S3", "success", 20),
@@ -678,8 +572,8 @@ async fn diagnose_reports_targets_token_scopes_and_the_last_failure() {
         "{tail}"
     );
     let dispatch = field(embed, "Diagnose workflow");
-    assert!(dispatch.starts_with("🧪 dry run: would POST"), "{dispatch}");
-    assert!(dispatch.contains("correlation id `diag-"), "{dispatch}");
+    assert!(dispatch.starts_with("🧪 dry run: would dispatch workflow 88 at main: `POST /repos/octo-org/octo-repo/actions/workflows/88/dispatches"), "{dispatch}");
+    assert!(dispatch.contains("correlation id `vl-"), "{dispatch}");
     assert!(dispatch.contains("\"requester\":\"42\""), "{dispatch}");
     assert!(app.github.log.matching("POST", "/dispatches").is_empty());
     // The GitHub token itself never appears.

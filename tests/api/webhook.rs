@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A `workflow_run` delivery shaped like GitHub's: the run (as the REST API shows it),
 /// its workflow, the repository and the sender.
-fn run_event(action: &str, run: Value) -> Value {
+pub(crate) fn run_event(action: &str, run: Value) -> Value {
     let repository = run["repository"].clone();
     json!({
         "action": action,
@@ -37,7 +37,7 @@ fn run_event(action: &str, run: Value) -> Value {
 }
 
 /// A run of the deploy workflow (`client-deploy.yml`, id 77).
-fn deploy_run(id: u64, branch: &str, status: &str, conclusion: Option<&str>) -> Value {
+pub(crate) fn deploy_run(id: u64, branch: &str, status: &str, conclusion: Option<&str>) -> Value {
     let mut run = run_json(
         id,
         77,
@@ -76,7 +76,7 @@ fn job_event(run_id: u64, conclusion: &str) -> Value {
     })
 }
 
-async fn post(app: &TestApp, event: &str, delivery: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(app: &TestApp, event: &str, delivery: &str, body: &Value) -> (u16, Value) {
     let res = app.post_webhook(event, delivery, body).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
@@ -519,7 +519,7 @@ async fn a_failed_job_is_recorded_and_named_in_the_announcement() {
     );
 }
 
-fn follower(
+pub(crate) fn follower(
     id: &str,
     token: &str,
     token_expires_at_ms: i64,
@@ -542,7 +542,7 @@ fn follower(
     }
 }
 
-async fn put(app: &TestApp, correlation: &CorrelationRecord) {
+pub(crate) async fn put(app: &TestApp, correlation: &CorrelationRecord) {
     assert!(
         app.app
             .store
