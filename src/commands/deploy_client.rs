@@ -188,7 +188,16 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
         .await;
     tracer.end(step, &marker);
     if let Some(marker) = marker? {
-        return recover(app, github, call, &request, workflow, marker, tracer).await;
+        return recover(
+            app,
+            github,
+            call,
+            &request.git_ref,
+            workflow,
+            marker,
+            tracer,
+        )
+        .await;
     }
 
     let api_base = match &request.api_base {
@@ -284,11 +293,6 @@ async fn dispatch_claimed(
         if !written? {
             // Another attempt of this very job (its lease lost) got there first: it is the
             // one that dispatches.
-            let request = Request {
-                git_ref: deploy.git_ref.clone(),
-                api_base: None,
-                wait: deploy.wait,
-            };
             let marker = app
                 .store
                 .get_correlation(&deploy.correlation_id, clock::now_secs())
@@ -298,7 +302,7 @@ async fn dispatch_claimed(
                 app,
                 github,
                 call,
-                &request,
+                &deploy.git_ref,
                 deploy.workflow.clone(),
                 marker,
                 tracer,
@@ -494,7 +498,7 @@ async fn recover(
     app: &App,
     github: &GitHubClient,
     call: &Call,
-    request: &Request,
+    git_ref: &GitRef,
     workflow: Workflow,
     marker: CorrelationRecord,
     tracer: &mut Tracer,
@@ -545,7 +549,7 @@ async fn recover(
     };
     let deploy = Deploy {
         workflow,
-        git_ref: request.git_ref.clone(),
+        git_ref: git_ref.clone(),
         api_base: marker.api_base.clone().unwrap_or_default(),
         wait: marker.wait,
         correlation_id: marker.id.clone(),
