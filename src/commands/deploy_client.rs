@@ -175,10 +175,7 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
     let request = parse_request(app, call).map_err(CommandError::Invalid)?;
     let github = app.github()?;
 
-    let step = tracer.begin("github.resolve_workflow");
-    let workflow = github.resolve_workflow(&app.config.deploy_workflow).await;
-    tracer.end(step, &workflow);
-    let workflow = workflow?;
+    let workflow = super::deploy_workflow(app, tracer).await?;
 
     let correlation_id = runs::correlation_id_for(tracer.id());
     let step = tracer.begin("store.get_marker");

@@ -392,7 +392,7 @@ async fn dispatch(
     diagnosis: &Diagnosis,
     tracer: &mut Tracer,
 ) -> String {
-    let correlation_id = format!("vl-{}", &tracer.id()[..16.min(tracer.id().len())]);
+    let correlation_id = crate::jobs::runs::correlation_id_for(tracer.id());
     let github = match app.github() {
         Ok(github) => github,
         Err(e) => return format!("❌ not dispatched: {e} · correlation id `{correlation_id}`"),

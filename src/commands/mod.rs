@@ -343,6 +343,35 @@ impl CommandName {
     }
 }
 
+/// `DEPLOY_WORKFLOW`, resolved as a trace step (the client caches the resolution).
+pub(crate) async fn deploy_workflow(
+    app: &App,
+    tracer: &mut Tracer,
+) -> Result<crate::github::model::Workflow, CommandError> {
+    let github = app.github()?;
+    let step = tracer.begin("github.resolve_workflow");
+    let workflow = github.resolve_workflow(&app.config.deploy_workflow).await;
+    tracer.end(step, &workflow);
+    Ok(workflow?)
+}
+
+/// The newest `limit` runs of the deploy workflow on `DEPLOY_BRANCH`, newest first,
+/// each GitHub call a trace step.
+pub(crate) async fn deploy_runs(
+    app: &App,
+    limit: usize,
+    tracer: &mut Tracer,
+) -> Result<Vec<crate::github::model::WorkflowRun>, CommandError> {
+    let workflow = deploy_workflow(app, tracer).await?;
+    let step = tracer.begin("github.list_runs");
+    let runs = app
+        .github()?
+        .list_runs(workflow.id, Some(&app.config.deploy_branch), None, limit)
+        .await;
+    tracer.end(step, &runs);
+    Ok(runs?)
+}
+
 /// The honest answer of a registered command whose issue has not landed yet.
 pub fn not_available(name: &str) -> Reply {
     Reply::ephemeral(format!("🚧 /{name} is not available yet"))

@@ -33,17 +33,7 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
     let branch = app.config.deploy_branch.as_str();
     let now = Utc::now();
 
-    let step = tracer.begin("github.resolve_workflow");
-    let workflow = github.resolve_workflow(&app.config.deploy_workflow).await;
-    tracer.end(step, &workflow);
-    let workflow = workflow?;
-
-    let step = tracer.begin("github.list_runs");
-    let runs = github
-        .list_runs(workflow.id, Some(branch), None, count)
-        .await;
-    tracer.end(step, &runs);
-    let runs = runs?;
+    let runs = super::deploy_runs(app, count, tracer).await?;
     for run in &runs {
         if let Some(url) = &run.html_url {
             tracer.link(url.clone());

@@ -140,10 +140,7 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
     let branch = app.config.deploy_branch.as_str();
     let now = Utc::now();
 
-    let step = tracer.begin("github.resolve_workflow");
-    let workflow = github.resolve_workflow(&app.config.deploy_workflow).await;
-    tracer.end(step, &workflow);
-    let workflow = workflow?;
+    let workflow = super::deploy_workflow(app, tracer).await?;
 
     let step = tracer.begin("store.settings");
     let targets = checks::targets_in_use(app, None).await;

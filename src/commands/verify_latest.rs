@@ -58,20 +58,8 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
 }
 
 async fn latest(app: &App, tracer: &mut Tracer) -> Result<Reply, CommandError> {
-    let github = app.github()?;
     let branch = app.config.deploy_branch.as_str();
-
-    let step = tracer.begin("github.resolve_workflow");
-    let workflow = github.resolve_workflow(&app.config.deploy_workflow).await;
-    tracer.end(step, &workflow);
-    let workflow = workflow?;
-
-    let step = tracer.begin("github.list_runs");
-    let runs = github
-        .list_runs(workflow.id, Some(branch), None, RECENT_RUNS)
-        .await;
-    tracer.end(step, &runs);
-    let runs = runs?;
+    let runs = super::deploy_runs(app, RECENT_RUNS, tracer).await?;
 
     let Some(newest) = runs.first() else {
         return Ok(Reply::text(format!("No deploy runs on {branch} yet.")));

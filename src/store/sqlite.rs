@@ -259,19 +259,29 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> StoreResult<Self> {
         let path = path.to_owned();
         Self::open_with("open", move || {
-            let mut conn = Connection::open(&path)?;
-            // Set first: switching to WAL and migrating both wait for other processes.
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            let mode: String =
-                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+            // Switching a fresh file to WAL takes an exclusive lock for which SQLite does
+            // not always call the busy handler, so processes opening the same new file
+            // at once may see "database is locked": retry that within the busy timeout.
+            let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+            let (mut conn, mode) = loop {
+                match open_file(&path) {
+                    Ok(opened) => break opened,
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if matches!(
+                            e.code,
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        ) && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(Fail::Unavailable(
                     "the database cannot use WAL journal mode".into(),
                 ));
             }
-            // With WAL, NORMAL loses at most the last commits on power loss, never
-            // consistency; FULL would fsync every rate-limit hit.
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
             migrate(&mut conn)?;
             Ok(conn)
         })
@@ -342,6 +352,19 @@ impl SqliteStore {
 
 /// Applies the migration steps this database has not seen, in one transaction so that
 /// processes opening a fresh file together apply them exactly once.
+/// Opens the file in WAL mode; returns the journal mode SQLite settled on.
+fn open_file(path: &Path) -> rusqlite::Result<(Connection, String)> {
+    let conn = Connection::open(path)?;
+    // Set first: switching to WAL and migrating both wait for other processes.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    // With WAL, NORMAL loses at most the last commits on power loss, never
+    // consistency; FULL would fsync every rate-limit hit.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok((conn, mode))
+}
+
 fn migrate(conn: &mut Connection) -> FResult<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
