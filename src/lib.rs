@@ -2,26 +2,35 @@
 //! Discord. The contract is `SPEC.md`; this crate is laid out as a small hexagon.
 //!
 //! ```text
-//! edges        main.rs (CLI)   server.rs (axum Router)          later: lambda.rs
-//!                 │                 │
-//! protocol     discord/ (signature, interaction, response, api)   github/ (api, model)
+//! edges        main.rs → cli.rs        server.rs (axum Router)      later: lambda.rs
+//!                 │                         │
+//! protocol     discord/ (signature, interaction, response, api, register)
+//!              github/ (api, model, webhook, git_ref)
 //!                 │
-//! use cases    commands/ (one file per slash command)  ──►  jobs/ (durable worker)
-//!                 │                                      trace, ratelimit, auth
-//! adapters     store/ (trait + sqlite.rs)   github/api.rs   discord/api.rs
+//! use cases    commands/ (pipeline + one file per slash command) ──► jobs/ (worker, runs)
+//!              verify/ (target rules, probe client, checks, reports, shared verification)
+//!              trace, ratelimit, auth, settings, dryrun
+//! adapters     store/ (traits + sqlite.rs + conformance suite)
+//!              github/api.rs   discord/api.rs   verify/probe.rs
 //! ```
 //!
 //! - [`config`]: typed configuration, validated once at start-up.
 //! - [`app`]: the wired adapters shared by the server, `invoke` and the worker.
+//! - [`cli`]: the sub-commands of the `valine` binary.
 //! - [`server`]: the HTTP router (interactions, webhook, health).
-//! - [`commands`]: the command registry and the pipeline every command runs through.
-//! - [`jobs`]: durable background work with leases and retries.
-//! - [`verify`]: deployment verification: SSRF-safe probe targets and client, checks, reports.
+//! - [`commands`]: the command registry and the pipeline every command and button
+//!   press runs through.
+//! - [`jobs`]: durable background work with leases and retries; [`jobs::runs`] follows
+//!   workflow runs after a webhook or a dispatch.
+//! - [`verify`]: deployment verification: SSRF-safe probe targets and client, checks,
+//!   reports, one verification per run attempt.
 //! - [`store`]: persistence behind one interface.
-//! - [`telemetry`]: one flat JSON object per log line.
 //! - [`dryrun`]: the DRY_RUN gate every request that changes something outside Valine
 //!   passes through.
-//! - [`verify`]: the URL rules for probe targets and settings.
+//! - [`settings`]: the frontend and API base in use (stored setting over environment).
+//! - [`trace`], [`ratelimit`], [`auth`]: per-command traces, the per-user rate limit,
+//!   authorization.
+//! - [`telemetry`]: one flat JSON object per log line; [`secret`]: redaction.
 
 pub mod app;
 pub mod auth;

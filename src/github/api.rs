@@ -3,7 +3,7 @@
 //!
 //! One `reqwest::Client` is built per [`GitHubClient`] and shared by its clones (an `Arc`
 //! inside), together with the cache of resolved workflows. Every request goes through
-//! [`GitHubClient::call`], which owns the retry loop: it repeats connection failures, 5xx
+//! `GitHubClient::call`, which owns the retry loop: it repeats connection failures, 5xx
 //! and rate limits at most three times, waits as GitHub asks (`retry.rs`), and gives up
 //! at once when a wait would pass the deadline of a [`GitHubClient::with_deadline`] clone.
 //! A dispatch is the exception: it is repeated only after a connection error, when it

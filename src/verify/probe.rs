@@ -3,7 +3,7 @@
 //!
 //! Validating a URL is not enough against SSRF: a public name can resolve to
 //! `169.254.169.254`, and a public page can redirect anywhere. So the client resolves
-//! names itself ([`CheckedResolver`]), refuses the request when *any* resolved address
+//! names itself (`CheckedResolver`), refuses the request when *any* resolved address
 //! is forbidden, and hands exactly the checked addresses to the connector (the
 //! connection is pinned to them; nothing resolves the name a second time). Every
 //! redirect hop is re-checked with the target rules before it is followed, and IP
