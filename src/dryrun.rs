@@ -6,7 +6,7 @@
 //! build them: `GitHubClient::*_mutation`, `DiscordClient::create_message_mutation`) and
 //! hands it to [`App::mutate`] together with the future that would send it:
 //!
-//! ```ignore
+//! ```text
 //! let mutation = github.set_repo_variable_mutation("FRONTEND_BASE_URL", url);
 //! match app.mutate(mutation, github.set_repo_variable("FRONTEND_BASE_URL", url)).await? {
 //!     Mutated::Performed(()) => { /* it happened */ }
