@@ -208,6 +208,8 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
 
 async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {
     let config = load_config(LogTarget::Stderr)?;
+    // `--guild` (or the environment) wins; a guild set only in the config file counts too.
+    let guild = guild.or_else(|| config.discord_guild_id.clone());
     let desired = commands::registration_set();
     let (Some(application_id), true) = (
         config.discord_application_id.clone(),

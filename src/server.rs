@@ -5,7 +5,7 @@
 //! Handlers extract, call the use case, and map the result; an error in a command
 //! never becomes a 5xx for Discord (SPEC §3.1.6).
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,19 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// SPEC §3.1.6: what the user sees when answering failed, quoting the trace id the
+/// error was logged with.
+fn something_went_wrong(trace_id: &str) -> Response {
+    axum::Json(
+        Reply::ephemeral(format!(
+            "❌ Something went wrong (trace {})",
+            crate::trace::short_id(trace_id)
+        ))
+        .to_response_json(callback::MESSAGE),
+    )
+    .into_response()
+}
+
 fn not_configured(var: &str) -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -58,11 +71,9 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(RequestBodyLimitLayer::new(DISCORD_BODY_LIMIT))
         // Whatever goes wrong inside, Discord gets a message, not a 5xx.
         .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!(error.type = "panic", error.message = "interaction handler panicked", "handler panicked");
-            axum::Json(
-                Reply::ephemeral("❌ Something went wrong").to_response_json(callback::MESSAGE),
-            )
-            .into_response()
+            let trace_id = crate::trace::new_trace_id();
+            tracing::error!(trace_id = %trace_id, error.type = "panic", error.message = "interaction handler panicked", "handler panicked");
+            something_went_wrong(&trace_id)
         }));
     let github = Router::new()
         .route("/github/webhook", post(github_webhook))
@@ -128,12 +139,9 @@ async fn interactions(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
     match tokio::time::timeout(INTERACTION_BUDGET, answer(&app, incoming)).await {
         Ok(value) => axum::Json(value).into_response(),
         Err(_) => {
-            tracing::error!(error.type = "interaction_timeout", error.message = "answer not ready within budget", "interaction too slow");
-            axum::Json(
-                Reply::ephemeral("❌ Something went wrong (timed out)")
-                    .to_response_json(callback::MESSAGE),
-            )
-            .into_response()
+            let trace_id = crate::trace::new_trace_id();
+            tracing::error!(trace_id = %trace_id, error.type = "interaction_timeout", error.message = "answer not ready within budget", "interaction too slow");
+            something_went_wrong(&trace_id)
         }
     }
 }
@@ -219,7 +227,9 @@ async fn github_webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: B
             "X-GitHub-Event and X-GitHub-Delivery are required",
         );
     };
-    let span = tracing::info_span!("webhook", event = %event, delivery_id = %delivery);
+    // A trace id of its own, so an operator follows a delivery like a command.
+    let trace_id = crate::trace::new_trace_id();
+    let span = tracing::info_span!("webhook", trace_id = %trace_id, event = %event, delivery_id = %delivery);
     async {
         let started = Instant::now();
         let received = webhook::receive_within(
@@ -258,6 +268,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut stopping = stop_rx.clone();
+    let grace = app.worker.shutdown_grace;
     let mut worker = jobs::AbortOnDrop(tokio::spawn(
         jobs::worker::Worker::new(Arc::clone(&app)).run(stop_rx),
     ));
@@ -266,7 +278,18 @@ pub async fn run(
         tracing::info!("shutting down: no new jobs will be claimed");
         let _ = stop_tx.send(true);
     });
-    let result = server.await;
+    // Graceful shutdown waits for open connections; a client that never finishes its
+    // request must not keep the process alive past the grace period.
+    let result = tokio::select! {
+        result = server.into_future() => result,
+        _ = async {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace + Duration::from_secs(1)).await;
+        } => {
+            tracing::warn!("connections still open after the grace period; closing them");
+            Ok(())
+        }
+    };
     if let Err(e) = (&mut worker.0).await {
         tracing::error!(error.type = "worker_panic", error.message = %e, "worker ended abnormally");
     }

@@ -44,20 +44,21 @@ fn options_json(options: &OptionMap) -> Map<String, Value> {
         .collect()
 }
 
-/// Checks that apply to commands and buttons alike, in SPEC order: guild, blocked
-/// (not counted), rate limit (fail closed). `Some` is the refusal to send.
+/// Checks that apply to commands and buttons alike, in SPEC order: blocked users
+/// (before anything else, not counted), the guild, the rate limit (fail closed). `Some`
+/// is the refusal to send.
 async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
+    if auth::is_blocked(&app.config, caller) {
+        return Some((
+            Reply::ephemeral("⛔ You are blocked from using this bot."),
+            Outcome::Denied,
+        ));
+    }
     if let (Some(required), Some(actual)) = (&app.config.discord_guild_id, &caller.guild_id)
         && required != actual
     {
         return Some((
             Reply::ephemeral("⛔ This bot is not available in this server."),
-            Outcome::Denied,
-        ));
-    }
-    if auth::is_blocked(&app.config, caller) {
-        return Some((
-            Reply::ephemeral("⛔ You are blocked from using this bot."),
             Outcome::Denied,
         ));
     }

@@ -36,7 +36,7 @@ pub fn precheck(app: &App, call: &Call) -> Result<(), Precheck> {
         None => Ok(()),
         Some(input) => RunRef::parse_for(app, input)
             .map(drop)
-            .map_err(|reason| Precheck::Invalid(format!("Invalid run id: {reason}"))),
+            .map_err(|reason| Precheck::Invalid(format!("Invalid run id\n{reason}"))),
     }
 }
 
@@ -44,7 +44,7 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
     let mut reply = match call.string("run_url") {
         Some(input) => {
             let run = RunRef::parse_for(app, input)
-                .map_err(|reason| CommandError::Invalid(format!("Invalid run id: {reason}")))?;
+                .map_err(|reason| CommandError::Invalid(format!("Invalid run id\n{reason}")))?;
             verify_run::verify_by_id(app, run.id, tracer).await?
         }
         None => latest(app, tracer).await?,

@@ -99,12 +99,12 @@ pub fn precheck(app: &App, call: &Call) -> Result<(), Precheck> {
     let input = call.string("run_id").unwrap_or_default();
     RunRef::parse_for(app, input)
         .map(drop)
-        .map_err(|reason| Precheck::Invalid(format!("Invalid run id: {reason}")))
+        .map_err(|reason| Precheck::Invalid(format!("Invalid run id\n{reason}")))
 }
 
 pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
     let run = RunRef::parse_for(app, call.string("run_id").unwrap_or_default())
-        .map_err(|reason| CommandError::Invalid(format!("Invalid run id: {reason}")))?;
+        .map_err(|reason| CommandError::Invalid(format!("Invalid run id\n{reason}")))?;
     verify_by_id(app, run.id, tracer).await
 }
 
@@ -115,7 +115,7 @@ pub async fn verify_by_id(app: &App, id: u64, tracer: &mut Tracer) -> Result<Rep
     let run = github.get_run(id).await;
     tracer.end(step, &run);
     match run? {
-        None => Ok(Reply::text(format!("❌ Run {id} not found in {}", github.repo())).failed()),
+        None => Ok(Reply::text(format!("❌ Run {id} not found")).failed()),
         Some(run) => verify(app, &run, None, tracer).await,
     }
 }
@@ -157,7 +157,20 @@ async fn rerun_failed(
     tracer: &mut Tracer,
 ) -> Result<Reply, CommandError> {
     let github = app.github()?;
-    let dry_run = app.config.dry_run;
+    let step = tracer.begin("github.rerun_failed_jobs");
+    let rerun = app
+        .mutate(
+            github.rerun_failed_jobs_mutation(id),
+            github.rerun_failed_jobs(id),
+        )
+        .await;
+    tracer.end(step, &rerun);
+    let suppressed = match rerun? {
+        crate::dryrun::Mutated::Performed(()) => None,
+        crate::dryrun::Mutated::Suppressed(mutation) => Some(mutation),
+    };
+    // Audited once GitHub accepted it (or DRY_RUN suppressed it): a refused re-run
+    // changed nothing.
     let now_ms = crate::clock::now_ms();
     let audit = crate::store::AuditRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -167,28 +180,16 @@ async fn rerun_failed(
         old_fingerprint: None,
         new_fingerprint: None,
         trace_id: Some(tracer.id().to_owned()),
-        dry_run,
+        dry_run: suppressed.is_some(),
         expires_at: now_ms.div_euclid(1000) + crate::store::retention::AUDIT,
     };
     let step = tracer.begin("store.audit");
     let written = app.store.append_audit(&audit).await;
     tracer.end(step, &written);
     written?;
-    if dry_run {
-        let path = format!(
-            "/repos/{}/actions/runs/{id}/rerun-failed-jobs",
-            github.repo()
-        );
-        tracing::info!(dry_run = true, "dry run: would POST {path}");
-        tracer.skip("github.rerun_failed_jobs", "dry run");
-        return Ok(Reply::text(format!(
-            "🧪 dry run: would re-run the failed jobs of run {id} (POST {path})"
-        )));
+    if let Some(mutation) = suppressed {
+        return Ok(Reply::text(mutation.dry_run_line()));
     }
-    let step = tracer.begin("github.rerun_failed_jobs");
-    let rerun = github.rerun_failed_jobs(id).await;
-    tracer.end(step, &rerun);
-    rerun?;
     Ok(Reply::text(format!(
         "🔁 Re-running the failed jobs of run {id} (requested by user {}); verify it again when it completes.",
         call.caller.user_id

@@ -46,11 +46,21 @@ impl OptionValue {
 
 pub type OptionMap = BTreeMap<String, OptionValue>;
 
-/// Where the answer to a deferred interaction goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the answer to a deferred interaction goes. The token is a credential for 15
+/// minutes: `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ReplyHandle {
     pub application_id: String,
     pub token: String,
+}
+
+impl std::fmt::Debug for ReplyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyHandle")
+            .field("application_id", &self.application_id)
+            .field("token", &"[REDACTED]")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -261,6 +271,19 @@ mod tests {
         assert_eq!(caller.user_id, "43");
         assert!(caller.roles.is_empty());
         assert_eq!(custom_id, "valine:reverify:12");
+    }
+
+    #[test]
+    fn debug_output_hides_the_interaction_token() {
+        let handle = ReplyHandle {
+            application_id: "99".into(),
+            token: "aW50ZXJhY3Rpb24tc2VjcmV0".into(),
+        };
+        let shown = format!("{handle:?}");
+        assert!(
+            shown.contains("99") && !shown.contains("aW50ZXJhY3Rpb24tc2VjcmV0"),
+            "{shown}"
+        );
     }
 
     #[test]

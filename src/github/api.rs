@@ -82,6 +82,13 @@ pub fn ensure_crypto_provider() {
     });
 }
 
+tokio::task_local! {
+    /// The deadline of the job a call runs in (SPEC §7: a wait longer than the time left
+    /// for the job fails with the retry-after message). The worker sets it around each
+    /// job, so every client call inside honours it without being handed a clone.
+    pub static JOB_DEADLINE: Instant;
+}
+
 /// Client for one repository. Cheap to clone; clones share the HTTP connection pool and
 /// the workflow cache.
 #[derive(Clone)]
@@ -496,7 +503,7 @@ impl GitHubClient {
         // A zero poll would hammer GitHub until the timeout.
         let poll = poll.max(Duration::from_secs(1));
         let mut give_up = Instant::now() + timeout;
-        if let Some(deadline) = self.deadline {
+        if let Some(deadline) = self.effective_deadline() {
             give_up = give_up.min(deadline);
         }
         loop {
@@ -819,8 +826,14 @@ impl GitHubClient {
     fn may_wait(&self, wait: Duration) -> bool {
         wait <= self.inner.policy.max_wait
             && self
-                .deadline
+                .effective_deadline()
                 .is_none_or(|deadline| Instant::now() + wait <= deadline)
+    }
+
+    /// This clone's deadline, else the deadline of the job the call runs in.
+    fn effective_deadline(&self) -> Option<Instant> {
+        self.deadline
+            .or_else(|| JOB_DEADLINE.try_with(|deadline| *deadline).ok())
     }
 
     /// One HTTP exchange, logged.

@@ -101,7 +101,11 @@ pub(crate) fn rate_limit_wait(
     };
     let retry_at = match (retry_after, remaining, reset) {
         (None, Some(0), Some(reset)) => reset,
-        _ => now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+        // A server may send an absurd `Retry-After`; saturate rather than overflow.
+        _ => chrono::Duration::from_std(wait)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
     };
     Some(RateLimitWait { wait, retry_at })
 }

@@ -252,8 +252,13 @@ fn owned(value: &Value, key: &str) -> Option<String> {
     text(value, key).map(str::to_owned)
 }
 
+/// A positive id that the store can hold (GitHub ids fit in a signed 64-bit integer;
+/// anything larger is an unreadable payload, not a store failure).
 fn positive(value: &Value, key: &str) -> Option<u64> {
-    value.get(key).and_then(Value::as_u64).filter(|&n| n > 0)
+    value
+        .get(key)
+        .and_then(Value::as_u64)
+        .filter(|&n| n > 0 && i64::try_from(n).is_ok())
 }
 
 fn attempt(value: &Value) -> u32 {
@@ -730,6 +735,7 @@ mod tests {
                 Job::FollowRun(f) => format!("follow({})", f.status),
                 Job::Command(_) => "command".into(),
                 Job::PollRun(_) => "poll".into(),
+                Job::DeliverReply(_) => "deliver".into(),
             })
             .collect()
     }

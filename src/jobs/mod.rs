@@ -28,6 +28,19 @@ pub enum Job {
     FollowRun(runs::FollowRun),
     /// Re-reads a followed run from GitHub, in case a webhook is missed.
     PollRun(runs::PollRun),
+    /// Delivers a deferred command's finished reply whose first delivery failed, so a
+    /// retry repeats the delivery and never the command.
+    DeliverReply(PendingReply),
+}
+
+/// A finished reply still to be delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingReply {
+    pub trace_id: String,
+    pub reply_to: ReplyTarget,
+    /// Where the reply goes once the interaction token no longer works.
+    pub channel_id: Option<String>,
+    pub reply: Reply,
 }
 
 /// Everything the worker needs to finish a command that was answered with type 5.
@@ -224,12 +237,32 @@ pub async fn execute(app: &App, job: &Job) -> Result<(), JobError> {
     match job {
         Job::Command(command) => {
             let (reply, _) = run_command_body(app, command).await;
-            if let Some(target) = &command.reply_to {
-                edit_original(app, target, &reply)
-                    .instrument(command.span())
-                    .await?;
+            let Some(target) = &command.reply_to else {
+                return Ok(());
+            };
+            let pending = PendingReply {
+                trace_id: command.trace_id.clone(),
+                reply_to: target.clone(),
+                channel_id: command.channel_id.clone(),
+                reply,
+            };
+            match deliver_reply(app, &pending)
+                .instrument(command.span())
+                .await
+            {
+                // The command's effects happened; only the delivery is retried.
+                Err(JobError::Transient(_)) => {
+                    enqueue(app, &Job::DeliverReply(pending), Some(&command.trace_id))
+                        .await
+                        .map_err(|e| JobError::Transient(e.to_string()))?;
+                    Ok(())
+                }
+                other => other,
             }
-            Ok(())
+        }
+        Job::DeliverReply(pending) => {
+            let span = tracing::info_span!("command", trace_id = %pending.trace_id);
+            deliver_reply(app, pending).instrument(span).await
         }
         Job::AnnounceRun(announce) => {
             let span = tracing::info_span!(
@@ -253,6 +286,44 @@ pub async fn execute(app: &App, job: &Job) -> Result<(), JobError> {
             runs::poll(app, poll, crate::clock::now_ms())
                 .instrument(span)
                 .await
+        }
+    }
+}
+
+/// Edits the deferred response; once the interaction token no longer works (Discord
+/// accepts it for 15 minutes), the reply goes to the channel with the bot token.
+async fn deliver_reply(app: &App, pending: &PendingReply) -> Result<(), JobError> {
+    let target = &pending.reply_to;
+    let body = pending.reply.to_message_json();
+    match app
+        .discord
+        .edit_original(&target.application_id, &target.token, &body)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(
+            crate::discord::api::DiscordError::Unauthorized { .. }
+            | crate::discord::api::DiscordError::NotFound { .. },
+        ) if pending.channel_id.is_some() => {
+            let channel = pending.channel_id.as_deref().unwrap_or_default();
+            tracing::info!(
+                "interaction token no longer accepted; posting the reply to the channel"
+            );
+            runs::post(
+                app,
+                channel,
+                &pending.reply,
+                &runs::reply_nonce(&pending.trace_id),
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::warn!(error.type = e.error_type(), error.message = %e, "editing the reply failed");
+            if e.is_transient() {
+                Err(JobError::Transient(e.to_string()))
+            } else {
+                Err(JobError::Permanent(e.to_string()))
+            }
         }
     }
 }
@@ -286,6 +357,8 @@ pub async fn report_gave_up(app: &App, job: &Job, attempts: u32, error: &str) {
                 let _ = edit_original(app, target, &reply).await;
             }
         }
+        // The reply could not be delivered; the worker's log line is the report.
+        Job::DeliverReply(_) => {}
         // What failed was talking to Discord itself; the worker's log line is the report.
         Job::AnnounceRun(_) | Job::FollowRun(_) | Job::PollRun(_) => {}
     }

@@ -112,6 +112,11 @@ fn nonce(text: String) -> String {
     digest[..MAX_NONCE_LEN].to_owned()
 }
 
+/// The nonce of a deferred command's reply posted to its channel (token expired).
+pub(crate) fn reply_nonce(trace_id: &str) -> String {
+    nonce(format!("r{trace_id}"))
+}
+
 fn announce_nonce(run: &RunRecord) -> String {
     nonce(format!("a{}.{}", run.id, run.run_attempt))
 }
@@ -537,7 +542,12 @@ pub enum Verify {
 
 /// A channel post, unless `DRY_RUN` suppresses it (SPEC §4.3: a post with no reply to
 /// show it in is logged only, which `App::mutate` does).
-async fn post(app: &App, channel: &str, reply: &Reply, nonce: &str) -> Result<(), JobError> {
+pub(crate) async fn post(
+    app: &App,
+    channel: &str,
+    reply: &Reply,
+    nonce: &str,
+) -> Result<(), JobError> {
     let body = reply.to_message_json();
     app.mutate(
         app.discord.create_message_mutation(channel, &body, nonce),

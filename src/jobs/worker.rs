@@ -74,7 +74,20 @@ impl Worker {
                 });
             }
         };
-        let result = self.run_leased(&record, &job).await;
+        // Checked at the claim too: a job whose attempts died with their process (a
+        // crash, a panic) never reaches `settle`, and one left pending through an
+        // outage must not act hours late.
+        if record.attempts > settings.max_attempts {
+            return self.give_up(record, &job, "too many attempts").await;
+        }
+        if now >= record.deadline_ms {
+            return self.give_up(record, &job, "its deadline passed").await;
+        }
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(u64::try_from(record.deadline_ms - now).unwrap_or(0));
+        let result = crate::github::api::JOB_DEADLINE
+            .scope(deadline, self.run_leased(&record, &job))
+            .await;
         self.settle(record, &job, result).await
     }
 

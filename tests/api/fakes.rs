@@ -879,6 +879,9 @@ async fn discord_commands(
 /// Interaction tokens named `expired-…` are refused the way Discord refuses a token
 /// past its 15 minutes.
 const EXPIRED_TOKEN_PREFIX: &str = "expired-";
+/// Edits with such a token fail with 502 for their first four attempts (one Discord
+/// client call with its retries), then succeed.
+const FLAKY_TOKEN_PREFIX: &str = "flaky-";
 
 async fn discord_edit(
     State((log, _)): State<DcState>,
@@ -889,6 +892,18 @@ async fn discord_edit(
     body: Bytes,
 ) -> Response {
     log.push(&method, &uri, &headers, &body);
+    if token.starts_with(FLAKY_TOKEN_PREFIX)
+        && log
+            .matching("PATCH", &format!("/{token}/messages/@original"))
+            .len()
+            <= 4
+    {
+        return (
+            StatusCode::BAD_GATEWAY,
+            axum::Json(json!({"message": "upstream hiccup"})),
+        )
+            .into_response();
+    }
     if token.starts_with(EXPIRED_TOKEN_PREFIX) {
         return (
             StatusCode::UNAUTHORIZED,

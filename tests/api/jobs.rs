@@ -95,3 +95,115 @@ async fn graceful_stop_finishes_cleanly() {
         .await
         .expect("stops within the grace period");
 }
+
+#[tokio::test]
+async fn a_failed_delivery_is_retried_without_running_the_command_again() {
+    let app = spawn_app_with(Options::default()).await;
+    app.github
+        .add_workflow(77, "Client deploy", "client-deploy.yml");
+    app.github.add_run(run_json(
+        2101,
+        77,
+        "main",
+        "completed",
+        Some("success"),
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T10:02:00Z",
+    ));
+    let token = "flaky-2101";
+    app.post_interaction(&command("status", json!([]), "42", &[], token))
+        .await;
+    // Four refused edits (one client call and its retries), then the retry job's edit.
+    let delivered = eventually(Duration::from_secs(20), || async {
+        let edits = app.discord.edits_of(token);
+        (edits.len() >= 5).then(|| edits[4].clone())
+    })
+    .await;
+    assert!(
+        delivered["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("🟢 success")
+    );
+    assert_eq!(
+        app.github.log.matching("GET", "/runs").len(),
+        1,
+        "the command ran once; only its delivery was repeated"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_whose_token_expired_goes_to_the_channel() {
+    let app = spawn_app_with(Options::default()).await;
+    app.github
+        .add_workflow(77, "Client deploy", "client-deploy.yml");
+    app.github.add_run(run_json(
+        2201,
+        77,
+        "main",
+        "completed",
+        Some("failure"),
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T10:02:00Z",
+    ));
+    app.post_interaction(&command("status", json!([]), "42", &[], "expired-2201"))
+        .await;
+    let post = eventually(Duration::from_secs(20), || async {
+        app.discord.posts_to("901").pop()
+    })
+    .await;
+    assert!(
+        post.body["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("🔴 failure")
+    );
+    assert_eq!(post.body["enforce_nonce"], true);
+    assert_eq!(post.body["allowed_mentions"], json!({"parse": []}));
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_gives_up_instead_of_acting_late() {
+    let app = spawn_app_with(Options::default()).await;
+    let now = valine::clock::now_ms();
+    let job = valine::jobs::Job::Command(valine::jobs::DeferredCommand {
+        trace_id: "0123456789abcdef0123456789abcdef".into(),
+        command: "status".into(),
+        options: Default::default(),
+        user_id: "42".into(),
+        roles: vec![],
+        guild_id: None,
+        channel_id: Some("901".into()),
+        reply_to: Some(valine::jobs::ReplyTarget {
+            application_id: crate::helpers::APPLICATION_ID.into(),
+            token: "tok-late".into(),
+        }),
+        button: None,
+    });
+    let record = valine::store::NewJob {
+        id: "late-job".into(),
+        payload: serde_json::to_value(&job).unwrap(),
+        run_after_ms: now - 60_000,
+        deadline_ms: now - 1,
+        trace_id: None,
+    };
+    app.app.store.enqueue_job(&record, now).await.unwrap();
+    app.app.jobs_ready.notify_one();
+    let edit = app.discord.wait_for_edit("tok-late").await;
+    let content = edit["content"].as_str().unwrap();
+    assert!(
+        content.contains("Gave up") && content.contains("deadline"),
+        "{content}"
+    );
+    assert!(
+        app.github.log.all().is_empty(),
+        "the late command did not run"
+    );
+    let failed = app
+        .app
+        .store
+        .failed_jobs(valine::clock::now_secs())
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+}

@@ -139,13 +139,21 @@ async fn authorization_is_deny_by_default_and_role_aware() {
 #[tokio::test]
 async fn interactions_from_another_guild_are_refused() {
     let app = spawn_app_with(Options {
-        env: vec![("DISCORD_GUILD_ID", "12345".to_owned())],
+        env: vec![
+            ("DISCORD_GUILD_ID", "12345".to_owned()),
+            ("BLOCKED_USER_IDS", "66".to_owned()),
+        ],
         ..Default::default()
     })
     .await;
     assert_eq!(
         content(&app, "debug-last", "42", &[]).await,
         "⛔ This bot is not available in this server."
+    );
+    // Blocked users are checked before anything else.
+    assert_eq!(
+        content(&app, "debug-last", "66", &[]).await,
+        "⛔ You are blocked from using this bot."
     );
 }
 

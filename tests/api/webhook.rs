@@ -266,6 +266,12 @@ async fn unhandled_events_and_odd_shapes_are_ignored_never_5xx() {
         ),
         ("workflow_run", json!({"repository": {"full_name": null}})),
         ("workflow_run", json!([1, 2, 3])),
+        // Ids beyond what GitHub issues (and the store holds) are unreadable, not a 503.
+        (
+            "workflow_run",
+            json!({"action": "completed", "workflow_run": {"id": u64::MAX, "workflow_id": 77,
+                   "status": "completed", "run_attempt": 1}, "repository": repo}),
+        ),
         ("workflow_run", json!(null)),
         ("workflow_run", json!("a string")),
     ];
