@@ -95,10 +95,11 @@ impl Embed {
         self
     }
 
-    /// The embed as Discord JSON, every part cut to its limit and the whole kept under
-    /// the 6,000-character total by shortening the description and dropping fields last
-    /// to first.
-    fn to_json(&self) -> Value {
+    /// The embed as Discord JSON, every part cut to its limit and the whole kept within
+    /// `budget` characters (what is left of the message's 6,000-character embed total)
+    /// by shortening the description and dropping fields last to first. Returns the
+    /// characters used too.
+    fn to_json(&self, budget: usize) -> (Value, usize) {
         let title = truncate(&self.title, limits::EMBED_TITLE);
         let footer = self.footer.as_deref().map(|f| truncate(f, limits::FOOTER));
         let mut fields: Vec<(String, String, bool)> = self
@@ -123,16 +124,18 @@ impl Embed {
                 .map(|(n, v, _)| n.chars().count() + v.chars().count())
                 .sum()
         };
-        while fixed + fields_len(&fields) > limits::EMBED_TOTAL && !fields.is_empty() {
+        while fixed + fields_len(&fields) > budget && !fields.is_empty() {
             fields.pop();
         }
-        let room = limits::EMBED_TOTAL.saturating_sub(fixed + fields_len(&fields));
+        let room = budget.saturating_sub(fixed + fields_len(&fields));
         let description = self
             .description
             .as_deref()
             .map(|d| truncate(d, room.min(limits::EMBED_DESCRIPTION)))
             .filter(|d| !d.is_empty());
 
+        let used =
+            fixed + fields_len(&fields) + description.as_deref().map_or(0, |d| d.chars().count());
         let mut embed = json!({ "type": "rich", "title": title });
         if let Some(d) = description {
             embed["description"] = d.into();
@@ -154,7 +157,7 @@ impl Embed {
         if let Some(f) = footer {
             embed["footer"] = json!({ "text": f });
         }
-        embed
+        (embed, used)
     }
 }
 
@@ -258,7 +261,7 @@ impl Reply {
     pub fn to_message_json(&self) -> Value {
         let mut body = json!({
             "content": truncate(self.content.as_deref().unwrap_or(""), limits::CONTENT),
-            "embeds": self.embeds.iter().take(10).map(Embed::to_json).collect::<Vec<_>>(),
+            "embeds": self.embeds_json(),
             "components": self
                 .buttons
                 .chunks(limits::BUTTONS_PER_ROW)
@@ -271,6 +274,23 @@ impl Reply {
             body["flags"] = EPHEMERAL.into();
         }
         body
+    }
+
+    /// The embeds within Discord's limits for one message: at most 10, and 6,000
+    /// characters across all of them (later embeds get what the earlier ones left; one
+    /// whose title and footer no longer fit is dropped).
+    fn embeds_json(&self) -> Vec<Value> {
+        let mut budget = limits::EMBED_TOTAL;
+        let mut out = Vec::new();
+        for embed in self.embeds.iter().take(10) {
+            let (json, used) = embed.to_json(budget);
+            if used > budget {
+                break;
+            }
+            budget -= used;
+            out.push(json);
+        }
+        out
     }
 
     /// The reply as an interaction response of the given callback type.
@@ -387,6 +407,44 @@ mod tests {
         assert_eq!(buttons[1]["url"], "https://github.com/o/r/actions/runs/1");
         assert!(body.get("flags").is_none());
         assert_eq!(Reply::ephemeral("x").to_message_json()["flags"], 64);
+    }
+
+    /// Characters Discord counts toward the 6,000 total of one embed.
+    fn counted(embed: &Value) -> usize {
+        let len = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+        len(&embed["title"])
+            + len(&embed["description"])
+            + len(&embed["footer"]["text"])
+            + embed["fields"].as_array().map_or(0, |fields| {
+                fields
+                    .iter()
+                    .map(|f| len(&f["name"]) + len(&f["value"]))
+                    .sum()
+            })
+    }
+
+    #[test]
+    fn the_embed_total_holds_across_all_embeds_of_a_message() {
+        let big = || {
+            let mut embed = Embed::new("report")
+                .description("d".repeat(3000))
+                .footer("Run 1 • trace abcd1234");
+            for i in 0..5 {
+                embed = embed.field(format!("f{i}"), "v".repeat(1000));
+            }
+            embed
+        };
+        let reply = Reply {
+            embeds: vec![big(), big(), big()],
+            ..Default::default()
+        };
+        let body = reply.to_message_json();
+        let embeds = body["embeds"].as_array().unwrap();
+        assert!(!embeds.is_empty());
+        let total: usize = embeds.iter().map(counted).sum();
+        assert!(total <= 6000, "total {total}");
+        // The first embed keeps its content; later ones get what is left.
+        assert_eq!(embeds[0]["title"], "report");
     }
 
     #[test]
