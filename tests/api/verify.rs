@@ -725,3 +725,40 @@ async fn invoke_exits_1_on_a_failed_verification_and_prints_the_report() {
     assert!(stdout.contains("Suggested fixes:"), "{stdout}");
     assert!(stdout.contains("[Re-run failed jobs]"), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_confirmed_set_frontend_is_what_the_next_verification_probes() {
+    let (old_frontend, api) = healthy_sites().await;
+    let (new_frontend, _) = healthy_sites().await;
+    let app = spawn(
+        &old_frontend,
+        &api,
+        vec![("ADMIN_USER_IDS", "42".to_owned())],
+    )
+    .await;
+    add_run(&app, 9301, "completed", Some("success"), 600);
+    add_jobs(
+        &app,
+        9301,
+        vec![job_json(1, 9301, "deploy", "success", &DEPLOY_STEPS)],
+    );
+
+    let set = slash(
+        &app,
+        "set-frontend",
+        json!([
+            {"name": "url", "type": 3, "value": new_frontend.url()},
+            {"name": "confirm", "type": 5, "value": true}
+        ]),
+        "42",
+        "tok-set",
+    )
+    .await;
+    let text = set["data"]["content"].as_str().unwrap();
+    assert!(text.starts_with("✅ Updated FRONTEND_BASE_URL"), "{text}");
+
+    let edit = deferred(&app, "verify-run", run_id("9301"), "tok-after-set").await;
+    assert_eq!(edit["embeds"][0]["title"], "✅ Deploy verified");
+    assert_eq!(new_frontend.hits(), 2, "the stored setting is probed");
+    assert_eq!(old_frontend.hits(), 0, "the environment value is not");
+}
