@@ -150,7 +150,19 @@ async fn lookup(
     host: &str,
 ) -> Result<Vec<IpAddr>, DnsFailure> {
     let key = host.trim_end_matches('.').to_ascii_lowercase();
-    if let Some(ips) = hosts.get(&key) {
+    // An address needs no lookup (reqwest connects to literals itself; this serves
+    // `Prober::resolve`).
+    if let Ok(ip) = key
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(vec![ip]);
+    }
+    if let Some(ips) = hosts.get(&key).or_else(|| hosts.get("*")) {
+        if ips.is_empty() {
+            return Err(DnsFailure(format!("{host} has no addresses")));
+        }
         return Ok(ips.clone());
     }
     let resolved = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, 0)))
@@ -188,7 +200,9 @@ impl ProberBuilder {
         self
     }
 
-    /// Names answered without DNS (still subject to the address policy).
+    /// Names answered without DNS (still subject to the address policy). The name `*`
+    /// answers every name not listed, so a test can keep the system resolver out
+    /// entirely (an empty list makes those names fail as DNS errors).
     pub fn host(mut self, name: &str, ips: Vec<IpAddr>) -> Self {
         self.hosts.insert(name.to_ascii_lowercase(), ips);
         self
@@ -631,12 +645,22 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_names_are_dns_errors() {
-        let prober = Prober::builder(local()).build().unwrap();
+        // A name without addresses, from the static table: tests never query a real
+        // resolver.
+        let prober = Prober::builder(local())
+            .host("known.test", vec!["127.0.0.1".parse().unwrap()])
+            .host("*", vec![])
+            .build()
+            .unwrap();
         let err = prober
-            .get(&Url::parse("http://does-not-exist.invalid/").unwrap())
+            .get(&Url::parse("http://does-not-exist.test/").unwrap())
             .await
             .unwrap_err();
         assert!(matches!(err, ProbeError::Dns(_)), "{err:?}");
+        assert_eq!(
+            prober.resolve("known.test").await.unwrap(),
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
         let ips = prober.resolve("127.0.0.1").await.unwrap();
         assert_eq!(ips, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
     }

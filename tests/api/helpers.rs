@@ -132,8 +132,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if let Some(tune) = options.tune {
         tune(&mut app.worker);
     }
-    // The default targets (example.com names) resolve to loopback, which the probe
-    // policy refuses unless SAFE_LOCAL: a test never looks up a real name.
+    // Tests never ask a real resolver: the default targets (example.com names) resolve
+    // to loopback, which the probe policy refuses unless SAFE_LOCAL, and every other
+    // name fails as a DNS error.
     app.prober = match options.prober {
         Some(prober) => prober,
         None => {
@@ -143,6 +144,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             )
             .host("app.example.com", vec![loopback])
             .host("api.example.com", vec![loopback])
+            .host("*", vec![])
             .build()
             .expect("test prober builds")
         }

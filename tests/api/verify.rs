@@ -473,6 +473,7 @@ async fn a_redirect_to_a_forbidden_address_is_refused_at_connect_time() {
     })
     .address_policy(move |ip| ip == allowed)
     .host("metadata.test", vec!["127.0.0.2".parse().unwrap()])
+    .host("*", vec![])
     .build()
     .unwrap();
     let app = spawn_app_with(Options {
