@@ -171,8 +171,17 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
             respond(app, decision, &caller, &custom_id).await
         }
         // Valine has no suggestions to offer yet; an empty list is the honest answer.
-        Incoming::Autocomplete { .. } => {
-            json!({ "type": callback::AUTOCOMPLETE_RESULT, "data": { "choices": [] } })
+        Incoming::Autocomplete {
+            caller,
+            name,
+            focused,
+        } => {
+            let choices: Vec<Value> = crate::commands::autocomplete(app, &caller, &name, focused)
+                .await
+                .into_iter()
+                .map(|(name, value)| json!({ "name": name, "value": value }))
+                .collect();
+            json!({ "type": callback::AUTOCOMPLETE_RESULT, "data": { "choices": choices } })
         }
         Incoming::Other => Reply::ephemeral("❌ This kind of interaction is not supported.")
             .to_response_json(callback::MESSAGE),

@@ -51,6 +51,8 @@ pub struct OptionSpec {
     pub required: bool,
     /// For string options: the only values accepted.
     pub choices: &'static [&'static str],
+    /// Discord asks Valine for suggestions while the user types (SPEC §3.1.5).
+    pub autocomplete: bool,
 }
 
 impl OptionSpec {
@@ -61,6 +63,7 @@ impl OptionSpec {
             kind: OptionKind::String,
             required: false,
             choices: &[],
+            autocomplete: false,
         }
     }
 
@@ -90,6 +93,11 @@ impl OptionSpec {
 
     pub const fn choices(mut self, choices: &'static [&'static str]) -> Self {
         self.choices = choices;
+        self
+    }
+
+    pub const fn autocomplete(mut self) -> Self {
+        self.autocomplete = true;
         self
     }
 }
@@ -128,6 +136,9 @@ impl CommandSpec {
                     "description": o.description,
                     "required": o.required,
                 });
+                if o.autocomplete {
+                    option["autocomplete"] = true.into();
+                }
                 if let OptionKind::Integer { min, max } = o.kind {
                     option["min_value"] = min.into();
                     option["max_value"] = max.into();
@@ -372,6 +383,26 @@ pub(crate) async fn deploy_runs(
     Ok(runs?)
 }
 
+/// Suggestions for the option being typed (SPEC §3.1.5): `(name, value)` pairs, at
+/// most 25, or none where Valine has nothing to offer. Not rate limited; blocked users
+/// get none.
+pub async fn autocomplete(
+    app: &App,
+    caller: &Caller,
+    command: &str,
+    focused: Option<(String, String)>,
+) -> Vec<(String, String)> {
+    if crate::auth::is_blocked(&app.config, caller) {
+        return Vec::new();
+    }
+    match (CommandName::from_name(command), focused) {
+        (Some(CommandName::VerifyRun), Some((option, typed))) if option == "run_id" => {
+            verify_run::suggest_runs(app, &typed).await
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The honest answer of a registered command whose issue has not landed yet.
 pub fn not_available(name: &str) -> Reply {
     Reply::ephemeral(format!("🚧 /{name} is not available yet"))
@@ -587,6 +618,8 @@ mod tests {
         assert_eq!(digest["options"][0]["choices"][1]["value"], "7d");
         let verify_run = CommandName::VerifyRun.spec().to_discord_json();
         assert_eq!(verify_run["options"][0]["required"], true);
+        assert_eq!(verify_run["options"][0]["autocomplete"], true);
+        assert!(status["options"][0].get("autocomplete").is_none());
     }
 
     #[test]

@@ -16,7 +16,11 @@ pub fn spec() -> CommandSpec {
     CommandSpec {
         name: "verify-run",
         description: "Verify a specific deploy run",
-        options: vec![OptionSpec::string("run_id", "Run id or GitHub Actions run URL").required()],
+        options: vec![
+            OptionSpec::string("run_id", "Run id or GitHub Actions run URL")
+                .required()
+                .autocomplete(),
+        ],
         access: Access::Anyone,
         answer: Answer::Deferred { ephemeral: false },
         available: true,
@@ -200,6 +204,39 @@ async fn rerun_failed(
         REVERIFY_ACTION,
         &id.to_string(),
     )))
+}
+
+/// Recent runs Valine has seen (webhooks, polls) whose id starts with what the user
+/// typed, newest first: one store read, no GitHub call on the request path.
+pub async fn suggest_runs(app: &App, typed: &str) -> Vec<(String, String)> {
+    let typed = typed.trim();
+    let runs = match app.store.recent_runs(100, crate::clock::now_secs()).await {
+        Ok(runs) => runs,
+        // Suggestions are a convenience: none is a fine answer when the store is down.
+        Err(e) => {
+            tracing::warn!(error.type = "store_unavailable", error.message = %e, "no run suggestions");
+            return Vec::new();
+        }
+    };
+    runs.into_iter()
+        .filter(|run| run.id.to_string().starts_with(typed))
+        .take(25)
+        .map(|run| {
+            let state = run.conclusion.as_deref().unwrap_or(&run.status);
+            let mut name = format!("{} · {state}", run.id);
+            if let Some(branch) = &run.branch {
+                name.push_str(&format!(" · {branch}"));
+            }
+            if let Some(title) = &run.display_title {
+                name.push_str(&format!(" · {title}"));
+            }
+            // Discord allows 100 characters for a choice's name.
+            (
+                crate::discord::response::truncate(&name, 100),
+                run.id.to_string(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

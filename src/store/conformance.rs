@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
             delivery_attaches_correlation,
             delivery_records_failed_step,
             verification_first_live_one_wins,
+            recent_runs_newest_first_without_expired,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -1644,5 +1645,42 @@ pub async fn verification_first_live_one_wins(store: SharedStore) {
     assert_eq!(
         store.put_verification(&later, NOW + 60).await.expect("put"),
         later
+    );
+}
+
+pub async fn recent_runs_newest_first_without_expired(store: SharedStore) {
+    assert!(store.recent_runs(5, NOW).await.expect("recent").is_empty());
+    let expiring = RunRecord {
+        expires_at: NOW + 5,
+        ..run(30, 1, "completed", Some("success"))
+    };
+    for (i, record) in [
+        run(10, 1, "completed", Some("failure")),
+        expiring,
+        run(20, 1, "in_progress", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let delivery_id = format!("r{i}");
+        assert!(
+            store
+                .accept_delivery(&delivery(&delivery_id, Some(record), vec![]), NOW)
+                .await
+                .expect("accept")
+        );
+    }
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.recent_runs(5, NOW).await.expect("recent")),
+        vec![30, 20, 10]
+    );
+    assert_eq!(
+        ids(store.recent_runs(2, NOW).await.expect("recent")),
+        vec![30, 20]
+    );
+    assert_eq!(
+        ids(store.recent_runs(5, NOW + 5).await.expect("recent")),
+        vec![20, 10]
     );
 }

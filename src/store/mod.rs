@@ -448,6 +448,9 @@ pub trait DeliveryStore: Send + Sync {
     /// Returns `false` (and applies nothing) when the delivery was already accepted.
     async fn accept_delivery(&self, effects: &DeliveryEffects, now: i64) -> StoreResult<bool>;
     async fn get_run(&self, id: u64, now: i64) -> StoreResult<Option<RunRecord>>;
+    /// The most recent runs, highest id (newest) first: `RUN` items queried in
+    /// descending sort-key order on DynamoDB.
+    async fn recent_runs(&self, limit: usize, now: i64) -> StoreResult<Vec<RunRecord>>;
     /// The failing job and step recorded for the run (its latest attempt that failed).
     async fn failed_step(&self, run_id: u64, now: i64) -> StoreResult<Option<FailedStepRecord>>;
 }

@@ -1260,6 +1260,22 @@ impl DeliveryStore for SqliteStore {
         })
         .await
     }
+
+    async fn recent_runs(&self, limit: usize, now: i64) -> StoreResult<Vec<RunRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call("recent_runs", move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE expires_at > ?1 \
+                     ORDER BY id DESC LIMIT ?2"
+                ),
+                params![now, limit],
+                run_from_row,
+            )
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -116,6 +116,9 @@ impl DeliveryStore for DownStore {
     async fn get_run(&self, _: u64, _: i64) -> StoreResult<Option<RunRecord>> {
         down()
     }
+    async fn recent_runs(&self, _: usize, _: i64) -> StoreResult<Vec<RunRecord>> {
+        down()
+    }
     async fn failed_step(&self, _: u64, _: i64) -> StoreResult<Option<FailedStepRecord>> {
         down()
     }

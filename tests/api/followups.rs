@@ -203,3 +203,51 @@ async fn a_diagnose_run_completing_extends_the_diagnose_message() {
     // Progress did not touch the findings: the seed edit and the result only.
     assert_eq!(app.discord.edits_of(token).len(), 2);
 }
+
+#[tokio::test]
+async fn run_id_autocomplete_offers_recent_runs_valine_has_seen() {
+    let app = spawn_app_with(Options::default()).await;
+    for (id, delivery) in [(8801, "ac-1"), (8802, "ac-2"), (9901, "ac-3")] {
+        let event = run_event(
+            "completed",
+            deploy_run(id, "main", "completed", Some("success")),
+        );
+        let (status, _) = post(&app, "workflow_run", delivery, &event).await;
+        assert_eq!(status, 200);
+    }
+    let autocomplete = |typed: &str| {
+        let mut body = crate::helpers::command(
+            "verify-run",
+            json!([{"name": "run_id", "type": 3, "value": typed, "focused": true}]),
+            "42",
+            &[],
+            "tok-ac",
+        );
+        body["type"] = 4.into();
+        body
+    };
+    let answer: Value = app
+        .post_interaction(&autocomplete("88"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["type"], 8);
+    let values: Vec<&str> = answer["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["8802", "8801"], "matching runs, newest first");
+    let name = answer["data"]["choices"][0]["name"].as_str().unwrap();
+    assert!(name.starts_with("8802 · success · main"), "{name}");
+
+    let none: Value = app
+        .post_interaction(&autocomplete("12"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none, json!({"type": 8, "data": {"choices": []}}));
+}
