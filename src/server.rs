@@ -29,7 +29,7 @@ use crate::commands::pipeline::{self, Decision};
 use crate::discord::interaction::{self, Caller, Incoming};
 use crate::discord::response::{self, Reply, callback};
 use crate::github::webhook::{self, Received};
-use crate::jobs::{self, Job, ReplyTarget};
+use crate::jobs::{self, Job};
 use crate::secret::ExposeSecret;
 
 const DISCORD_BODY_LIMIT: usize = 1024 * 1024;
@@ -155,9 +155,8 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
             options,
             handle,
         } => {
-            let reply_to = ReplyTarget::from(handle);
             let decision =
-                pipeline::decide_command(app, &caller, &name, options, Some(reply_to)).await;
+                pipeline::decide_command(app, &caller, &name, options, Some(handle)).await;
             respond(app, decision, &caller, &name).await
         }
         Incoming::Component {
@@ -165,12 +164,9 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
             custom_id,
             handle,
         } => {
-            let reply_to = ReplyTarget::from(handle);
-            let decision =
-                pipeline::decide_component(app, &caller, &custom_id, Some(reply_to)).await;
+            let decision = pipeline::decide_component(app, &caller, &custom_id, Some(handle)).await;
             respond(app, decision, &caller, &custom_id).await
         }
-        // Valine has no suggestions to offer yet; an empty list is the honest answer.
         Incoming::Autocomplete {
             caller,
             name,

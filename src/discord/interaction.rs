@@ -46,9 +46,9 @@ impl OptionValue {
 
 pub type OptionMap = BTreeMap<String, OptionValue>;
 
-/// Where the answer to a deferred interaction goes. The token is a credential for 15
-/// minutes: `Debug` hides it.
-#[derive(Clone, PartialEq, Eq)]
+/// Where the answer to a deferred interaction goes (jobs store it to edit the reply
+/// later). The token is a credential for 15 minutes: `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplyHandle {
     pub application_id: String,
     pub token: String,

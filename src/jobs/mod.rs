@@ -67,31 +67,8 @@ pub struct ButtonPress {
     pub id: String,
 }
 
-/// The interaction webhook to edit. The token is a credential for 15 minutes: it is
-/// stored with the job but never logged or shown (`Debug` hides it).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReplyTarget {
-    pub application_id: String,
-    pub token: String,
-}
-
-impl From<crate::discord::interaction::ReplyHandle> for ReplyTarget {
-    fn from(handle: crate::discord::interaction::ReplyHandle) -> Self {
-        ReplyTarget {
-            application_id: handle.application_id,
-            token: handle.token,
-        }
-    }
-}
-
-impl std::fmt::Debug for ReplyTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplyTarget")
-            .field("application_id", &self.application_id)
-            .field("token", &"[REDACTED]")
-            .finish()
-    }
-}
+/// The interaction webhook to edit, stored with the job; its `Debug` hides the token.
+pub use crate::discord::interaction::ReplyHandle as ReplyTarget;
 
 impl std::fmt::Debug for DeferredCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
