@@ -305,33 +305,23 @@ async fn deliver_reply(app: &App, pending: &PendingReply) -> Result<(), JobError
     }
 }
 
-/// Edits the deferred response; repeating it is harmless, so a failed edit retries.
-pub async fn edit_original(app: &App, target: &ReplyTarget, reply: &Reply) -> Result<(), JobError> {
-    app.discord
-        .edit_original(&target.application_id, &target.token, &reply.to_message_json())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error.type = e.error_type(), error.message = %e, "editing the reply failed");
-            if e.is_transient() {
-                JobError::Transient(e.to_string())
-            } else {
-                JobError::Permanent(e.to_string())
-            }
-        })
-}
-
 /// Tells the user a job gave up, if it has anywhere to say it.
 pub async fn report_gave_up(app: &App, job: &Job, attempts: u32, error: &str) {
     match job {
         Job::Command(command) => {
             if let Some(target) = &command.reply_to {
-                let reply = Reply::text(format!(
-                    "❌ Gave up after {attempts} attempts: {error} (trace {})",
-                    crate::trace::short_id(&command.trace_id)
-                ))
-                .failed();
+                let pending = PendingReply {
+                    trace_id: command.trace_id.clone(),
+                    reply_to: target.clone(),
+                    channel_id: command.channel_id.clone(),
+                    reply: Reply::text(format!(
+                        "❌ Gave up after {attempts} attempts: {error} (trace {})",
+                        crate::trace::short_id(&command.trace_id)
+                    ))
+                    .failed(),
+                };
                 // Best effort: the failure that exhausted the retries may still stand.
-                let _ = edit_original(app, target, &reply).await;
+                let _ = deliver_reply(app, &pending).await;
             }
         }
         // The reply could not be delivered; the worker's log line is the report.
