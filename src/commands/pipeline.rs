@@ -203,7 +203,7 @@ async fn decide_inner(
             })
             .await
         }
-        Answer::Deferred { ephemeral } => defer(app, tracer, command, call, None, ephemeral).await,
+        Answer::Deferred { ephemeral } => defer(tracer, command, call, None, ephemeral),
     }
 }
 
@@ -234,10 +234,9 @@ async fn answer_now(
     }
 }
 
-/// Hands the command (or button press) to a job: the trace so far is stored, and the
-/// edge answers type 5.
-async fn defer(
-    app: &App,
+/// Hands the command (or button press) to a job carrying the trace so far; the edge
+/// enqueues it and answers type 5.
+fn defer(
     mut tracer: Tracer,
     command: CommandName,
     call: Call,
@@ -259,8 +258,8 @@ async fn defer(
         channel_id: caller.channel_id,
         reply_to,
         button,
+        trace: Some(Box::new(tracer.checkpoint())),
     };
-    save_trace(app, tracer.checkpoint()).await;
     Decision::Defer { job, ephemeral }
 }
 
@@ -361,7 +360,7 @@ async fn decide_component_inner(
                 action: button.action.to_owned(),
                 id: id.to_owned(),
             };
-            defer(app, tracer, command, call, Some(press), ephemeral).await
+            defer(tracer, command, call, Some(press), ephemeral)
         }
     }
 }

@@ -494,6 +494,7 @@ async fn enqueue_sync(
             action: setting.sync_action.to_owned(),
             id: String::new(),
         }),
+        trace: None,
     };
     jobs::enqueue(app, &Job::Command(job), Some(&trace_id))
         .await

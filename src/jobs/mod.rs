@@ -58,6 +58,11 @@ pub struct DeferredCommand {
     /// Set when the work is a button press of this command rather than the command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub button: Option<ButtonPress>,
+    /// The trace so far (authorization, validation), carried with the job rather than
+    /// written separately: the request path keeps to its two store writes (rate-limit
+    /// count, enqueue). The job stores the finished trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Box<crate::store::TraceRecord>>,
 }
 
 /// A pressed button: `valine:<action>:<id>`.
@@ -124,15 +129,9 @@ pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outco
     let span = job.span();
     async {
         let now_ms = crate::clock::now_ms();
-        let mut tracer = match app
-            .store
-            .get_trace(&job.trace_id, now_ms.div_euclid(1000))
-            .await
-        {
-            Ok(Some(record)) => Tracer::resume(record),
-            // The trace is a record of the work, not a precondition for it: start a
-            // fresh one with the same id rather than fail the command.
-            _ => {
+        let mut tracer = match job.trace.clone() {
+            Some(record) => Tracer::resume(*record),
+            None => {
                 let options = job
                     .options
                     .iter()

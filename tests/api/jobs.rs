@@ -179,6 +179,7 @@ async fn a_job_past_its_deadline_gives_up_instead_of_acting_late() {
             token: "tok-late".into(),
         }),
         button: None,
+        trace: None,
     });
     let record = valine::store::NewJob {
         id: "late-job".into(),
