@@ -72,11 +72,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A running `valine serve` whose stdout lines are collected.
+/// A running `valine serve` whose stdout lines are collected. Dropped without `stop`
+/// (a failed assertion), it kills the process so no server outlives its test.
 struct Server {
-    child: Child,
+    child: Option<Child>,
     port: u16,
     lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Server {
@@ -91,12 +102,17 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        let server = Server { child, port, lines };
+        let server = Server {
+            child: Some(child),
+            port,
+            lines,
+            reader: Some(reader),
+        };
         let http = crate::helpers::http();
         eventually(Duration::from_secs(20), || async {
             http.get(server.url("/healthz"))
@@ -115,13 +131,18 @@ impl Server {
 
     /// SIGTERM, then wait for exit; returns the exit code and every stdout line.
     async fn stop(mut self) -> (i32, Vec<String>) {
-        let pid = self.child.id().to_string();
+        let mut child = self.child.take().unwrap();
+        let reader = self.reader.take().unwrap();
+        let pid = child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
-            .await
-            .unwrap();
-        // The reader thread drains the pipe after exit.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = tokio::task::spawn_blocking(move || {
+            let status = child.wait().unwrap();
+            // The pipe closed with the process: the reader ends once it has every line.
+            reader.join().unwrap();
+            status
+        })
+        .await
+        .unwrap();
         let lines = self.lines.lock().unwrap().clone();
         (status.code().unwrap_or(-1), lines)
     }
