@@ -19,7 +19,6 @@ pub fn spec() -> CommandSpec {
         options: vec![],
         access: Access::Anyone,
         answer: Answer::Immediate { ephemeral: true },
-        available: true,
     }
 }
 

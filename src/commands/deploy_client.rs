@@ -59,7 +59,6 @@ pub fn spec() -> CommandSpec {
         ],
         access: Access::Deployers,
         answer: Answer::Deferred { ephemeral: false },
-        available: true,
     }
 }
 

@@ -118,9 +118,6 @@ pub struct CommandSpec {
     pub options: Vec<OptionSpec>,
     pub access: Access,
     pub answer: Answer,
-    /// `false` until the issue that implements the command lands: the command is
-    /// registered with its final options but answers `🚧 … is not available yet`.
-    pub available: bool,
 }
 
 impl CommandSpec {
@@ -401,11 +398,6 @@ pub async fn autocomplete(
         }
         _ => Vec::new(),
     }
-}
-
-/// The honest answer of a registered command whose issue has not landed yet.
-pub fn not_available(name: &str) -> Reply {
-    Reply::ephemeral(format!("🚧 /{name} is not available yet"))
 }
 
 /// Every command's registration JSON, for `valine register-commands`.

@@ -172,11 +172,6 @@ async fn decide_inner(
     }
     tracer.end::<(), String>(step, &Ok(()));
 
-    if !spec.available {
-        let reply = super::not_available(spec.name);
-        return finish_now(app, tracer, reply, Outcome::Ok, None).await;
-    }
-
     let step = tracer.begin("precheck");
     let call = Call {
         caller: caller.clone(),

@@ -29,7 +29,6 @@ pub fn spec() -> CommandSpec {
         ],
         access: Access::Admins,
         answer: Answer::Immediate { ephemeral: true },
-        available: true,
     }
 }
 

@@ -23,7 +23,6 @@ pub fn spec() -> CommandSpec {
         )],
         access: Access::Anyone,
         answer: Answer::Deferred { ephemeral: false },
-        available: true,
     }
 }
 

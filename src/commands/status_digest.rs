@@ -25,7 +25,6 @@ pub fn spec() -> CommandSpec {
         ],
         access: Access::Anyone,
         answer: Answer::Deferred { ephemeral: false },
-        available: true,
     }
 }
 
