@@ -3,64 +3,19 @@
 //! worker.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::Notify;
+pub use crate::jobs::WorkerSettings;
 
-use crate::commands::CommandError;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::discord::api::DiscordClient;
 use crate::discord::signature::SignatureVerifier;
+use crate::dryrun::{DryRun, Mutated, Mutation};
+use crate::error::GitHubNotConfigured;
 use crate::github::api::GitHubClient;
-use crate::store::{self, SharedStore, StoreError};
+use crate::jobs::{Job, JobQueue, QueueError, StoreQueue};
+use crate::store::{self, NewJob, SharedStore, StoreError};
 use crate::verify::probe::Prober;
-
-/// Timings of the durable worker; tests shorten them.
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    /// How long a claimed job stays leased without renewal; a crashed worker's job is
-    /// claimable again after this.
-    pub lease: Duration,
-    /// How often an idle worker looks for due jobs (a local enqueue wakes it at once).
-    pub poll: Duration,
-    /// First retry delay; doubled per attempt, with jitter.
-    pub backoff_base: Duration,
-    pub max_attempts: u32,
-    /// How long a job may keep retrying (SPEC §5: 15 minutes).
-    pub deadline: Duration,
-    /// How long a stopping server lets running work finish.
-    pub shutdown_grace: Duration,
-    /// How often a `/deploy-client wait:true` message re-reads its run from GitHub, in
-    /// case a webhook is missed (SPEC §4.2: every 15 s while the token lives).
-    pub run_poll: Duration,
-    /// How long a dispatch looks for its run by correlation id when GitHub did not
-    /// return it (SPEC §4.2: up to 60 s), and how often it asks meanwhile.
-    pub identify_timeout: Duration,
-    pub identify_poll: Duration,
-    /// How long an interaction token edits its message (Discord: 15 minutes).
-    pub interaction_token_ttl: Duration,
-    /// How long a `/deploy-client` waits for another one that is dispatching right now
-    /// before answering that a deploy is already running.
-    pub dispatch_lock_wait: Duration,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        WorkerSettings {
-            lease: Duration::from_secs(60),
-            poll: Duration::from_secs(1),
-            backoff_base: Duration::from_secs(2),
-            max_attempts: 5,
-            deadline: Duration::from_secs(15 * 60),
-            shutdown_grace: Duration::from_secs(10),
-            run_poll: Duration::from_secs(15),
-            identify_timeout: Duration::from_secs(60),
-            identify_poll: Duration::from_secs(3),
-            interaction_token_ttl: Duration::from_secs(15 * 60),
-            dispatch_lock_wait: Duration::from_secs(10),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -77,9 +32,11 @@ pub struct App {
     github: Option<GitHubClient>,
     /// `None` when `DISCORD_PUBLIC_KEY` is missing: the interactions endpoint answers 503.
     pub verifier: Option<SignatureVerifier>,
-    /// Wakes the in-process worker when a job is enqueued.
-    pub jobs_ready: Arc<Notify>,
+    /// Where jobs go: the store's own queue.
+    pub queue: Arc<dyn JobQueue>,
     pub worker: WorkerSettings,
+    /// Every lease, poll, window and expiry reads this clock; tests pause it.
+    pub clock: Clock,
     /// The SSRF-safe client for deployment probes; tests may swap its address policy.
     pub prober: Prober,
 }
@@ -139,30 +96,77 @@ impl App {
         })?;
         Ok(App {
             config: Arc::new(config),
-            store,
+            store: Arc::clone(&store),
             discord,
             github,
             verifier,
-            jobs_ready: Arc::new(Notify::new()),
+            queue: StoreQueue::new(Arc::clone(&store)),
             worker: WorkerSettings::default(),
+            clock: Clock::system(),
             prober,
         })
     }
 
     /// The GitHub client, or the error a command shows when it cannot have one.
-    pub fn github(&self) -> Result<&GitHubClient, CommandError> {
-        self.github.as_ref().ok_or_else(|| {
-            let missing: Vec<&str> = [
+    pub fn github(&self) -> Result<&GitHubClient, GitHubNotConfigured> {
+        self.github.as_ref().ok_or_else(|| GitHubNotConfigured {
+            missing: [
                 ("GITHUB_TOKEN", self.config.github_token.is_none()),
                 ("GITHUB_REPO", self.config.github_repo.is_none()),
             ]
             .into_iter()
             .filter_map(|(var, missing)| missing.then_some(var))
-            .collect();
-            CommandError::NotConfigured(format!(
-                "GitHub is not configured: set {}",
-                missing.join(" and ")
-            ))
+            .collect(),
         })
+    }
+
+    /// The record that persists `job`, due at `now_ms`, given up after the configured
+    /// job deadline; for a write that carries jobs with other effects (a webhook
+    /// delivery).
+    pub fn new_job(
+        &self,
+        job: &Job,
+        trace_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<NewJob, QueueError> {
+        crate::jobs::new_job(job, trace_id, now_ms, self.worker.deadline)
+    }
+
+    /// Submits `job`, due now; returns its id.
+    pub async fn enqueue(&self, job: &Job, trace_id: Option<&str>) -> Result<String, QueueError> {
+        let now = self.clock.now_ms();
+        let record = self.new_job(job, trace_id, now)?;
+        self.queue.submit(&record, now).await?;
+        Ok(record.id)
+    }
+
+    /// Submits `job` under a caller-chosen id, due at `run_after_ms`. Submitting the
+    /// same id again keeps the first job, so work that schedules its own next step (a
+    /// poll) cannot fork into two chains when it is repeated after a crash.
+    pub async fn enqueue_at(
+        &self,
+        job: &Job,
+        id: String,
+        run_after_ms: i64,
+    ) -> Result<(), QueueError> {
+        let now = self.clock.now_ms();
+        let mut record = self.new_job(job, None, now)?;
+        record.id = id;
+        record.run_after_ms = run_after_ms;
+        record.deadline_ms = record.deadline_ms.max(run_after_ms);
+        self.queue.submit(&record, now).await
+    }
+
+    /// The DRY_RUN setting of this process.
+    pub fn dry_run(&self) -> DryRun {
+        DryRun::new(self.config.dry_run)
+    }
+
+    /// [`DryRun::run`] with this App's setting: every mutating request goes through here.
+    pub async fn mutate<T, E, F>(&self, mutation: Mutation, perform: F) -> Result<Mutated<T>, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        self.dry_run().run(mutation, perform).await
     }
 }

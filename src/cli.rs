@@ -190,9 +190,7 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
         match pipeline::decide_command(&app, &caller, command.name(), options, None).await {
             pipeline::Decision::Reply { reply, outcome }
             | pipeline::Decision::Update { reply, outcome } => (reply, outcome),
-            pipeline::Decision::Defer { job, .. } => {
-                crate::jobs::run_command_body(&app, &job).await
-            }
+            pipeline::Decision::Defer { job, .. } => pipeline::run_deferred(&app, &job).await,
         };
     if json {
         println!("{}", reply.to_message_json());
@@ -318,7 +316,7 @@ async fn audit(user: Option<String>, since: &str, json: bool) -> Result<u8, Exit
     let since_secs = parse_since(since).map_err(Exit::usage)?;
     let config = load_config(LogTarget::Stderr)?;
     let app = open_app(config).await?;
-    let now = crate::clock::now_ms();
+    let now = app.clock.now_ms();
     let since_ms = now.saturating_sub(since_secs.saturating_mul(1000));
     let records = app
         .store

@@ -1,10 +1,10 @@
-//! DRY_RUN (SPEC §4.3): the one gate every request that changes something outside
+//! DRY_RUN: the one gate every request that changes something outside
 //! Valine passes through — workflow dispatches, cancels and re-runs, repo variable and
 //! secret writes, channel posts.
 //!
 //! A use case describes the request as a [`Mutation`] (the GitHub and Discord clients
 //! build them: `GitHubClient::*_mutation`, `DiscordClient::create_message_mutation`) and
-//! hands it to [`App::mutate`] together with the future that would send it:
+//! hands it to `App::mutate` together with the future that would send it:
 //!
 //! ```text
 //! let mutation = github.set_repo_variable_mutation("FRONTEND_BASE_URL", url);
@@ -23,9 +23,6 @@ use std::fmt;
 use std::future::Future;
 
 use serde_json::Value;
-
-use crate::app::App;
-use crate::config::Config;
 
 /// Body fields whose values never appear in a description.
 fn is_secret_field(name: &str) -> bool {
@@ -149,10 +146,6 @@ impl DryRun {
         DryRun { enabled }
     }
 
-    pub fn from_config(config: &Config) -> Self {
-        DryRun::new(config.dry_run)
-    }
-
     pub fn is_enabled(self) -> bool {
         self.enabled
     }
@@ -179,21 +172,6 @@ impl DryRun {
             mutation.action
         );
         Ok(Mutated::Suppressed(mutation))
-    }
-}
-
-impl App {
-    /// The DRY_RUN setting of this process.
-    pub fn dry_run(&self) -> DryRun {
-        DryRun::from_config(&self.config)
-    }
-
-    /// [`DryRun::run`] with this App's setting: every mutating request goes through here.
-    pub async fn mutate<T, E, F>(&self, mutation: Mutation, perform: F) -> Result<Mutated<T>, E>
-    where
-        F: Future<Output = Result<T, E>>,
-    {
-        self.dry_run().run(mutation, perform).await
     }
 }
 

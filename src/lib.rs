@@ -38,12 +38,16 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod deliver;
 pub mod discord;
+pub mod dispatch;
 pub mod dryrun;
+pub mod error;
 pub mod format;
 pub mod github;
 pub mod jobs;
 pub mod ratelimit;
+pub mod runs;
 pub mod secret;
 pub mod server;
 pub mod settings;
@@ -51,6 +55,7 @@ pub mod store;
 pub mod telemetry;
 pub mod trace;
 pub mod verify;
+pub mod work;
 
 /// The version reported by `/status`, `/healthz` and the GitHub `User-Agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -28,8 +28,9 @@ use crate::app::App;
 use crate::commands::pipeline::{self, Decision};
 use crate::discord::interaction::{self, Caller, Incoming};
 use crate::discord::response::{self, Reply, callback};
-use crate::github::webhook::{self, Received};
+use crate::github::webhook;
 use crate::jobs::{self, Job};
+use crate::runs::{self, Received};
 use crate::secret::ExposeSecret;
 
 const DISCORD_BODY_LIMIT: usize = 1024 * 1024;
@@ -124,7 +125,7 @@ async fn interactions(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
         header(&headers, "x-signature-ed25519"),
         header(&headers, "x-signature-timestamp"),
         &body,
-        crate::clock::now_secs(),
+        app.clock.now_secs(),
     ) {
         tracing::info!(reason = %e, outcome = "denied", "interaction signature rejected");
         return error(StatusCode::UNAUTHORIZED, "invalid request signature");
@@ -192,7 +193,7 @@ async fn respond(app: &App, decision: Decision, caller: &Caller, name: &str) -> 
         Decision::Update { reply, .. } => reply.to_response_json(callback::UPDATE_MESSAGE),
         Decision::Defer { job, ephemeral } => {
             let trace_id = job.trace_id.clone();
-            match jobs::enqueue(app, &Job::Command(job), Some(&trace_id)).await {
+            match app.enqueue(&Job::Command(job), Some(&trace_id)).await {
                 Ok(_) => response::deferred(ephemeral),
                 Err(e) => {
                     let span = tracing::info_span!("command", trace_id = %trace_id, user_id = %caller.user_id, command = %name);
@@ -237,13 +238,13 @@ async fn github_webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     let span = tracing::info_span!("webhook", trace_id = %trace_id, event = %event, delivery_id = %delivery);
     async {
         let started = Instant::now();
-        let received = webhook::receive_within(
+        let received = runs::receive_within(
             WEBHOOK_BUDGET,
             &app,
             event,
             delivery,
             &body,
-            crate::clock::now_ms(),
+            app.clock.now_ms(),
         )
         .await;
         received.log_completion(started.elapsed());
@@ -275,9 +276,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stopping = stop_rx.clone();
     let grace = app.worker.shutdown_grace;
-    let mut worker = jobs::AbortOnDrop(tokio::spawn(
-        jobs::worker::Worker::new(Arc::clone(&app)).run(stop_rx),
-    ));
+    let mut worker = jobs::AbortOnDrop(tokio::spawn(crate::work::worker(&app).run(stop_rx)));
     let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new jobs will be claimed");

@@ -26,7 +26,7 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
     let step = tracer.begin("store.latest_trace");
     let latest = app
         .store
-        .latest_trace_for_user(&call.caller.user_id, NAME, crate::clock::now_secs())
+        .latest_trace_for_user(&call.caller.user_id, NAME, app.clock.now_secs())
         .await;
     tracer.end(step, &latest);
     Ok(match latest? {

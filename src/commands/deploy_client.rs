@@ -25,15 +25,17 @@ use crate::app::App;
 use crate::auth::Access;
 use crate::discord::interaction::Caller;
 use crate::discord::response::{Button, ButtonStyle, Embed, Reply, YELLOW};
+use crate::dispatch::correlation_id_for;
 use crate::dryrun::{Mutated, Mutation};
 use crate::github::api::{GitHubClient, GitHubError};
 use crate::github::git_ref::GitRef;
 use crate::github::model::{Workflow, WorkflowRun};
-use crate::jobs::runs::{self, PollRun};
+use crate::jobs::PollRun;
+use crate::runs::follow::schedule_poll;
+use crate::settings;
 use crate::store::{AuditRecord, CorrelationKind, CorrelationRecord, StepStatus, retention};
 use crate::trace::Tracer;
 use crate::verify::target::{ProbeTarget, TargetPolicy};
-use crate::{clock, settings};
 
 /// `valine:cancel-run:<run id>`.
 pub const CANCEL_ACTION: &str = "cancel-run";
@@ -176,11 +178,11 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
 
     let workflow = super::deploy_workflow(app, tracer).await?;
 
-    let correlation_id = runs::correlation_id_for(tracer.id());
+    let correlation_id = correlation_id_for(tracer.id());
     let step = tracer.begin("store.get_marker");
     let marker = app
         .store
-        .get_correlation(&correlation_id, clock::now_secs())
+        .get_correlation(&correlation_id, app.clock.now_secs())
         .await;
     tracer.end(step, &marker);
     if let Some(marker) = marker? {
@@ -235,7 +237,7 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
 async fn claim_lock(app: &App, owner: &str) -> Result<bool, crate::store::StoreError> {
     let give_up = tokio::time::Instant::now() + app.worker.dispatch_lock_wait;
     loop {
-        let now = clock::now_secs();
+        let now = app.clock.now_secs();
         if app
             .store
             .acquire_lock(DEPLOY_LOCK, owner, now + lock_hold_secs(app), now)
@@ -284,14 +286,17 @@ async fn dispatch_claimed(
     if !dry_run {
         let marker = marker_record(app, call, deploy, tracer);
         let step = tracer.begin("store.put_marker");
-        let written = app.store.put_correlation(&marker, clock::now_secs()).await;
+        let written = app
+            .store
+            .put_correlation(&marker, app.clock.now_secs())
+            .await;
         tracer.end(step, &written);
         if !written? {
             // Another attempt of this very job (its lease lost) got there first: it is the
             // one that dispatches.
             let marker = app
                 .store
-                .get_correlation(&deploy.correlation_id, clock::now_secs())
+                .get_correlation(&deploy.correlation_id, app.clock.now_secs())
                 .await?
                 .unwrap_or(marker);
             return recover(
@@ -393,7 +398,7 @@ async fn dispatch_claimed(
 
 /// The marker of SPEC §5, with everything a follower needs to reach the requester.
 fn marker_record(app: &App, call: &Call, deploy: &Deploy, tracer: &Tracer) -> CorrelationRecord {
-    let now_ms = clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let ttl = i64::try_from(app.worker.interaction_token_ttl.as_millis()).unwrap_or(i64::MAX / 4);
     CorrelationRecord {
         id: deploy.correlation_id.clone(),
@@ -451,7 +456,7 @@ async fn running_deploy(
     github: &GitHubClient,
     workflow_id: u64,
 ) -> Result<Option<RunRef>, CommandError> {
-    let now_ms = clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let now = now_ms.div_euclid(1000);
     let Some(latest) = app.store.latest_deploy_correlation(now).await? else {
         return Ok(None);
@@ -501,7 +506,7 @@ async fn recover(
 ) -> Result<Reply, CommandError> {
     tracing::warn!(correlation_id = %marker.id, "an earlier attempt wrote the dispatch marker; looking its run up instead of dispatching");
     // The earlier attempt may still hold the lock: keep it while looking, then let go.
-    let now = clock::now_secs();
+    let now = app.clock.now_secs();
     if let Err(e) = app
         .store
         .acquire_lock(DEPLOY_LOCK, &marker.id, now + lock_hold_secs(app), now)
@@ -520,7 +525,7 @@ async fn recover(
             })
         }
         None => {
-            let elapsed = clock::now_ms().saturating_sub(marker.created_at_ms);
+            let elapsed = app.clock.now_ms().saturating_sub(marker.created_at_ms);
             let left = duration_ms(app.worker.identify_timeout).saturating_sub(elapsed);
             let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
             identify(
@@ -577,7 +582,7 @@ async fn dispatched(
     let step = tracer.begin("store.attach_run");
     let attached = app
         .store
-        .attach_run(&deploy.correlation_id, run.id, clock::now_secs())
+        .attach_run(&deploy.correlation_id, run.id, app.clock.now_secs())
         .await;
     tracer.end(step, &attached);
     match attached {
@@ -601,7 +606,7 @@ async fn dispatched(
             seq: 1,
         };
         let step = tracer.begin("jobs.schedule_poll");
-        let scheduled = runs::schedule_poll(app, &poll).await;
+        let scheduled = schedule_poll(app, &poll).await;
         tracer.end(step, &scheduled);
         if let Err(e) = scheduled {
             // Webhooks still update the message; only the fallback is missing.
@@ -655,7 +660,7 @@ fn already_running(link: &str) -> Reply {
 async fn busy_reply(app: &App, github: &GitHubClient) -> Reply {
     let latest = app
         .store
-        .latest_deploy_correlation(clock::now_secs())
+        .latest_deploy_correlation(app.clock.now_secs())
         .await
         .ok()
         .flatten();
@@ -742,7 +747,7 @@ fn dispatch_audit(deploy: &Deploy, dry_run: bool) -> Audit {
 /// Appends an audit record (SPEC §4.1). A failure is logged: the action it records has
 /// happened, and failing the reply now would invite doing it again.
 async fn audit(app: &App, caller: &Caller, tracer: &Tracer, audit: Audit, dry_run: bool) {
-    let now_ms = clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let record = AuditRecord {
         id: audit
             .id
@@ -790,7 +795,7 @@ async fn cancel(
     let step = tracer.begin("store.correlation_for_run");
     let correlation = app
         .store
-        .correlation_for_run(run_id, clock::now_secs())
+        .correlation_for_run(run_id, app.clock.now_secs())
         .await;
     tracer.end(step, &correlation);
     if !correlation?.is_some_and(|c| c.kind == CorrelationKind::Deploy) {

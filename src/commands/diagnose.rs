@@ -391,7 +391,7 @@ async fn dispatch(
     diagnosis: &Diagnosis,
     tracer: &mut Tracer,
 ) -> String {
-    let correlation_id = crate::jobs::runs::correlation_id_for(tracer.id());
+    let correlation_id = crate::dispatch::correlation_id_for(tracer.id());
     let github = match app.github() {
         Ok(github) => github,
         Err(e) => return format!("❌ not dispatched: {e} · correlation id `{correlation_id}`"),
@@ -404,7 +404,7 @@ async fn dispatch(
         Err(e) => return format!("❌ not dispatched: {e} · correlation id `{correlation_id}`"),
     };
     let started_ms = tracer.record().started_at_ms;
-    let now_ms = crate::clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let now = now_ms.div_euclid(1000);
 
     let target_value = |side: Side| -> String {

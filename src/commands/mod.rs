@@ -21,9 +21,8 @@ use crate::app::App;
 use crate::auth::Access;
 use crate::discord::interaction::{Caller, OptionMap, OptionValue};
 use crate::discord::response::Reply;
-use crate::github::api::GitHubError;
+pub use crate::error::CommandError;
 use crate::jobs::ReplyTarget;
-use crate::store::{Outcome, StoreError};
 use crate::trace::Tracer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,60 +445,6 @@ impl Call {
         match self.options.get(name) {
             Some(OptionValue::Boolean(b)) => Some(*b),
             _ => None,
-        }
-    }
-}
-
-/// Why a command body failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// Bad input the user can fix; shown as is.
-    #[error("{0}")]
-    Invalid(String),
-    /// Something Valine needs is not configured; shown as is.
-    #[error("{0}")]
-    NotConfigured(String),
-    #[error(transparent)]
-    GitHub(#[from] GitHubError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The caller may not do this (beyond the command's own access rule, e.g. pressing
-    /// someone else's button); shown as is.
-    #[error("{0}")]
-    Denied(String),
-}
-
-impl CommandError {
-    /// The stable class logged as `error.type`.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            CommandError::Invalid(_) => "invalid_input",
-            CommandError::NotConfigured(_) => "not_configured",
-            CommandError::GitHub(e) => e.error_type(),
-            CommandError::Store(_) => "store_unavailable",
-            CommandError::Denied(_) => "denied",
-        }
-    }
-
-    /// How a command that failed this way ended (SPEC §8 `outcome`).
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            CommandError::Invalid(_) => Outcome::Invalid,
-            CommandError::Denied(_) => Outcome::Denied,
-            CommandError::NotConfigured(_) | CommandError::GitHub(_) | CommandError::Store(_) => {
-                Outcome::Error
-            }
-        }
-    }
-
-    /// What the user reads. Errors with a known cause say it (SPEC §7's runbook
-    /// messages); anything else is the generic line with the trace id.
-    pub fn user_message(&self, trace_short: &str) -> String {
-        match self {
-            CommandError::Invalid(m) | CommandError::NotConfigured(m) => format!("❌ {m}"),
-            CommandError::GitHub(e) => format!("❌ {e} (trace {trace_short})"),
-            CommandError::Store(_) => format!("❌ Something went wrong (trace {trace_short})"),
-            CommandError::Denied(m) => m.clone(),
         }
     }
 }

@@ -67,7 +67,7 @@ async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
         app.store.as_ref(),
         &caller.user_id,
         limit,
-        crate::clock::now_secs(),
+        app.clock.now_secs(),
     )
     .await
     {
@@ -152,7 +152,7 @@ async fn decide_inner(
         );
     };
     let spec = command.spec();
-    let now_ms = crate::clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let mut tracer = Tracer::start(&caller.user_id, spec.name, &options_json(&options), now_ms);
     tracer.set_id(trace_id);
 
@@ -323,7 +323,7 @@ async fn decide_component_inner(
     options.insert("button".into(), Value::from(button.action));
     options.insert("id".into(), Value::from(id));
     let label = format!("{} ({})", command.name(), button.label);
-    let mut tracer = Tracer::start(&caller.user_id, &label, &options, crate::clock::now_ms());
+    let mut tracer = Tracer::start(&caller.user_id, &label, &options, app.clock.now_ms());
     tracer.set_id(trace_id);
 
     let step = tracer.begin("authorize");
@@ -357,5 +357,90 @@ async fn decide_component_inner(
             };
             defer(tracer, command, call, Some(press), ephemeral)
         }
+    }
+}
+
+/// Runs a deferred command's body (or button press) and returns its reply; the trace
+/// is completed and stored, and the completion line logged. Shared by the job handler
+/// and `valine invoke`.
+pub async fn run_deferred(app: &App, job: &DeferredCommand) -> (Reply, Outcome) {
+    let span = job.span();
+    async {
+        let now_ms = app.clock.now_ms();
+        let mut tracer = match job.trace.clone() {
+            Some(record) => Tracer::resume(*record),
+            None => {
+                let options = job
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect();
+                let mut tracer = Tracer::start(&job.user_id, &job.command, &options, now_ms);
+                tracer.set_id(&job.trace_id);
+                tracer
+            }
+        };
+        let call = Call {
+            caller: job.caller(),
+            options: job.options.clone(),
+            reply_to: job.reply_to.clone(),
+        };
+        let (reply, outcome, error) = match CommandName::from_name(&job.command) {
+            None => (
+                Reply::text(format!("❌ Unknown command /{}", job.command)).failed(),
+                Outcome::Invalid,
+                Some("unknown command".to_owned()),
+            ),
+            Some(command) => {
+                match run_body(app, command, job.button.as_ref(), &call, &mut tracer).await {
+                    Ok(reply) => {
+                        let outcome = if reply.failed {
+                            Outcome::Error
+                        } else {
+                            Outcome::Ok
+                        };
+                        (reply, outcome, None)
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            error.type = e.error_type(),
+                            error.message = %e,
+                            "command failed"
+                        );
+                        let message = e.user_message(tracer.short_id());
+                        let outcome = e.outcome();
+                        (Reply::text(message).failed(), outcome, Some(e.to_string()))
+                    }
+                }
+            }
+        };
+        let record = tracer.finish(outcome, error);
+        if let Err(e) = app.store.put_trace(&record).await {
+            tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
+        }
+        tracing::info!(
+            duration_ms = record.duration_ms.unwrap_or(0),
+            outcome = outcome.as_str(),
+            "command finished"
+        );
+        (reply, outcome)
+    }
+    .instrument(span)
+    .await
+}
+async fn run_body(
+    app: &App,
+    command: CommandName,
+    button: Option<&ButtonPress>,
+    call: &Call,
+    tracer: &mut Tracer,
+) -> Result<Reply, super::CommandError> {
+    match button {
+        Some(press) => {
+            command
+                .press(app, &press.action, &press.id, call, tracer)
+                .await
+        }
+        None => command.run(app, call, tracer).await,
     }
 }

@@ -23,7 +23,7 @@ use crate::auth::Access;
 use crate::discord::interaction::{Caller, OptionValue};
 use crate::discord::response::{Button, ButtonStyle, Reply};
 use crate::dryrun::Mutated;
-use crate::jobs::{self, ButtonPress, DeferredCommand, Job, ReplyTarget};
+use crate::jobs::{ButtonPress, DeferredCommand, Job, ReplyTarget};
 use crate::store::{AuditRecord, PendingConfirmation, SettingRecord, StoreError, retention};
 use crate::trace::Tracer;
 use crate::verify::target::{ProbeTarget, TargetPolicy};
@@ -231,7 +231,7 @@ async fn preview(
     requested: Option<String>,
     tracer: &mut Tracer,
 ) -> Result<Reply, CommandError> {
-    let expires_at = crate::clock::now_secs() + CONFIRM_WINDOW_SECS;
+    let expires_at = app.clock.now_secs() + CONFIRM_WINDOW_SECS;
     let id = pending_id(&caller.user_id, expires_at);
     let old = current.in_use().unwrap_or("not set").to_owned();
     let new = match &requested {
@@ -313,7 +313,7 @@ pub async fn press(
     if tag != user_tag(&call.caller.user_id) {
         return Err(refusal());
     }
-    let now = crate::clock::now_secs();
+    let now = app.clock.now_secs();
     if now >= expires_at {
         return Ok(Reply::text(format!(
             "⌛ This confirmation expired after 15 minutes; {} was not changed. Run /{} again.",
@@ -382,7 +382,7 @@ async fn apply(
     tracer: &mut Tracer,
     ephemeral: bool,
 ) -> Result<Reply, CommandError> {
-    let now_ms = crate::clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let old_in_use = change.expected.as_deref().or(change.env.as_deref());
     let new_in_use = change.requested.as_deref().or(change.env.as_deref());
     let verb = if change.requested.is_some() {
@@ -474,7 +474,7 @@ async fn enqueue_sync(
     caller: &Caller,
     reply_to: &ReplyTarget,
     requested: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<(), crate::jobs::QueueError> {
     let trace_id = crate::trace::new_trace_id();
     let mut options = crate::discord::interaction::OptionMap::new();
     options.insert(
@@ -496,7 +496,7 @@ async fn enqueue_sync(
         }),
         trace: None,
     };
-    jobs::enqueue(app, &Job::Command(job), Some(&trace_id))
+    app.enqueue(&Job::Command(job), Some(&trace_id))
         .await
         .map(drop)
 }
@@ -603,7 +603,7 @@ async fn sync(
             outcome?
         }
     };
-    let now_ms = crate::clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let audit = AuditRecord {
         id: uuid::Uuid::now_v7().simple().to_string(),
         at_ms: now_ms,

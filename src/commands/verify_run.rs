@@ -174,7 +174,7 @@ async fn rerun_failed(
     };
     // Audited once GitHub accepted it (or DRY_RUN suppressed it): a refused re-run
     // changed nothing.
-    let now_ms = crate::clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let audit = crate::store::AuditRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
         at_ms: now_ms,
@@ -209,7 +209,7 @@ async fn rerun_failed(
 /// typed, newest first: one store read, no GitHub call on the request path.
 pub async fn suggest_runs(app: &App, typed: &str) -> Vec<(String, String)> {
     let typed = typed.trim();
-    let runs = match app.store.recent_runs(100, crate::clock::now_secs()).await {
+    let runs = match app.store.recent_runs(100, app.clock.now_secs()).await {
         Ok(runs) => runs,
         // Suggestions are a convenience: none is a fine answer when the store is down.
         Err(e) => {

@@ -82,13 +82,6 @@ pub fn ensure_crypto_provider() {
     });
 }
 
-tokio::task_local! {
-    /// The deadline of the job a call runs in (SPEC §7: a wait longer than the time left
-    /// for the job fails with the retry-after message). The worker sets it around each
-    /// job, so every client call inside honours it without being handed a clone.
-    pub static JOB_DEADLINE: Instant;
-}
-
 /// Client for one repository. Cheap to clone; clones share the HTTP connection pool and
 /// the workflow cache.
 #[derive(Clone)]
@@ -830,10 +823,11 @@ impl GitHubClient {
                 .is_none_or(|deadline| Instant::now() + wait <= deadline)
     }
 
-    /// This clone's deadline, else the deadline of the job the call runs in.
+    /// This clone's deadline, else the deadline of the job the call runs in (set by the
+    /// job runner: a wait longer than the time left for the job fails at once with the
+    /// retry-after message instead of outliving the job).
     fn effective_deadline(&self) -> Option<Instant> {
-        self.deadline
-            .or_else(|| JOB_DEADLINE.try_with(|deadline| *deadline).ok())
+        self.deadline.or_else(crate::clock::deadline)
     }
 
     /// One HTTP exchange, logged.

@@ -1,33 +1,96 @@
-//! Durable background work (SPEC §5): the [`Job`] kinds, how each runs, and the
-//! [`worker`] loop that claims them from the store with a lease.
+//! Durable background work: what a job is ([`Job`], plain data serialized into the
+//! queue), where jobs go and come from ([`queue`]: the [`JobQueue`] port and its
+//! store-backed adapter), how one job record runs ([`runner`]: decode, attempt and
+//! deadline limits, lease renewal, retry with backoff or give up), and the [`worker`]
+//! loop that claims due jobs and runs several side by side.
 //!
-//! A job is at-least-once: it may run again after a crash, so every effect is
-//! idempotent (an edit of the original response repeats harmlessly).
+//! This module does not know what a job does: a [`JobHandler`] given to the runner
+//! does (`crate::work`). A job is at-least-once: it may run again after a crash, so
+//! every effect is idempotent (an edit of the original response repeats harmlessly;
+//! channel posts carry a nonce). See `docs/design.md#jobs`.
 
-pub mod runs;
+pub mod queue;
+pub mod runner;
 pub mod worker;
 
-use serde::{Deserialize, Serialize};
-use tracing::Instrument;
+use std::time::Duration;
 
-use crate::app::App;
-use crate::commands::{Call, CommandName};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::discord::api::DiscordError;
 use crate::discord::interaction::{Caller, OptionMap};
 use crate::discord::response::Reply;
-use crate::store::Outcome;
-use crate::trace::Tracer;
+use crate::github::api::GitHubError;
+use crate::store::{NewJob, StoreError};
+
+pub use queue::{JobQueue, QueueError, StoreQueue};
+
+/// Timings and limits of the job machinery; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How long a claimed job stays leased without renewal: a crashed worker's job is
+    /// claimable again after this, so work resumes within it. Renewed every third of
+    /// it while the job runs.
+    pub lease: Duration,
+    /// How often an idle worker looks for due jobs (a local submit wakes it at once;
+    /// another process's does not).
+    pub poll: Duration,
+    /// How many jobs one worker runs side by side: a slow job (a probe waiting on a
+    /// slow site) must not hold up every other user's reply.
+    pub concurrency: usize,
+    /// First retry delay; doubled per attempt, with jitter.
+    pub backoff_base: Duration,
+    pub max_attempts: u32,
+    /// How long a job may keep retrying after it was submitted (15 minutes; a job that
+    /// schedules itself later, such as a poll, gets at least its start time).
+    pub deadline: Duration,
+    /// How long a stopping server lets running work finish.
+    pub shutdown_grace: Duration,
+    /// How often a `/deploy-client wait:true` message re-reads its run from GitHub, in
+    /// case a webhook is missed (every 15 s while the interaction token lives).
+    pub run_poll: Duration,
+    /// How long a dispatch looks for its run by correlation id when GitHub did not
+    /// return it (up to 60 s), and how often it asks meanwhile.
+    pub identify_timeout: Duration,
+    pub identify_poll: Duration,
+    /// How long an interaction token edits its message (Discord: 15 minutes).
+    pub interaction_token_ttl: Duration,
+    /// How long a `/deploy-client` waits for another one that is dispatching right now
+    /// before answering that a deploy is already running.
+    pub dispatch_lock_wait: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            lease: Duration::from_secs(15),
+            poll: Duration::from_secs(1),
+            concurrency: 8,
+            backoff_base: Duration::from_secs(2),
+            max_attempts: 5,
+            deadline: Duration::from_secs(15 * 60),
+            shutdown_grace: Duration::from_secs(10),
+            run_poll: Duration::from_secs(15),
+            identify_timeout: Duration::from_secs(60),
+            identify_poll: Duration::from_secs(3),
+            interaction_token_ttl: Duration::from_secs(15 * 60),
+            dispatch_lock_wait: Duration::from_secs(10),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
     /// The body of a deferred slash command; its reply edits the original response.
     Command(DeferredCommand),
-    /// Announces a completed deploy run in the status channel (SPEC §3.2.4).
-    AnnounceRun(runs::AnnounceRun),
+    /// Announces a completed deploy run in the status channel.
+    AnnounceRun(AnnounceRun),
     /// Updates the message of the command that follows a run.
-    FollowRun(runs::FollowRun),
+    FollowRun(FollowRun),
     /// Re-reads a followed run from GitHub, in case a webhook is missed.
-    PollRun(runs::PollRun),
+    PollRun(PollRun),
     /// Delivers a deferred command's finished reply whose first delivery failed, so a
     /// retry repeats the delivery and never the command.
     DeliverReply(PendingReply),
@@ -86,19 +149,51 @@ impl std::fmt::Debug for DeferredCommand {
     }
 }
 
-/// How a job attempt ended, for the worker's retry decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobError {
-    /// Worth another attempt (Discord or the store briefly unavailable).
-    Transient(String),
-    /// Retrying cannot help.
-    Permanent(String),
+/// Announce a completed run in `DISCORD_STATUS_CHANNEL_ID`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnounceRun {
+    pub run_id: u64,
+    pub run_attempt: u32,
+    /// The delivery that asked for it: owner of the per-(run, attempt) lock, so a retry
+    /// of this job gets the lock again and another delivery's job does not.
+    pub delivery_id: String,
+    /// The payload could not tell whether the run is of `DEPLOY_WORKFLOW`: resolve it
+    /// through GitHub before announcing.
+    #[serde(default)]
+    pub confirm_workflow: bool,
 }
 
-impl std::fmt::Display for JobError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JobError::Transient(m) | JobError::Permanent(m) => f.write_str(m),
+/// Update the message of the command whose correlation the run carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowRun {
+    pub correlation_id: String,
+    pub run_id: u64,
+    pub run_attempt: u32,
+    /// The status the event reported: `in_progress` or `completed`.
+    pub status: String,
+}
+
+/// Re-read a followed run from GitHub: the fallback for a missed webhook while the
+/// interaction token lives (`/deploy-client wait:true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollRun {
+    pub correlation_id: String,
+    pub run_id: u64,
+    /// Which poll of the chain this is. It is part of the job id, so a poll that runs
+    /// twice (after a crash) schedules the same next poll instead of a second chain.
+    pub seq: u32,
+}
+
+impl PollRun {
+    pub fn job_id(&self) -> String {
+        format!("poll-{}-{}-{}", self.correlation_id, self.run_id, self.seq)
+    }
+
+    /// The poll after this one.
+    pub fn next(&self) -> PollRun {
+        PollRun {
+            seq: self.seq.saturating_add(1),
+            ..self.clone()
         }
     }
 }
@@ -113,7 +208,8 @@ impl DeferredCommand {
         }
     }
 
-    fn span(&self) -> tracing::Span {
+    /// The command's log span: every line of its job carries its trace id.
+    pub fn span(&self) -> tracing::Span {
         tracing::info_span!(
             "command",
             trace_id = %self.trace_id,
@@ -123,264 +219,72 @@ impl DeferredCommand {
     }
 }
 
-/// Runs a deferred command's body and returns its reply; the trace is completed and
-/// stored, and the completion line logged. Shared by the worker and `valine invoke`.
-pub async fn run_command_body(app: &App, job: &DeferredCommand) -> (Reply, Outcome) {
-    let span = job.span();
-    async {
-        let now_ms = crate::clock::now_ms();
-        let mut tracer = match job.trace.clone() {
-            Some(record) => Tracer::resume(*record),
-            None => {
-                let options = job
-                    .options
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect();
-                let mut tracer = Tracer::start(&job.user_id, &job.command, &options, now_ms);
-                tracer.set_id(&job.trace_id);
-                tracer
-            }
-        };
-        let call = Call {
-            caller: job.caller(),
-            options: job.options.clone(),
-            reply_to: job.reply_to.clone(),
-        };
-        let (reply, outcome, error) = match CommandName::from_name(&job.command) {
-            None => (
-                Reply::text(format!("❌ Unknown command /{}", job.command)).failed(),
-                Outcome::Invalid,
-                Some("unknown command".to_owned()),
-            ),
-            Some(command) => {
-                match run_body(app, command, job.button.as_ref(), &call, &mut tracer).await {
-                    Ok(reply) => {
-                        let outcome = if reply.failed {
-                            Outcome::Error
-                        } else {
-                            Outcome::Ok
-                        };
-                        (reply, outcome, None)
-                    }
-                    Err(e) => {
-                        tracing::error!(
-                            error.type = e.error_type(),
-                            error.message = %e,
-                            "command failed"
-                        );
-                        let message = e.user_message(tracer.short_id());
-                        let outcome = e.outcome();
-                        (Reply::text(message).failed(), outcome, Some(e.to_string()))
-                    }
-                }
-            }
-        };
-        let record = tracer.finish(outcome, error);
-        if let Err(e) = app.store.put_trace(&record).await {
-            tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
-        }
-        tracing::info!(
-            duration_ms = record.duration_ms.unwrap_or(0),
-            outcome = outcome.as_str(),
-            "command finished"
-        );
-        (reply, outcome)
-    }
-    .instrument(span)
-    .await
+/// Why a job attempt failed, with its cause; [`JobError::is_retryable`] tells the
+/// runner whether another attempt can help.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Queue(#[from] QueueError),
+    #[error("{0}")]
+    Discord(#[from] DiscordError),
+    #[error("{0}")]
+    GitHub(#[from] GitHubError),
+    /// A payload this version cannot read will not improve with retries.
+    #[error("unreadable job payload")]
+    Decode(#[source] serde_json::Error),
 }
 
-async fn run_body(
-    app: &App,
-    command: CommandName,
-    button: Option<&ButtonPress>,
-    call: &Call,
-    tracer: &mut Tracer,
-) -> Result<Reply, crate::commands::CommandError> {
-    match button {
-        Some(press) => {
-            command
-                .press(app, &press.action, &press.id, call, tracer)
-                .await
+impl JobError {
+    /// Whether another attempt may succeed: an outage, a timeout, a rate limit. A
+    /// refusal (401, 403, 404, a bad payload) stays a refusal.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            JobError::Store(e) => e.is_retryable(),
+            JobError::Queue(e) => e.is_retryable(),
+            JobError::Discord(e) => e.is_transient(),
+            JobError::GitHub(e) => e.is_transient(),
+            JobError::Decode(_) => false,
         }
-        None => command.run(app, call, tracer).await,
     }
-}
 
-/// One attempt at a job.
-pub async fn execute(app: &App, job: &Job) -> Result<(), JobError> {
-    match job {
-        Job::Command(command) => {
-            let (reply, _) = run_command_body(app, command).await;
-            let Some(target) = &command.reply_to else {
-                return Ok(());
-            };
-            let pending = PendingReply {
-                trace_id: command.trace_id.clone(),
-                reply_to: target.clone(),
-                channel_id: command.channel_id.clone(),
-                reply,
-            };
-            match deliver_reply(app, &pending)
-                .instrument(command.span())
-                .await
-            {
-                // The command's effects happened; only the delivery is retried.
-                Err(JobError::Transient(_)) => {
-                    enqueue(app, &Job::DeliverReply(pending), Some(&command.trace_id))
-                        .await
-                        .map_err(|e| JobError::Transient(e.to_string()))?;
-                    Ok(())
-                }
-                other => other,
-            }
-        }
-        Job::DeliverReply(pending) => {
-            let span = tracing::info_span!("command", trace_id = %pending.trace_id);
-            deliver_reply(app, pending).instrument(span).await
-        }
-        Job::AnnounceRun(announce) => {
-            let span = tracing::info_span!(
-                "run_job",
-                job = "announce_run",
-                run_id = announce.run_id,
-                run_attempt = announce.run_attempt
-            );
-            runs::announce(app, announce, crate::clock::now_ms())
-                .instrument(span)
-                .await
-        }
-        Job::FollowRun(follow) => {
-            let span = tracing::info_span!("run_job", job = "follow_run", run_id = follow.run_id, run_attempt = follow.run_attempt, correlation_id = %follow.correlation_id);
-            runs::follow(app, follow, crate::clock::now_ms())
-                .instrument(span)
-                .await
-        }
-        Job::PollRun(poll) => {
-            let span = tracing::info_span!("run_job", job = "poll_run", run_id = poll.run_id, correlation_id = %poll.correlation_id);
-            runs::poll(app, poll, crate::clock::now_ms())
-                .instrument(span)
-                .await
+    /// The stable class logged as `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            JobError::Store(_) | JobError::Queue(_) => "store_unavailable",
+            JobError::Discord(e) => e.error_type(),
+            JobError::GitHub(e) => e.error_type(),
+            JobError::Decode(_) => "job_decode",
         }
     }
 }
 
-/// Edits the deferred response; once the interaction token no longer works (Discord
-/// accepts it for 15 minutes), the reply goes to the channel with the bot token.
-async fn deliver_reply(app: &App, pending: &PendingReply) -> Result<(), JobError> {
-    let target = &pending.reply_to;
-    let body = pending.reply.to_message_json();
-    match app
-        .discord
-        .edit_original(&target.application_id, &target.token, &body)
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(
-            crate::discord::api::DiscordError::Unauthorized { .. }
-            | crate::discord::api::DiscordError::NotFound { .. },
-        ) if pending.channel_id.is_some() => {
-            let channel = pending.channel_id.as_deref().unwrap_or_default();
-            tracing::info!(
-                "interaction token no longer accepted; posting the reply to the channel"
-            );
-            runs::post(
-                app,
-                channel,
-                &pending.reply,
-                &runs::reply_nonce(&pending.trace_id),
-            )
-            .await
-        }
-        Err(e) => {
-            tracing::warn!(error.type = e.error_type(), error.message = %e, "editing the reply failed");
-            if e.is_transient() {
-                Err(JobError::Transient(e.to_string()))
-            } else {
-                Err(JobError::Permanent(e.to_string()))
-            }
-        }
-    }
+/// What each kind of job does; the runner calls it and never looks inside a job.
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    /// One attempt at the job.
+    async fn execute(&self, job: &Job) -> Result<(), JobError>;
+    /// Tells the user the job gave up, where it has anywhere to say it. Best effort:
+    /// the failure that ended the job may still stand.
+    async fn gave_up(&self, job: &Job, attempts: u32, error: &str);
 }
 
-/// Tells the user a job gave up, if it has anywhere to say it.
-pub async fn report_gave_up(app: &App, job: &Job, attempts: u32, error: &str) {
-    match job {
-        Job::Command(command) => {
-            if let Some(target) = &command.reply_to {
-                let pending = PendingReply {
-                    trace_id: command.trace_id.clone(),
-                    reply_to: target.clone(),
-                    channel_id: command.channel_id.clone(),
-                    reply: Reply::text(format!(
-                        "❌ Gave up after {attempts} attempts: {error} (trace {})",
-                        crate::trace::short_id(&command.trace_id)
-                    ))
-                    .failed(),
-                };
-                // Best effort: the failure that exhausted the retries may still stand.
-                let _ = deliver_reply(app, &pending).await;
-            }
-        }
-        // The reply could not be delivered; the worker's log line is the report.
-        Job::DeliverReply(_) => {}
-        // What failed was talking to Discord itself; the worker's log line is the report.
-        Job::AnnounceRun(_) | Job::FollowRun(_) | Job::PollRun(_) => {}
-    }
-}
-
-/// The store record of `job`, due at `now_ms`, for [`enqueue`] or a write that carries
-/// jobs with other effects (a webhook delivery).
-pub fn job_record(
-    app: &App,
+/// The record that persists `job`, due at `now_ms` and given up after `deadline`.
+pub fn new_job(
     job: &Job,
     trace_id: Option<&str>,
     now_ms: i64,
-) -> Result<crate::store::NewJob, crate::store::StoreError> {
-    let deadline_ms =
-        now_ms + i64::try_from(app.worker.deadline.as_millis()).unwrap_or(i64::MAX / 2);
-    let payload = serde_json::to_value(job)
-        .map_err(|e| crate::store::StoreError::Corrupt(format!("job does not serialize: {e}")))?;
-    Ok(crate::store::NewJob {
+    deadline: Duration,
+) -> Result<NewJob, QueueError> {
+    let payload = serde_json::to_value(job).map_err(QueueError::Encode)?;
+    Ok(NewJob {
         id: uuid::Uuid::now_v7().simple().to_string(),
         payload,
         run_after_ms: now_ms,
-        deadline_ms,
+        deadline_ms: now_ms.saturating_add(crate::clock::duration_ms(deadline)),
         trace_id: trace_id.map(str::to_owned),
     })
-}
-
-/// Persists a job for the worker and wakes the in-process worker.
-pub async fn enqueue(
-    app: &App,
-    job: &Job,
-    trace_id: Option<&str>,
-) -> Result<String, crate::store::StoreError> {
-    let now = crate::clock::now_ms();
-    let record = job_record(app, job, trace_id, now)?;
-    app.store.enqueue_job(&record, now).await?;
-    app.jobs_ready.notify_one();
-    Ok(record.id)
-}
-
-/// Persists a job with a caller-chosen id, due at `run_after_ms`. Writing the same id
-/// again keeps the first job, so work that schedules its own next step (a poll) cannot
-/// fork into two chains when it is repeated after a crash.
-pub async fn enqueue_scheduled(
-    app: &App,
-    job: &Job,
-    id: String,
-    run_after_ms: i64,
-) -> Result<(), crate::store::StoreError> {
-    let now = crate::clock::now_ms();
-    let mut record = job_record(app, job, None, now)?;
-    record.id = id;
-    record.run_after_ms = run_after_ms;
-    record.deadline_ms = record.deadline_ms.max(run_after_ms);
-    app.store.enqueue_job(&record, now).await?;
-    app.jobs_ready.notify_one();
-    Ok(())
 }
 
 /// A task that ends with its owner: when the server or worker loop is dropped (the

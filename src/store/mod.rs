@@ -66,6 +66,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// How a command or webhook ended (SPEC §8 `outcome`).

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use super::probe::{ProbeError, ProbeResponse, Prober};
 use super::target::ProbeTarget;
 use crate::app::App;
-use crate::commands::CommandError;
+use crate::error::CommandError;
 use crate::github::model::{Job, WorkflowRun};
 use crate::settings::{self, InUse};
 use crate::store::StepStatus;

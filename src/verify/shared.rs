@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::target::{ProbeTarget, TargetPolicy};
 use crate::app::App;
-use crate::commands::CommandError;
 use crate::discord::response::Reply;
+use crate::error::CommandError;
 use crate::store::{VerificationRecord, retention};
 use crate::trace::Tracer;
 
@@ -33,7 +33,7 @@ pub async fn verify_once(
     let lock = format!("verify:{run_id}:{run_attempt}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(LOCK_SECS as u64);
     loop {
-        let now = crate::clock::now_secs();
+        let now = app.clock.now_secs();
         if let Some(done) = app.store.get_verification(run_id, run_attempt, now).await? {
             tracer.skip("verify", "already verified for this run attempt");
             return Ok(decode(&done));
@@ -82,7 +82,7 @@ async fn verify_and_store(
     let verification = super::verify_run(app, &run, api_base.as_ref(), tracer).await?;
     let passed = verification.passed();
     let reply = verification.to_reply(tracer.short_id());
-    let now_ms = crate::clock::now_ms();
+    let now_ms = app.clock.now_ms();
     let record = VerificationRecord {
         run_id,
         run_attempt,

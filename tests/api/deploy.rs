@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use valine::app::WorkerSettings;
-use valine::clock;
 use valine::store::{AuditRecord, JobState};
 
 use crate::fakes::{DispatchMode, FakeSite, Hang, healthy_sites, job_json, page, run_json};
@@ -163,7 +162,7 @@ fn run_url(id: u64) -> String {
 async fn audit(app: &TestApp) -> Vec<AuditRecord> {
     app.app
         .store
-        .list_audit(None, 0, clock::now_secs())
+        .list_audit(None, 0, crate::helpers::now_secs())
         .await
         .unwrap()
 }
@@ -307,7 +306,7 @@ async fn a_deployer_dispatches_and_the_reply_links_the_run_with_a_cancel_button(
     let marker = app
         .app
         .store
-        .get_correlation(&correlation, clock::now_secs())
+        .get_correlation(&correlation, crate::helpers::now_secs())
         .await
         .unwrap()
         .expect("marker written");
@@ -463,7 +462,7 @@ async fn without_run_details_the_run_is_found_by_its_correlation_id_never_guesse
     let marker = app
         .app
         .store
-        .get_correlation(&correlation, clock::now_secs())
+        .get_correlation(&correlation, crate::helpers::now_secs())
         .await
         .unwrap()
         .unwrap();
@@ -738,7 +737,7 @@ async fn polling_follows_the_run_when_webhooks_are_missed() {
     let stored = app
         .app
         .store
-        .get_run(9000, clock::now_secs())
+        .get_run(9000, crate::helpers::now_secs())
         .await
         .unwrap()
         .unwrap();
@@ -766,12 +765,12 @@ async fn after_the_token_expires_the_result_goes_to_the_channel() {
     let marker = app
         .app
         .store
-        .get_correlation(&correlation, clock::now_secs())
+        .get_correlation(&correlation, crate::helpers::now_secs())
         .await
         .unwrap()
         .unwrap();
     eventually(WAIT, || async {
-        (clock::now_ms() > marker.token_expires_at_ms).then_some(())
+        (crate::helpers::now_ms() > marker.token_expires_at_ms).then_some(())
     })
     .await;
 
@@ -900,7 +899,7 @@ async fn dry_run_shows_the_dispatch_and_sends_nothing() {
     assert!(
         app.app
             .store
-            .latest_deploy_correlation(clock::now_secs())
+            .latest_deploy_correlation(crate::helpers::now_secs())
             .await
             .unwrap()
             .is_none()

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use valine::clock;
 use valine::store::CorrelationKind;
 
 use crate::fakes::{healthy_sites, job_json, run_json};
@@ -65,7 +64,7 @@ async fn a_completed_deploy_is_verified_once_for_the_announcement_and_the_follow
     let mut correlation = follower(
         "vl-0000000000008100",
         token,
-        clock::now_ms() + 600_000,
+        crate::helpers::now_ms() + 600_000,
         Some(8100),
     );
     correlation.api_base = Some(api.url());
@@ -101,7 +100,7 @@ async fn a_completed_deploy_is_verified_once_for_the_announcement_and_the_follow
     let verified = app
         .app
         .store
-        .get_verification(8100, 1, clock::now_secs())
+        .get_verification(8100, 1, crate::helpers::now_secs())
         .await
         .unwrap()
         .unwrap();
@@ -160,7 +159,7 @@ async fn a_diagnose_run_completing_extends_the_diagnose_message() {
     let mut correlation = follower(
         "vl-0000000000008200",
         token,
-        clock::now_ms() + 600_000,
+        crate::helpers::now_ms() + 600_000,
         Some(8200),
     );
     correlation.kind = CorrelationKind::Diagnose;

@@ -35,8 +35,13 @@ pub fn sign(timestamp: &str, body: &[u8]) -> String {
     hex::encode(signing_key().sign(&message).to_bytes())
 }
 
+/// The wall clock, as the fakes and signed requests need it.
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// The environment a test app starts from; tests add or override entries.

@@ -165,7 +165,7 @@ async fn a_reply_whose_token_expired_goes_to_the_channel() {
 #[tokio::test]
 async fn a_job_past_its_deadline_gives_up_instead_of_acting_late() {
     let app = spawn_app_with(Options::default()).await;
-    let now = valine::clock::now_ms();
+    let now = crate::helpers::now_ms();
     let job = valine::jobs::Job::Command(valine::jobs::DeferredCommand {
         trace_id: "0123456789abcdef0123456789abcdef".into(),
         command: "status".into(),
@@ -189,7 +189,7 @@ async fn a_job_past_its_deadline_gives_up_instead_of_acting_late() {
         trace_id: None,
     };
     app.app.store.enqueue_job(&record, now).await.unwrap();
-    app.app.jobs_ready.notify_one();
+    app.app.queue.submitted_elsewhere();
     let edit = app.discord.wait_for_edit("tok-late").await;
     let content = edit["content"].as_str().unwrap();
     assert!(
@@ -203,7 +203,7 @@ async fn a_job_past_its_deadline_gives_up_instead_of_acting_late() {
     let failed = app
         .app
         .store
-        .failed_jobs(valine::clock::now_secs())
+        .failed_jobs(crate::helpers::now_secs())
         .await
         .unwrap();
     assert_eq!(failed.len(), 1);

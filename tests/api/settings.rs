@@ -86,7 +86,7 @@ async fn stored(app: &TestApp, key: &str) -> Option<String> {
 }
 
 async fn audit(app: &TestApp) -> Vec<valine::store::AuditRecord> {
-    let now = valine::clock::now_ms();
+    let now = crate::helpers::now_ms();
     app.app.store.list_audit(None, 0, now / 1000).await.unwrap()
 }
 
@@ -190,7 +190,7 @@ async fn cancel_and_expiry_change_nothing() {
     assert!(content(&late).contains("already handled"), "{late}");
 
     // A confirmation made 15 minutes ago.
-    let expired_at = valine::clock::now_secs() - 1;
+    let expired_at = crate::helpers::now_secs() - 1;
     let id = valine::commands::set_url::pending_id(ADMIN, expired_at);
     app.app
         .store

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use valine::clock;
 use valine::store::{CorrelationKind, CorrelationRecord, retention};
 
 use crate::fakes::{Recorded, run_json};
@@ -207,7 +206,7 @@ async fn ping_is_ok_from_anywhere_and_other_repositories_are_ignored() {
         post(&app, "workflow_run", "f1", &run_event("completed", foreign)).await,
         (202, json!({"status": "ignored"}))
     );
-    let now = clock::now_secs();
+    let now = crate::helpers::now_secs();
     assert_eq!(app.app.store.get_run(7001, now).await.unwrap(), None);
 
     // GitHub's spelling of the name may differ in case from GITHUB_REPO.
@@ -286,7 +285,7 @@ async fn unhandled_events_and_odd_shapes_are_ignored_never_5xx() {
     assert_eq!(
         app.app
             .store
-            .get_run(7102, clock::now_secs())
+            .get_run(7102, crate::helpers::now_secs())
             .await
             .unwrap(),
         None
@@ -296,7 +295,7 @@ async fn unhandled_events_and_odd_shapes_are_ignored_never_5xx() {
 #[tokio::test]
 async fn workflow_run_events_upsert_the_run_trusting_status() {
     let app = spawn_app().await;
-    let now = clock::now_secs;
+    let now = crate::helpers::now_secs;
 
     let queued = deploy_run(7200, "main", "queued", None);
     assert_eq!(
@@ -374,7 +373,7 @@ async fn an_older_attempt_arriving_late_does_not_move_the_run_back() {
     let stored = app
         .app
         .store
-        .get_run(7300, clock::now_secs())
+        .get_run(7300, crate::helpers::now_secs())
         .await
         .unwrap()
         .unwrap();
@@ -480,7 +479,7 @@ async fn a_failed_job_is_recorded_and_named_in_the_announcement() {
     let step = app
         .app
         .store
-        .failed_step(7500, clock::now_secs())
+        .failed_step(7500, crate::helpers::now_secs())
         .await
         .unwrap()
         .expect("failing step recorded");
@@ -531,7 +530,7 @@ pub(crate) fn follower(
     token_expires_at_ms: i64,
     run_id: Option<u64>,
 ) -> CorrelationRecord {
-    let now_ms = clock::now_ms();
+    let now_ms = crate::helpers::now_ms();
     CorrelationRecord {
         id: id.into(),
         kind: CorrelationKind::Deploy,
@@ -552,7 +551,7 @@ pub(crate) async fn put(app: &TestApp, correlation: &CorrelationRecord) {
     assert!(
         app.app
             .store
-            .put_correlation(correlation, clock::now_secs())
+            .put_correlation(correlation, crate::helpers::now_secs())
             .await
             .unwrap()
     );
@@ -562,7 +561,7 @@ pub(crate) async fn put(app: &TestApp, correlation: &CorrelationRecord) {
 async fn a_followed_run_edits_the_commands_message() {
     let app = spawn_app().await;
     let token = "tok-follow-7600";
-    let live = clock::now_ms() + 15 * 60 * 1000;
+    let live = crate::helpers::now_ms() + 15 * 60 * 1000;
     put(
         &app,
         &follower("vl-00000000000076aa", token, live, Some(7600)),
@@ -630,7 +629,12 @@ async fn a_run_is_recognised_by_the_correlation_id_in_its_title() {
     let correlation_id = "vl-0123456789abcdef";
     put(
         &app,
-        &follower(correlation_id, token, clock::now_ms() + 900_000, None),
+        &follower(
+            correlation_id,
+            token,
+            crate::helpers::now_ms() + 900_000,
+            None,
+        ),
     )
     .await;
     let mut run = deploy_run(7650, "main", "in_progress", None);
@@ -640,7 +644,7 @@ async fn a_run_is_recognised_by_the_correlation_id_in_its_title() {
     let attached = app
         .app
         .store
-        .correlation_for_run(7650, clock::now_secs())
+        .correlation_for_run(7650, crate::helpers::now_secs())
         .await
         .unwrap()
         .expect("the delivery attached the run");
@@ -651,7 +655,7 @@ async fn a_run_is_recognised_by_the_correlation_id_in_its_title() {
 async fn after_the_token_expires_updates_go_to_the_channel() {
     let app = spawn_app().await;
     let token = "tok-stale-7700";
-    let expired = clock::now_ms() - 1;
+    let expired = crate::helpers::now_ms() - 1;
     put(
         &app,
         &follower("vl-0000000000007700", token, expired, Some(7700)),
@@ -705,7 +709,7 @@ async fn a_token_discord_refuses_falls_back_to_the_channel() {
     let app = spawn_app().await;
     // Our clock says it lives; Discord says 401.
     let token = "expired-by-discord-7800";
-    let live = clock::now_ms() + 900_000;
+    let live = crate::helpers::now_ms() + 900_000;
     put(
         &app,
         &follower("vl-0000000000007800", token, live, Some(7800)),

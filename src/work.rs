@@ -1,0 +1,126 @@
+//! The job handler: what each kind of [`Job`] does, mapped to the use case that
+//! performs it. The job machinery (`jobs/`) runs jobs without knowing any of this, and
+//! the same handler serves the worker of `valine serve`, `valine invoke` and Lambda.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::commands::pipeline;
+use crate::deliver::deliver_reply;
+use crate::discord::response::Reply;
+use crate::jobs::runner::Runner;
+use crate::jobs::worker::Worker;
+use crate::jobs::{Job, JobError, JobHandler, PendingReply};
+use crate::runs::follow;
+
+/// Runs jobs against one App.
+pub struct Work {
+    app: Arc<App>,
+}
+
+impl Work {
+    pub fn new(app: Arc<App>) -> Work {
+        Work { app }
+    }
+}
+
+/// A worker for `app`: its queue, a runner with this handler, a fresh owner id.
+pub fn worker(app: &Arc<App>) -> Worker {
+    let runner = Runner::new(
+        Arc::clone(&app.store),
+        Arc::new(Work::new(Arc::clone(app))),
+        app.worker.clone(),
+        app.clock.clone(),
+        format!("worker-{}", uuid::Uuid::new_v4().simple()),
+    );
+    Worker::new(Arc::clone(&app.queue), Arc::clone(&app.store), runner)
+}
+
+#[async_trait]
+impl JobHandler for Work {
+    async fn execute(&self, job: &Job) -> Result<(), JobError> {
+        let app = self.app.as_ref();
+        match job {
+            Job::Command(command) => {
+                let (reply, _) = pipeline::run_deferred(app, command).await;
+                let Some(target) = &command.reply_to else {
+                    return Ok(());
+                };
+                let pending = PendingReply {
+                    trace_id: command.trace_id.clone(),
+                    reply_to: target.clone(),
+                    channel_id: command.channel_id.clone(),
+                    reply,
+                };
+                match deliver_reply(app, &pending)
+                    .instrument(command.span())
+                    .await
+                {
+                    // The command's effects happened; only the delivery is retried, as
+                    // a job of its own, so the command never runs twice.
+                    Err(e) if e.is_retryable() => {
+                        app.enqueue(&Job::DeliverReply(pending), Some(&command.trace_id))
+                            .await?;
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
+            Job::DeliverReply(pending) => {
+                let span = tracing::info_span!("command", trace_id = %pending.trace_id);
+                deliver_reply(app, pending).instrument(span).await
+            }
+            Job::AnnounceRun(announce) => {
+                let span = tracing::info_span!(
+                    "run_job",
+                    job = "announce_run",
+                    run_id = announce.run_id,
+                    run_attempt = announce.run_attempt
+                );
+                follow::announce(app, announce, app.clock.now_ms())
+                    .instrument(span)
+                    .await
+            }
+            Job::FollowRun(run) => {
+                let span = tracing::info_span!("run_job", job = "follow_run", run_id = run.run_id, run_attempt = run.run_attempt, correlation_id = %run.correlation_id);
+                follow::follow(app, run, app.clock.now_ms())
+                    .instrument(span)
+                    .await
+            }
+            Job::PollRun(poll) => {
+                let span = tracing::info_span!("run_job", job = "poll_run", run_id = poll.run_id, correlation_id = %poll.correlation_id);
+                follow::poll(app, poll, app.clock.now_ms())
+                    .instrument(span)
+                    .await
+            }
+        }
+    }
+
+    async fn gave_up(&self, job: &Job, attempts: u32, error: &str) {
+        match job {
+            Job::Command(command) => {
+                if let Some(target) = &command.reply_to {
+                    let pending = PendingReply {
+                        trace_id: command.trace_id.clone(),
+                        reply_to: target.clone(),
+                        channel_id: command.channel_id.clone(),
+                        reply: Reply::text(format!(
+                            "❌ Gave up after {attempts} attempts: {error} (trace {})",
+                            crate::trace::short_id(&command.trace_id)
+                        ))
+                        .failed(),
+                    };
+                    // Best effort: the failure that exhausted the retries may still stand.
+                    let _ = deliver_reply(&self.app, &pending).await;
+                }
+            }
+            // The reply could not be delivered; the runner's log line is the report.
+            Job::DeliverReply(_) => {}
+            // What failed was talking to Discord or GitHub; the log line is the report.
+            Job::AnnounceRun(_) | Job::FollowRun(_) | Job::PollRun(_) => {}
+        }
+    }
+}
