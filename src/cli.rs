@@ -187,7 +187,7 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
         channel_id: None,
     };
     let (reply, outcome) =
-        match pipeline::decide_command(&app, &caller, command.name(), options, None).await {
+        match pipeline::decide_command(&app, &caller, command.spec().name, options, None).await {
             pipeline::Decision::Reply { reply, outcome }
             | pipeline::Decision::Update { reply, outcome } => (reply, outcome),
             pipeline::Decision::Defer { job, .. } => pipeline::run_deferred(&app, &job).await,

@@ -1,39 +1,51 @@
 //! `/debug-last`: the caller's most recent trace, other than `/debug-last` itself
 //! (SPEC §4.2), answered at once and only to the caller.
 
+use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 
-use super::{Answer, Call, CommandError, CommandSpec};
+use super::{Answer, Call, Command, CommandError, CommandSpec};
 use crate::app::App;
 use crate::auth::Access;
 use crate::discord::response::{Reply, limits};
 use crate::store::{StepStatus, TraceRecord};
 use crate::trace::Tracer;
 
-pub const NAME: &str = "debug-last";
+/// `/debug-last`.
+pub struct DebugLast;
 
-pub fn spec() -> CommandSpec {
-    CommandSpec {
-        name: NAME,
-        description: "Show your most recent command's trace",
-        options: vec![],
-        access: Access::Anyone,
-        answer: Answer::Immediate { ephemeral: true },
+#[async_trait]
+impl Command for DebugLast {
+    fn spec(&self) -> CommandSpec {
+        CommandSpec {
+            name: NAME,
+            description: "Show your most recent command's trace",
+            options: vec![],
+            access: Access::Anyone,
+            answer: Answer::Immediate { ephemeral: true },
+        }
+    }
+
+    async fn run(
+        &self,
+        app: &App,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        let step = tracer.begin("store.latest_trace");
+        let latest = app
+            .store
+            .latest_trace_for_user(&call.caller.user_id, NAME, app.clock.now_secs())
+            .await;
+        tracer.end(step, &latest);
+        Ok(match latest? {
+            None => Reply::ephemeral("No recent command found for you."),
+            Some(trace) => Reply::ephemeral(render(&trace, limits::CONTENT)),
+        })
     }
 }
 
-pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
-    let step = tracer.begin("store.latest_trace");
-    let latest = app
-        .store
-        .latest_trace_for_user(&call.caller.user_id, NAME, app.clock.now_secs())
-        .await;
-    tracer.end(step, &latest);
-    Ok(match latest? {
-        None => Reply::ephemeral("No recent command found for you."),
-        Some(trace) => Reply::ephemeral(render(&trace, limits::CONTENT)),
-    })
-}
+pub const NAME: &str = "debug-last";
 
 /// The trace as a message of at most `max` characters; steps that do not fit are
 /// summarised as `… N more steps`.

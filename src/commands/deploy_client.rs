@@ -13,18 +13,20 @@
 //!    run is identified, makes check-and-claim one step no other command can interleave;
 //! 3. the marker is written before the request leaves; then dispatch, audit, identify.
 
+use async_trait::async_trait;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{
-    Answer, ButtonAnswer, ButtonSpec, Call, CommandError, CommandSpec, OptionSpec, Precheck,
+    Answer, ButtonAnswer, ButtonSpec, Call, Command, CommandError, CommandSpec, OptionSpec,
+    Precheck, Press,
 };
 use crate::app::App;
 use crate::auth::Access;
 use crate::discord::interaction::Caller;
-use crate::discord::response::{Button, ButtonStyle, Embed, Reply, YELLOW};
+use crate::discord::response::{Button, Embed, Reply, YELLOW};
 use crate::dispatch::correlation_id_for;
 use crate::dryrun::{Mutated, Mutation};
 use crate::github::api::{GitHubClient, GitHubError};
@@ -32,13 +34,133 @@ use crate::github::git_ref::GitRef;
 use crate::github::model::{Workflow, WorkflowRun};
 use crate::jobs::PollRun;
 use crate::runs::follow::schedule_poll;
+use crate::runs::report::{CANCEL_ACTION, cancel_button};
 use crate::settings;
 use crate::store::{AuditRecord, CorrelationKind, CorrelationRecord, StepStatus, retention};
 use crate::trace::Tracer;
 use crate::verify::target::{ProbeTarget, TargetPolicy};
 
-/// `valine:cancel-run:<run id>`.
-pub const CANCEL_ACTION: &str = "cancel-run";
+/// `/deploy-client`.
+pub struct DeployClient;
+
+#[async_trait]
+impl Command for DeployClient {
+    fn spec(&self) -> CommandSpec {
+        CommandSpec {
+            name: "deploy-client",
+            description: "Deploy the client: dispatch the deploy workflow",
+            options: vec![
+                OptionSpec::string("ref", "Git ref to deploy (default: the deploy branch)"),
+                OptionSpec::string("api_base", "VITE_API_BASE for this build"),
+                OptionSpec::boolean("wait", "Follow the run in this message"),
+            ],
+            access: Access::Deployers,
+            answer: Answer::Deferred { ephemeral: false },
+        }
+    }
+
+    fn buttons(&'static self) -> Vec<ButtonSpec> {
+        vec![ButtonSpec {
+            action: CANCEL_ACTION,
+            label: "Cancel run",
+            access: Access::Deployers,
+            // Cancelling calls GitHub: a new message that the job fills in.
+            answer: ButtonAnswer::Deferred { ephemeral: false },
+            handler: &CancelRun,
+        }]
+    }
+
+    /// Checks on the request path (no GitHub call): an invalid `ref` or `api_base` is
+    /// answered at once.
+    fn precheck(&self, app: &App, call: &Call) -> Result<(), Precheck> {
+        parse_request(app, call)
+            .map(drop)
+            .map_err(Precheck::Invalid)
+    }
+
+    async fn run(
+        &self,
+        app: &App,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        let request = parse_request(app, call).map_err(CommandError::Invalid)?;
+        let github = app.github()?;
+
+        let workflow = super::deploy_workflow(app, tracer).await?;
+
+        let correlation_id = correlation_id_for(tracer.id());
+        let step = tracer.begin("store.get_marker");
+        let marker = app
+            .store
+            .get_correlation(&correlation_id, app.clock.now_secs())
+            .await;
+        tracer.end(step, &marker);
+        if let Some(marker) = marker? {
+            return recover(
+                app,
+                github,
+                call,
+                &request.git_ref,
+                workflow,
+                marker,
+                tracer,
+            )
+            .await;
+        }
+
+        let api_base = match &request.api_base {
+            Some(target) => target.as_str().to_owned(),
+            None => settings::in_use(app, settings::API_BASE_KEY)
+                .await?
+                .value
+                .ok_or_else(|| {
+                    CommandError::NotConfigured(
+                        "No API base to deploy with: pass `api_base:` or set one with /set-api-base"
+                            .into(),
+                    )
+                })?,
+        };
+        let deploy = Deploy {
+            workflow,
+            git_ref: request.git_ref,
+            api_base,
+            wait: request.wait,
+            correlation_id,
+            requester: requester(&call.caller)
+                .map_err(CommandError::Invalid)?
+                .to_owned(),
+        };
+
+        let step = tracer.begin("store.deploy_lock");
+        let claimed = claim_lock(app, &deploy.correlation_id).await;
+        tracer.end(step, &claimed);
+        if !claimed? {
+            return Ok(busy_reply(app, github).await);
+        }
+        let result = dispatch_claimed(app, github, call, &deploy, tracer).await;
+        release_lock(app, &deploy.correlation_id).await;
+        result
+    }
+}
+
+/// `Cancel run` on a dispatched deploy's message.
+struct CancelRun;
+
+#[async_trait]
+impl Press for CancelRun {
+    async fn press(
+        &self,
+        app: &App,
+        _action: &str,
+        id: &str,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        cancel(app, id, call, tracer).await
+    }
+}
+
 /// Held from the "one deploy at a time" check until the dispatched run is identified.
 const DEPLOY_LOCK: &str = "deploy:dispatch";
 /// The deploy lock outlives the identification wait by this much: the dispatch request
@@ -49,40 +171,6 @@ const LOCK_RETRY: Duration = Duration::from_millis(200);
 /// A deploy marker whose run was never identified (a crash, a missed webhook) is looked
 /// up on GitHub by its correlation id for this long; older ones no longer block.
 const UNIDENTIFIED_LOOKUP: Duration = Duration::from_secs(60 * 60);
-
-pub fn spec() -> CommandSpec {
-    CommandSpec {
-        name: "deploy-client",
-        description: "Deploy the client: dispatch the deploy workflow",
-        options: vec![
-            OptionSpec::string("ref", "Git ref to deploy (default: the deploy branch)"),
-            OptionSpec::string("api_base", "VITE_API_BASE for this build"),
-            OptionSpec::boolean("wait", "Follow the run in this message"),
-        ],
-        access: Access::Deployers,
-        answer: Answer::Deferred { ephemeral: false },
-    }
-}
-
-pub fn buttons() -> Vec<ButtonSpec> {
-    vec![ButtonSpec {
-        action: CANCEL_ACTION,
-        label: "Cancel run",
-        access: Access::Deployers,
-        // Cancelling calls GitHub: a new message that the job fills in.
-        answer: ButtonAnswer::Deferred { ephemeral: false },
-    }]
-}
-
-/// The `Cancel run` button of a dispatched deploy's message.
-pub fn cancel_button(run_id: u64) -> Button {
-    Button::action(
-        "Cancel run",
-        ButtonStyle::Danger,
-        CANCEL_ACTION,
-        &run_id.to_string(),
-    )
-}
 
 /// What the options ask for, once they are known to be valid.
 struct Request {
@@ -116,14 +204,6 @@ fn requester(caller: &Caller) -> Result<&str, String> {
     } else {
         Err("the requester is not a Discord user id".into())
     }
-}
-
-/// Checks on the request path (no GitHub call): an invalid `ref` or `api_base` is
-/// answered at once.
-pub fn precheck(app: &App, call: &Call) -> Result<(), Precheck> {
-    parse_request(app, call)
-        .map(drop)
-        .map_err(Precheck::Invalid)
 }
 
 /// One deploy as this attempt knows it.
@@ -170,66 +250,6 @@ impl RunRef {
             None => format!("run {}", self.id),
         }
     }
-}
-
-pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
-    let request = parse_request(app, call).map_err(CommandError::Invalid)?;
-    let github = app.github()?;
-
-    let workflow = super::deploy_workflow(app, tracer).await?;
-
-    let correlation_id = correlation_id_for(tracer.id());
-    let step = tracer.begin("store.get_marker");
-    let marker = app
-        .store
-        .get_correlation(&correlation_id, app.clock.now_secs())
-        .await;
-    tracer.end(step, &marker);
-    if let Some(marker) = marker? {
-        return recover(
-            app,
-            github,
-            call,
-            &request.git_ref,
-            workflow,
-            marker,
-            tracer,
-        )
-        .await;
-    }
-
-    let api_base = match &request.api_base {
-        Some(target) => target.as_str().to_owned(),
-        None => settings::in_use(app, settings::API_BASE_KEY)
-            .await?
-            .value
-            .ok_or_else(|| {
-                CommandError::NotConfigured(
-                    "No API base to deploy with: pass `api_base:` or set one with /set-api-base"
-                        .into(),
-                )
-            })?,
-    };
-    let deploy = Deploy {
-        workflow,
-        git_ref: request.git_ref,
-        api_base,
-        wait: request.wait,
-        correlation_id,
-        requester: requester(&call.caller)
-            .map_err(CommandError::Invalid)?
-            .to_owned(),
-    };
-
-    let step = tracer.begin("store.deploy_lock");
-    let claimed = claim_lock(app, &deploy.correlation_id).await;
-    tracer.end(step, &claimed);
-    if !claimed? {
-        return Ok(busy_reply(app, github).await);
-    }
-    let result = dispatch_claimed(app, github, call, &deploy, tracer).await;
-    release_lock(app, &deploy.correlation_id).await;
-    result
 }
 
 /// Takes the deploy lock for `owner`, waiting up to `dispatch_lock_wait` for another
@@ -763,22 +783,6 @@ async fn audit(app: &App, caller: &Caller, tracer: &Tracer, audit: Audit, dry_ru
     };
     if let Err(e) = app.store.append_audit(&record).await {
         tracing::warn!(error.type = "store_unavailable", error.message = %e, "audit record not saved");
-    }
-}
-
-/// Handles a press of `Cancel run`.
-pub async fn press(
-    app: &App,
-    action: &str,
-    id: &str,
-    call: &Call,
-    tracer: &mut Tracer,
-) -> Result<Reply, CommandError> {
-    match action {
-        CANCEL_ACTION => cancel(app, id, call, tracer).await,
-        _ => Err(CommandError::Invalid(format!(
-            "/deploy-client has no button `{action}`"
-        ))),
     }
 }
 

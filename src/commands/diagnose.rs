@@ -5,13 +5,14 @@
 //! GitHub are examined concurrently. With `DIAGNOSE_WORKFLOW` set, that workflow is
 //! dispatched too, carrying a correlation id the reply shows.
 
+use async_trait::async_trait;
 use std::net::IpAddr;
 
 use chrono::Utc;
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
 
-use super::{Answer, Call, CommandError, CommandSpec, OptionSpec, Precheck};
+use super::{Answer, Call, Command, CommandError, CommandSpec, OptionSpec, Precheck};
 use crate::app::App;
 use crate::auth::{self, Access};
 use crate::discord::response::{Embed, GREEN, RED, Reply, YELLOW};
@@ -25,6 +26,54 @@ use crate::verify::checks::{self, FAILED_CONCLUSIONS, FailingStep, Side, TargetS
 use crate::verify::probe::{ProbeError, ProbeResponse};
 use crate::verify::target::ProbeTarget;
 
+/// `/diagnose`.
+pub struct Diagnose;
+
+#[async_trait]
+impl Command for Diagnose {
+    fn spec(&self) -> CommandSpec {
+        CommandSpec {
+            name: NAME,
+            description: "Diagnose the deployment: DNS, TLS, latency, GitHub access, last failure",
+            options: vec![
+                OptionSpec::string(
+                    "frontend_url",
+                    "Check this frontend URL instead (deployers)",
+                ),
+                OptionSpec::string("api_base", "Check this API base instead (deployers)"),
+            ],
+            access: Access::Anyone,
+            answer: Answer::Deferred { ephemeral: false },
+        }
+    }
+
+    /// Overrides are for deployers and must pass SPEC §6.1; both are decided at once.
+    fn precheck(&self, app: &App, call: &Call) -> Result<(), Precheck> {
+        let wants_override =
+            call.string("frontend_url").is_some() || call.string("api_base").is_some();
+        if wants_override && !auth::is_deployer(&app.config, &call.caller) {
+            return Err(Precheck::Denied(format!("/{NAME}: deployers only")));
+        }
+        Overrides::from_call(app, call)
+            .map(drop)
+            .map_err(Precheck::Invalid)
+    }
+
+    async fn run(
+        &self,
+        app: &App,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        let overrides = Overrides::from_call(app, call).map_err(CommandError::Invalid)?;
+        let mut diagnosis = diagnose(app, &overrides, tracer).await?;
+        if let Some(workflow) = app.config.diagnose_workflow.clone() {
+            diagnosis.dispatch = Some(dispatch(app, call, &workflow, &diagnosis, tracer).await);
+        }
+        Ok(Reply::embed(diagnosis.to_embed(tracer.short_id())))
+    }
+}
+
 pub const NAME: &str = "diagnose";
 /// Latency samples per endpoint.
 const SAMPLES: usize = 3;
@@ -37,22 +86,6 @@ const RECENT_RUNS: usize = 30;
 const CERT_WARN_DAYS: i64 = 14;
 /// Classic token scopes a deploy needs (SPEC §10).
 const NEEDED_SCOPES: [&str; 2] = ["repo", "workflow"];
-
-pub fn spec() -> CommandSpec {
-    CommandSpec {
-        name: NAME,
-        description: "Diagnose the deployment: DNS, TLS, latency, GitHub access, last failure",
-        options: vec![
-            OptionSpec::string(
-                "frontend_url",
-                "Check this frontend URL instead (deployers)",
-            ),
-            OptionSpec::string("api_base", "Check this API base instead (deployers)"),
-        ],
-        access: Access::Anyone,
-        answer: Answer::Deferred { ephemeral: false },
-    }
-}
 
 /// Targets for this run only, from the command's options.
 #[derive(Debug, Clone, Default)]
@@ -76,26 +109,6 @@ impl Overrides {
             api: parse("api_base")?,
         })
     }
-}
-
-/// Overrides are for deployers and must pass SPEC §6.1; both are decided at once.
-pub fn precheck(app: &App, call: &Call) -> Result<(), Precheck> {
-    let wants_override = call.string("frontend_url").is_some() || call.string("api_base").is_some();
-    if wants_override && !auth::is_deployer(&app.config, &call.caller) {
-        return Err(Precheck::Denied(format!("/{NAME}: deployers only")));
-    }
-    Overrides::from_call(app, call)
-        .map(drop)
-        .map_err(Precheck::Invalid)
-}
-
-pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
-    let overrides = Overrides::from_call(app, call).map_err(CommandError::Invalid)?;
-    let mut diagnosis = diagnose(app, &overrides, tracer).await?;
-    if let Some(workflow) = app.config.diagnose_workflow.clone() {
-        diagnosis.dispatch = Some(dispatch(app, call, &workflow, &diagnosis, tracer).await);
-    }
-    Ok(Reply::embed(diagnosis.to_embed(tracer.short_id())))
 }
 
 /// One endpoint's samples.

@@ -15,6 +15,7 @@ pub mod status_digest;
 pub mod verify_latest;
 pub mod verify_run;
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::app::App;
@@ -205,149 +206,106 @@ pub enum ButtonAnswer {
     Update,
     /// Type 5 at once (a new message); a job edits it with the result.
     Deferred { ephemeral: bool },
+    /// Not a button on any message: a follow-up step the command schedules as a job
+    /// of its own (a GitHub write after a confirmation). A press of it from Discord is
+    /// refused like an unknown button.
+    FollowUp,
 }
 
-/// A button Valine renders as `valine:<action>:<id>`. Its label stands for the command
-/// in denials (`⛔ Re-verify: deployers only`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ButtonSpec {
-    pub action: &'static str,
-    pub label: &'static str,
-    pub access: Access,
-    pub answer: ButtonAnswer,
-}
-
-/// Every slash command Valine has; `from_name` is the routing table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CommandName {
-    Status,
-    VerifyLatest,
-    VerifyRun,
-    Diagnose,
-    DeployClient,
-    SetFrontend,
-    SetApiBase,
-    DebugLast,
-    StatusDigest,
-}
-
-impl CommandName {
-    pub const ALL: [CommandName; 9] = [
-        CommandName::Status,
-        CommandName::VerifyLatest,
-        CommandName::VerifyRun,
-        CommandName::Diagnose,
-        CommandName::DeployClient,
-        CommandName::SetFrontend,
-        CommandName::SetApiBase,
-        CommandName::DebugLast,
-        CommandName::StatusDigest,
-    ];
-
-    pub fn spec(self) -> CommandSpec {
-        match self {
-            CommandName::Status => status::spec(),
-            CommandName::VerifyLatest => verify_latest::spec(),
-            CommandName::VerifyRun => verify_run::spec(),
-            CommandName::Diagnose => diagnose::spec(),
-            CommandName::DeployClient => deploy_client::spec(),
-            CommandName::SetFrontend => set_frontend::spec(),
-            CommandName::SetApiBase => set_api_base::spec(),
-            CommandName::DebugLast => debug_last::spec(),
-            CommandName::StatusDigest => status_digest::spec(),
-        }
-    }
-
-    /// `None` is the registry's unknown case: a name Discord may still send from a
-    /// stale registration.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.spec().name == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        self.spec().name
-    }
-
-    /// The buttons this command renders and handles.
-    pub fn buttons(self) -> Vec<ButtonSpec> {
-        match self {
-            CommandName::VerifyRun => verify_run::buttons(),
-            CommandName::Status
-            | CommandName::VerifyLatest
-            | CommandName::Diagnose
-            | CommandName::DebugLast
-            | CommandName::StatusDigest => Vec::new(),
-            CommandName::DeployClient => deploy_client::buttons(),
-            CommandName::SetFrontend => set_frontend::buttons(),
-            CommandName::SetApiBase => set_api_base::buttons(),
-        }
-    }
-
-    /// The command that owns a button action, with the button's spec.
-    pub fn button(action: &str) -> Option<(CommandName, ButtonSpec)> {
-        Self::ALL.into_iter().find_map(|c| {
-            c.buttons()
-                .into_iter()
-                .find(|b| b.action == action)
-                .map(|b| (c, b))
-        })
-    }
-
-    /// Handles a press of one of this command's buttons; `id` is the part of the
-    /// `custom_id` after the action.
-    pub async fn press(
-        self,
+/// What a button press does. Every [`ButtonSpec`] carries its handler, so a button
+/// cannot be declared without one.
+#[async_trait]
+pub trait Press: Sync {
+    /// Handles a press of `action`; `id` is the part of the `custom_id` after it.
+    async fn press(
+        &self,
         app: &App,
         action: &str,
         id: &str,
         call: &Call,
         tracer: &mut Tracer,
-    ) -> Result<Reply, CommandError> {
-        // Each command matches its own actions here as it gains buttons.
-        match self {
-            CommandName::SetFrontend => set_frontend::press(app, action, id, call, tracer).await,
-            CommandName::SetApiBase => set_api_base::press(app, action, id, call, tracer).await,
-            CommandName::DeployClient => deploy_client::press(app, action, id, call, tracer).await,
-            CommandName::VerifyRun => verify_run::press(app, action, id, call, tracer).await,
-            _ => Err(CommandError::Invalid(format!(
-                "/{} has no button `{action}`",
-                self.name()
-            ))),
-        }
+    ) -> Result<Reply, CommandError>;
+}
+
+/// A button Valine renders as `valine:<action>:<id>`. Its label stands for the command
+/// in denials (`⛔ Re-verify: deployers only`).
+#[derive(Clone, Copy)]
+pub struct ButtonSpec {
+    pub action: &'static str,
+    pub label: &'static str,
+    pub access: Access,
+    pub answer: ButtonAnswer,
+    pub handler: &'static dyn Press,
+}
+
+impl std::fmt::Debug for ButtonSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ButtonSpec")
+            .field("action", &self.action)
+            .field("label", &self.label)
+            .field("access", &self.access)
+            .field("answer", &self.answer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A slash command: its definition, checks and body, all in the command's own file.
+/// Adding a command is that file and one line in [`COMMANDS`].
+#[async_trait]
+pub trait Command: Sync {
+    /// Name, options, who may run it and how it answers.
+    fn spec(&self) -> CommandSpec;
+
+    /// The buttons this command renders, each with its handler.
+    fn buttons(&'static self) -> Vec<ButtonSpec> {
+        Vec::new()
     }
 
     /// Checks on the request path that need more than the option schema (a run id's
     /// shape, who may use an option), answered at once and never calling out.
-    pub fn precheck(self, app: &App, call: &Call) -> Result<(), Precheck> {
-        match self {
-            CommandName::DeployClient => deploy_client::precheck(app, call),
-            CommandName::VerifyRun => verify_run::precheck(app, call),
-            CommandName::VerifyLatest => verify_latest::precheck(app, call),
-            CommandName::Diagnose => diagnose::precheck(app, call),
-            _ => Ok(()),
-        }
+    fn precheck(&self, _app: &App, _call: &Call) -> Result<(), Precheck> {
+        Ok(())
     }
 
-    /// Runs the command's body. For deferred commands this happens in the worker (or
-    /// inline for `valine invoke`).
-    pub async fn run(
-        self,
-        app: &App,
-        call: &Call,
-        tracer: &mut Tracer,
-    ) -> Result<Reply, CommandError> {
-        match self {
-            CommandName::Status => status::run(app, call, tracer).await,
-            CommandName::DebugLast => debug_last::run(app, call, tracer).await,
-            CommandName::SetFrontend => set_frontend::run(app, call, tracer).await,
-            CommandName::SetApiBase => set_api_base::run(app, call, tracer).await,
-            CommandName::DeployClient => deploy_client::run(app, call, tracer).await,
-            CommandName::VerifyRun => verify_run::run(app, call, tracer).await,
-            CommandName::VerifyLatest => verify_latest::run(app, call, tracer).await,
-            CommandName::Diagnose => diagnose::run(app, call, tracer).await,
-            CommandName::StatusDigest => status_digest::run(app, call, tracer).await,
-        }
+    /// The command's body. For deferred commands this runs in a job (or inline for
+    /// `valine invoke`).
+    async fn run(&self, app: &App, call: &Call, tracer: &mut Tracer)
+    -> Result<Reply, CommandError>;
+
+    /// Suggestions for `option` while the user types `typed`: `(name, value)` pairs,
+    /// at most 25.
+    async fn suggest(&self, _app: &App, _option: &str, _typed: &str) -> Vec<(String, String)> {
+        Vec::new()
     }
+}
+
+/// Every slash command Valine has, in registration order.
+pub static COMMANDS: &[&dyn Command] = &[
+    &status::Status,
+    &verify_latest::VerifyLatest,
+    &verify_run::VerifyRun,
+    &diagnose::Diagnose,
+    &deploy_client::DeployClient,
+    &set_frontend::SETTING,
+    &set_api_base::SETTING,
+    &debug_last::DebugLast,
+    &status_digest::StatusDigest,
+];
+
+/// The command Discord names; `None` is the registry's unknown case (a name Discord
+/// may still send from a stale registration).
+pub fn find(name: &str) -> Option<&'static dyn Command> {
+    COMMANDS.iter().copied().find(|c| c.spec().name == name)
+}
+
+/// The command that owns a button action, with the button's spec.
+pub fn button(action: &str) -> Option<(&'static dyn Command, ButtonSpec)> {
+    COMMANDS.iter().copied().find_map(|c| {
+        c.buttons()
+            .into_iter()
+            .find(|b| b.action == action)
+            .map(|b| (c, b))
+    })
 }
 
 /// `DEPLOY_WORKFLOW`, resolved as a trace step (the client caches the resolution).
@@ -391,23 +349,21 @@ pub async fn autocomplete(
     if crate::auth::is_blocked(&app.config, caller) {
         return Vec::new();
     }
-    match (CommandName::from_name(command), focused) {
-        (Some(CommandName::VerifyRun), Some((option, typed))) if option == "run_id" => {
-            verify_run::suggest_runs(app, &typed).await
-        }
+    match (find(command), focused) {
+        (Some(command), Some((option, typed))) => command.suggest(app, &option, &typed).await,
         _ => Vec::new(),
     }
 }
 
 /// Every command's registration JSON, for `valine register-commands`.
 pub fn registration_set() -> Vec<Value> {
-    CommandName::ALL
+    COMMANDS
         .iter()
         .map(|c| c.spec().to_discord_json())
         .collect()
 }
 
-/// A refusal decided by [`CommandName::precheck`], answered at once (ephemeral).
+/// A refusal decided by [`Command::precheck`], answered at once (ephemeral).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precheck {
     /// Shown as `❌ <message>`; outcome `invalid`.
@@ -451,13 +407,13 @@ impl Call {
 
 /// Splits an invoke line such as `/verify-run run_id:123 note:"a b"` into the command
 /// and its options, typed by the command's spec.
-pub fn parse_invoke_line(line: &str) -> Result<(CommandName, OptionMap), String> {
+pub fn parse_invoke_line(line: &str) -> Result<(&'static dyn Command, OptionMap), String> {
     let tokens = split_quoted(line)?;
     let mut tokens = tokens.into_iter();
     let head = tokens.next().ok_or("empty command line")?;
     let name = head.strip_prefix('/').unwrap_or(&head);
-    let command = CommandName::from_name(name).ok_or_else(|| {
-        let known: Vec<&str> = CommandName::ALL.iter().map(|c| c.name()).collect();
+    let command = find(name).ok_or_else(|| {
+        let known: Vec<&str> = COMMANDS.iter().map(|c| c.spec().name).collect();
         format!("unknown command /{name} (known: {})", known.join(", "))
     })?;
     let spec = command.spec();
@@ -527,7 +483,7 @@ mod tests {
 
     #[test]
     fn every_command_is_registered_once_with_its_options() {
-        let names: Vec<&str> = CommandName::ALL.iter().map(|c| c.name()).collect();
+        let names: Vec<&str> = COMMANDS.iter().map(|c| c.spec().name).collect();
         assert_eq!(
             names,
             [
@@ -542,18 +498,29 @@ mod tests {
                 "status-digest"
             ]
         );
-        for c in CommandName::ALL {
-            assert_eq!(CommandName::from_name(c.name()), Some(c));
+        for c in COMMANDS {
+            let name = c.spec().name;
+            assert_eq!(find(name).map(|found| found.spec().name), Some(name));
         }
-        assert_eq!(CommandName::from_name("nope"), None);
-        let status = CommandName::Status.spec().to_discord_json();
+        assert!(find("nope").is_none());
+        // Every button belongs to exactly one command.
+        let mut actions: Vec<&str> = COMMANDS
+            .iter()
+            .flat_map(|c| c.buttons())
+            .map(|b| b.action)
+            .collect();
+        let count = actions.len();
+        actions.sort_unstable();
+        actions.dedup();
+        assert_eq!(actions.len(), count, "a button action is declared twice");
+        let status = status::Status.spec().to_discord_json();
         assert_eq!(status["options"][0]["name"], "count");
         assert_eq!(status["options"][0]["type"], 4);
         assert_eq!(status["options"][0]["min_value"], 1);
         assert_eq!(status["options"][0]["max_value"], 10);
-        let digest = CommandName::StatusDigest.spec().to_discord_json();
+        let digest = status_digest::StatusDigest.spec().to_discord_json();
         assert_eq!(digest["options"][0]["choices"][1]["value"], "7d");
-        let verify_run = CommandName::VerifyRun.spec().to_discord_json();
+        let verify_run = verify_run::VerifyRun.spec().to_discord_json();
         assert_eq!(verify_run["options"][0]["required"], true);
         assert_eq!(verify_run["options"][0]["autocomplete"], true);
         assert!(status["options"][0].get("autocomplete").is_none());
@@ -562,11 +529,11 @@ mod tests {
     #[test]
     fn invoke_lines_parse_with_quotes_and_types() {
         let (cmd, opts) = parse_invoke_line("/status count:2").unwrap();
-        assert_eq!(cmd, CommandName::Status);
+        assert_eq!(cmd.spec().name, "status");
         assert_eq!(opts["count"], OptionValue::Integer(2));
         let (cmd, opts) =
             parse_invoke_line("/deploy-client ref:\"feature/a b\" wait:true").unwrap();
-        assert_eq!(cmd, CommandName::DeployClient);
+        assert_eq!(cmd.spec().name, "deploy-client");
         assert_eq!(opts["ref"], OptionValue::String("feature/a b".into()));
         assert_eq!(opts["wait"], OptionValue::Boolean(true));
         assert!(parse_invoke_line("/status count:two").is_err());
@@ -578,7 +545,7 @@ mod tests {
 
     #[test]
     fn validation_checks_ranges_choices_types_and_required() {
-        let status = CommandName::Status.spec();
+        let status = status::Status.spec();
         let mut opts = OptionMap::new();
         assert!(status.validate(&opts).is_ok());
         opts.insert("count".into(), OptionValue::Integer(11));
@@ -590,12 +557,12 @@ mod tests {
         );
         opts.insert("count".into(), OptionValue::String("3".into()));
         assert!(status.validate(&opts).is_err());
-        let digest = CommandName::StatusDigest.spec();
+        let digest = status_digest::StatusDigest.spec();
         let mut opts = OptionMap::new();
         opts.insert("period".into(), OptionValue::String("30d".into()));
         assert!(digest.validate(&opts).is_err());
         assert!(
-            CommandName::VerifyRun
+            verify_run::VerifyRun
                 .spec()
                 .validate(&OptionMap::new())
                 .is_err()

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::{Answer, ButtonAnswer, Call, CommandName};
+use super::{Answer, ButtonAnswer, Call, Command};
 use crate::app::App;
 use crate::auth;
 use crate::discord::interaction::{Caller, OptionMap};
@@ -145,7 +145,7 @@ async fn decide_inner(
     if let Some((reply, outcome)) = gate(app, caller).await {
         return Decision::now(reply, outcome);
     }
-    let Some(command) = CommandName::from_name(name) else {
+    let Some(command) = super::find(name) else {
         return Decision::now(
             Reply::ephemeral(format!("❌ Unknown command /{name}")),
             Outcome::Invalid,
@@ -233,7 +233,7 @@ async fn answer_now(
 /// enqueues it and answers type 5.
 fn defer(
     mut tracer: Tracer,
-    command: CommandName,
+    command: &'static dyn Command,
     call: Call,
     button: Option<ButtonPress>,
     ephemeral: bool,
@@ -245,7 +245,7 @@ fn defer(
     } = call;
     let job = DeferredCommand {
         trace_id: tracer.id().to_owned(),
-        command: command.name().to_owned(),
+        command: command.spec().name.to_owned(),
         options,
         user_id: caller.user_id,
         roles: caller.roles,
@@ -312,7 +312,9 @@ async fn decide_component_inner(
     let parsed = custom_id
         .strip_prefix("valine:")
         .and_then(|rest| rest.split_once(':'))
-        .and_then(|(action, id)| CommandName::button(action).map(|b| (b, id)));
+        .and_then(|(action, id)| super::button(action).map(|b| (b, id)))
+        // A follow-up step is Valine's own job, never something a user presses.
+        .filter(|((_, button), _)| button.answer != ButtonAnswer::FollowUp);
     let Some(((command, button), id)) = parsed else {
         return Decision::now(
             Reply::ephemeral("❌ This button is not one Valine handles."),
@@ -322,7 +324,7 @@ async fn decide_component_inner(
     let mut options = Map::new();
     options.insert("button".into(), Value::from(button.action));
     options.insert("id".into(), Value::from(id));
-    let label = format!("{} ({})", command.name(), button.label);
+    let label = format!("{} ({})", command.spec().name, button.label);
     let mut tracer = Tracer::start(&caller.user_id, &label, &options, app.clock.now_ms());
     tracer.set_id(trace_id);
 
@@ -341,7 +343,8 @@ async fn decide_component_inner(
     };
     match button.answer {
         ButtonAnswer::Update => {
-            let result = command
+            let result = button
+                .handler
                 .press(app, button.action, id, &call, &mut tracer)
                 .await;
             answer_now(app, tracer, result, |reply, outcome| Decision::Update {
@@ -357,6 +360,11 @@ async fn decide_component_inner(
             };
             defer(tracer, command, call, Some(press), ephemeral)
         }
+        // Filtered out above.
+        ButtonAnswer::FollowUp => Decision::now(
+            Reply::ephemeral("❌ This button is not one Valine handles."),
+            Outcome::Invalid,
+        ),
     }
 }
 
@@ -385,7 +393,7 @@ pub async fn run_deferred(app: &App, job: &DeferredCommand) -> (Reply, Outcome) 
             options: job.options.clone(),
             reply_to: job.reply_to.clone(),
         };
-        let (reply, outcome, error) = match CommandName::from_name(&job.command) {
+        let (reply, outcome, error) = match super::find(&job.command) {
             None => (
                 Reply::text(format!("❌ Unknown command /{}", job.command)).failed(),
                 Outcome::Invalid,
@@ -428,19 +436,29 @@ pub async fn run_deferred(app: &App, job: &DeferredCommand) -> (Reply, Outcome) 
     .instrument(span)
     .await
 }
+/// The command's body, or the handler of the button (or follow-up step) it names.
 async fn run_body(
     app: &App,
-    command: CommandName,
+    command: &'static dyn Command,
     button: Option<&ButtonPress>,
     call: &Call,
     tracer: &mut Tracer,
 ) -> Result<Reply, super::CommandError> {
-    match button {
-        Some(press) => {
-            command
-                .press(app, &press.action, &press.id, call, tracer)
-                .await
-        }
-        None => command.run(app, call, tracer).await,
-    }
+    let Some(press) = button else {
+        return command.run(app, call, tracer).await;
+    };
+    let spec = command
+        .buttons()
+        .into_iter()
+        .find(|b| b.action == press.action)
+        .ok_or_else(|| {
+            super::CommandError::Invalid(format!(
+                "/{} has no button `{}`",
+                command.spec().name,
+                press.action
+            ))
+        })?;
+    spec.handler
+        .press(app, &press.action, &press.id, call, tracer)
+        .await
 }

@@ -17,7 +17,11 @@
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use super::{ButtonAnswer, ButtonSpec, Call, CommandError};
+use async_trait::async_trait;
+
+use super::{
+    Answer, ButtonAnswer, ButtonSpec, Call, Command, CommandError, CommandSpec, OptionSpec, Press,
+};
 use crate::app::App;
 use crate::auth::Access;
 use crate::discord::interaction::{Caller, OptionValue};
@@ -44,12 +48,16 @@ pub enum SyncTo {
 #[derive(Debug)]
 pub struct UrlSetting {
     pub command: &'static str,
+    pub description: &'static str,
+    /// The `url` option's description.
+    pub url_help: &'static str,
     pub key: &'static str,
     pub sync_to: SyncTo,
     pub confirm_action: &'static str,
     pub cancel_action: &'static str,
-    /// Not a button: the action of the follow-up job that writes GitHub. It is absent
-    /// from [`buttons`], so no `custom_id` can reach it; only Valine enqueues it.
+    /// Not a button: the action of the follow-up job that writes GitHub. It is a
+    /// [`ButtonAnswer::FollowUp`], which the pipeline refuses from Discord; only Valine
+    /// enqueues it.
     pub sync_action: &'static str,
 }
 
@@ -63,20 +71,61 @@ impl UrlSetting {
     }
 }
 
-/// Confirm and Cancel; admins only, re-checked on every press by the pipeline.
-pub fn buttons(setting: &UrlSetting) -> Vec<ButtonSpec> {
-    [
-        (setting.confirm_action, "Confirm"),
-        (setting.cancel_action, "Cancel"),
-    ]
-    .into_iter()
-    .map(|(action, label)| ButtonSpec {
-        action,
-        label,
-        access: Access::Admins,
-        answer: ButtonAnswer::Update,
-    })
-    .collect()
+/// `/set-frontend` and `/set-api-base` are one command shape with two settings.
+#[async_trait]
+impl Command for UrlSetting {
+    fn spec(&self) -> CommandSpec {
+        CommandSpec {
+            name: self.command,
+            description: self.description,
+            options: vec![
+                OptionSpec::string("url", self.url_help).required(),
+                OptionSpec::boolean("confirm", "Apply without a preview"),
+            ],
+            access: Access::Admins,
+            answer: Answer::Immediate { ephemeral: true },
+        }
+    }
+
+    /// Confirm and Cancel, admins only (re-checked on every press by the pipeline),
+    /// and the follow-up job that writes GitHub after a confirmation.
+    fn buttons(&'static self) -> Vec<ButtonSpec> {
+        let button = |action, label, answer| ButtonSpec {
+            action,
+            label,
+            access: Access::Admins,
+            answer,
+            handler: self,
+        };
+        vec![
+            button(self.confirm_action, "Confirm", ButtonAnswer::Update),
+            button(self.cancel_action, "Cancel", ButtonAnswer::Update),
+            button(self.sync_action, "Sync", ButtonAnswer::FollowUp),
+        ]
+    }
+
+    async fn run(
+        &self,
+        app: &App,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        run(app, self, call, tracer).await
+    }
+}
+
+#[async_trait]
+impl Press for UrlSetting {
+    async fn press(
+        &self,
+        app: &App,
+        action: &str,
+        id: &str,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        press(app, self, action, id, call, tracer).await
+    }
 }
 
 /// The last 4 hex characters of the SHA-256 of `value`.
@@ -652,25 +701,19 @@ mod tests {
     }
 
     #[test]
-    fn only_confirm_and_cancel_are_buttons_the_sync_job_is_not() {
-        use crate::commands::CommandName;
-        for (command, setting) in [
-            (
-                CommandName::SetFrontend,
-                &super::super::set_frontend::SETTING,
-            ),
-            (
-                CommandName::SetApiBase,
-                &super::super::set_api_base::SETTING,
-            ),
+    fn confirm_and_cancel_are_buttons_the_sync_job_only_a_follow_up() {
+        for setting in [
+            &super::super::set_frontend::SETTING,
+            &super::super::set_api_base::SETTING,
         ] {
             for action in [setting.confirm_action, setting.cancel_action] {
-                let (owner, spec) = CommandName::button(action).unwrap();
-                assert_eq!(owner, command);
+                let (owner, spec) = crate::commands::button(action).unwrap();
+                assert_eq!(owner.spec().name, setting.command);
                 assert_eq!(spec.access, Access::Admins);
                 assert_eq!(spec.answer, ButtonAnswer::Update);
             }
-            assert!(CommandName::button(setting.sync_action).is_none());
+            let (_, sync) = crate::commands::button(setting.sync_action).unwrap();
+            assert_eq!(sync.answer, ButtonAnswer::FollowUp);
         }
     }
 

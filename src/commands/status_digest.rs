@@ -1,9 +1,10 @@
 //! `/status-digest`: deploy statistics over a period and the live health of the
 //! frontend and API (SPEC §4.2).
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Answer, Call, CommandError, CommandSpec, OptionSpec};
+use super::{Answer, Call, Command, CommandError, CommandSpec, OptionSpec};
 use crate::app::App;
 use crate::auth::Access;
 use crate::discord::response::{Embed, GREEN, GREY, RED, Reply, YELLOW};
@@ -11,22 +12,127 @@ use crate::github::model::WorkflowRun;
 use crate::trace::Tracer;
 use crate::verify::checks::{self, FAILED_CONCLUSIONS, PathProbe, Side, TargetState};
 
+/// `/status-digest`.
+pub struct StatusDigest;
+
+#[async_trait]
+impl Command for StatusDigest {
+    fn spec(&self) -> CommandSpec {
+        CommandSpec {
+            name: "status-digest",
+            description: "Deploy digest: success rate, durations, failures, health",
+            options: vec![
+                OptionSpec::string("period", "Period to cover (default 24h)")
+                    .choices(&["24h", "7d"]),
+            ],
+            access: Access::Anyone,
+            answer: Answer::Deferred { ephemeral: false },
+        }
+    }
+
+    async fn run(
+        &self,
+        app: &App,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        let period = call.string("period").unwrap_or("24h");
+        let span = match period {
+            "7d" => chrono::Duration::days(7),
+            _ => chrono::Duration::hours(24),
+        };
+        let github = app.github()?;
+        let branch = app.config.deploy_branch.as_str();
+        let now = Utc::now();
+
+        let workflow = super::deploy_workflow(app, tracer).await?;
+
+        let step = tracer.begin("store.settings");
+        let targets = checks::targets_in_use(app, None).await;
+        tracer.end(step, &targets);
+        let targets = targets?;
+
+        // The run listing and the live probes do not depend on each other.
+        let step = tracer.begin("digest.runs_and_probes");
+        let probes =
+            futures_util::future::join_all(targets.iter().map(|(side, state, _)| async move {
+                match state {
+                    TargetState::Ready(target) => Some((
+                        *side,
+                        checks::probe_paths(&app.prober, target, side.paths(app)).await,
+                    )),
+                    _ => None,
+                }
+            }));
+        let (runs, probes) = tokio::join!(
+            github.list_runs(workflow.id, Some(branch), Some(now - span), MAX_RUNS),
+            probes
+        );
+        tracer.end(step, &runs);
+        let runs = runs?;
+        let probes: Vec<(Side, Vec<PathProbe>)> = probes.into_iter().flatten().collect();
+
+        let stats = Stats::from_runs(&runs);
+        let invalid: Vec<String> = targets
+            .iter()
+            .filter_map(|(side, state, _)| match state {
+                TargetState::Invalid { value, reason } => {
+                    Some(format!("❌ {} `{value}`: {reason}", side.label()))
+                }
+                _ => None,
+            })
+            .collect();
+        let passed = probes
+            .iter()
+            .flat_map(|(_, p)| p)
+            .filter(|p| p.passed())
+            .count();
+        let failed = probes
+            .iter()
+            .flat_map(|(_, p)| p)
+            .filter(|p| !p.passed())
+            .count()
+            + invalid.len();
+        let health = Health::of(passed, failed);
+
+        let mut embed = Embed::new(format!("Deploy digest · {branch} · last {period}"))
+            .color(health.colour())
+            .description(summary(&stats, runs.len() >= MAX_RUNS));
+        embed = embed.field("Failures", failures_text(&stats, now));
+        let mut health_lines = vec![health.label().to_owned()];
+        for (side, side_probes) in &probes {
+            let ok = side_probes.iter().filter(|p| p.passed()).count();
+            let details: Vec<String> = side_probes
+                .iter()
+                .map(|p| match &p.result {
+                    Ok(r) => format!("`{}` {}", p.path, r.status),
+                    Err(e) => format!("`{}` {}", p.path, e.kind()),
+                })
+                .collect();
+            health_lines.push(format!(
+                "{}: {ok}/{} ok ({})",
+                side.label(),
+                side_probes.len(),
+                details.join(", ")
+            ));
+        }
+        health_lines.extend(invalid);
+        embed = embed
+            .field("Health", health_lines.join("\n"))
+            .footer(format!(
+                "{} • valine {} • trace {}",
+                app.config.stage,
+                crate::VERSION,
+                tracer.short_id()
+            ));
+        Ok(Reply::embed(embed))
+    }
+}
+
 /// Runs read for one digest at most: five pages of GitHub's largest size, far beyond a
 /// week of deploys; the digest says when it stopped there.
 const MAX_RUNS: usize = 500;
 const MAX_FAILURES_SHOWN: usize = 5;
-
-pub fn spec() -> CommandSpec {
-    CommandSpec {
-        name: "status-digest",
-        description: "Deploy digest: success rate, durations, failures, health",
-        options: vec![
-            OptionSpec::string("period", "Period to cover (default 24h)").choices(&["24h", "7d"]),
-        ],
-        access: Access::Anyone,
-        answer: Answer::Deferred { ephemeral: false },
-    }
-}
 
 /// Figures over a set of runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,99 +233,6 @@ impl Health {
             Health::Unknown => GREY,
         }
     }
-}
-
-pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
-    let period = call.string("period").unwrap_or("24h");
-    let span = match period {
-        "7d" => chrono::Duration::days(7),
-        _ => chrono::Duration::hours(24),
-    };
-    let github = app.github()?;
-    let branch = app.config.deploy_branch.as_str();
-    let now = Utc::now();
-
-    let workflow = super::deploy_workflow(app, tracer).await?;
-
-    let step = tracer.begin("store.settings");
-    let targets = checks::targets_in_use(app, None).await;
-    tracer.end(step, &targets);
-    let targets = targets?;
-
-    // The run listing and the live probes do not depend on each other.
-    let step = tracer.begin("digest.runs_and_probes");
-    let probes =
-        futures_util::future::join_all(targets.iter().map(|(side, state, _)| async move {
-            match state {
-                TargetState::Ready(target) => Some((
-                    *side,
-                    checks::probe_paths(&app.prober, target, side.paths(app)).await,
-                )),
-                _ => None,
-            }
-        }));
-    let (runs, probes) = tokio::join!(
-        github.list_runs(workflow.id, Some(branch), Some(now - span), MAX_RUNS),
-        probes
-    );
-    tracer.end(step, &runs);
-    let runs = runs?;
-    let probes: Vec<(Side, Vec<PathProbe>)> = probes.into_iter().flatten().collect();
-
-    let stats = Stats::from_runs(&runs);
-    let invalid: Vec<String> = targets
-        .iter()
-        .filter_map(|(side, state, _)| match state {
-            TargetState::Invalid { value, reason } => {
-                Some(format!("❌ {} `{value}`: {reason}", side.label()))
-            }
-            _ => None,
-        })
-        .collect();
-    let passed = probes
-        .iter()
-        .flat_map(|(_, p)| p)
-        .filter(|p| p.passed())
-        .count();
-    let failed = probes
-        .iter()
-        .flat_map(|(_, p)| p)
-        .filter(|p| !p.passed())
-        .count()
-        + invalid.len();
-    let health = Health::of(passed, failed);
-
-    let mut embed = Embed::new(format!("Deploy digest · {branch} · last {period}"))
-        .color(health.colour())
-        .description(summary(&stats, runs.len() >= MAX_RUNS));
-    embed = embed.field("Failures", failures_text(&stats, now));
-    let mut health_lines = vec![health.label().to_owned()];
-    for (side, side_probes) in &probes {
-        let ok = side_probes.iter().filter(|p| p.passed()).count();
-        let details: Vec<String> = side_probes
-            .iter()
-            .map(|p| match &p.result {
-                Ok(r) => format!("`{}` {}", p.path, r.status),
-                Err(e) => format!("`{}` {}", p.path, e.kind()),
-            })
-            .collect();
-        health_lines.push(format!(
-            "{}: {ok}/{} ok ({})",
-            side.label(),
-            side_probes.len(),
-            details.join(", ")
-        ));
-    }
-    health_lines.extend(invalid);
-    embed = embed
-        .field("Health", health_lines.join("\n"))
-        .footer(format!(
-            "{} • valine {} • trace {}",
-            app.config.stage,
-            crate::VERSION,
-            tracer.short_id()
-        ));
-    Ok(Reply::embed(embed))
 }
 
 fn summary(stats: &Stats, capped: bool) -> String {

@@ -3,58 +3,71 @@
 //! completed one verified; `diagnose:true` appends `/diagnose`'s findings.
 
 use super::verify_run::{self, RunRef};
-use super::{Answer, Call, CommandError, CommandSpec, OptionSpec, Precheck};
+use super::{Answer, Call, Command, CommandError, CommandSpec, OptionSpec, Precheck};
 use crate::app::App;
 use crate::auth::Access;
 use crate::discord::response::Reply;
 use crate::trace::Tracer;
+use async_trait::async_trait;
+
+/// `/verify-latest`.
+pub struct VerifyLatest;
+
+#[async_trait]
+impl Command for VerifyLatest {
+    fn spec(&self) -> CommandSpec {
+        CommandSpec {
+            name: "verify-latest",
+            description: "Verify the latest deployment: run conclusion, frontend and API checks",
+            options: vec![
+                OptionSpec::string(
+                    "run_url",
+                    "Verify this run instead (GitHub Actions run URL)",
+                ),
+                OptionSpec::boolean("diagnose", "Append /diagnose findings"),
+            ],
+            access: Access::Anyone,
+            answer: Answer::Deferred { ephemeral: false },
+        }
+    }
+
+    /// Request-path check of `run_url`, like `/verify-run`'s `run_id`.
+    fn precheck(&self, app: &App, call: &Call) -> Result<(), Precheck> {
+        match call.string("run_url") {
+            None => Ok(()),
+            Some(input) => RunRef::parse_for(app, input)
+                .map(drop)
+                .map_err(|reason| Precheck::Invalid(format!("Invalid run id\n{reason}"))),
+        }
+    }
+
+    async fn run(
+        &self,
+        app: &App,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        let mut reply = match call.string("run_url") {
+            Some(input) => {
+                let run = RunRef::parse_for(app, input)
+                    .map_err(|reason| CommandError::Invalid(format!("Invalid run id\n{reason}")))?;
+                verify_run::verify_by_id(app, run.id, tracer).await?
+            }
+            None => latest(app, tracer).await?,
+        };
+        if call.boolean("diagnose") == Some(true) {
+            let diagnosis =
+                super::diagnose::diagnose(app, &super::diagnose::Overrides::default(), tracer)
+                    .await?;
+            reply.embeds.push(diagnosis.to_embed(tracer.short_id()));
+        }
+        Ok(reply)
+    }
+}
 
 /// Runs looked at for the newest completed one: a deploy branch rarely has more than a
 /// couple of runs in flight.
 const RECENT_RUNS: usize = 20;
-
-pub fn spec() -> CommandSpec {
-    CommandSpec {
-        name: "verify-latest",
-        description: "Verify the latest deployment: run conclusion, frontend and API checks",
-        options: vec![
-            OptionSpec::string(
-                "run_url",
-                "Verify this run instead (GitHub Actions run URL)",
-            ),
-            OptionSpec::boolean("diagnose", "Append /diagnose findings"),
-        ],
-        access: Access::Anyone,
-        answer: Answer::Deferred { ephemeral: false },
-    }
-}
-
-/// Request-path check of `run_url`, like `/verify-run`'s `run_id`.
-pub fn precheck(app: &App, call: &Call) -> Result<(), Precheck> {
-    match call.string("run_url") {
-        None => Ok(()),
-        Some(input) => RunRef::parse_for(app, input)
-            .map(drop)
-            .map_err(|reason| Precheck::Invalid(format!("Invalid run id\n{reason}"))),
-    }
-}
-
-pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
-    let mut reply = match call.string("run_url") {
-        Some(input) => {
-            let run = RunRef::parse_for(app, input)
-                .map_err(|reason| CommandError::Invalid(format!("Invalid run id\n{reason}")))?;
-            verify_run::verify_by_id(app, run.id, tracer).await?
-        }
-        None => latest(app, tracer).await?,
-    };
-    if call.boolean("diagnose") == Some(true) {
-        let diagnosis =
-            super::diagnose::diagnose(app, &super::diagnose::Overrides::default(), tracer).await?;
-        reply.embeds.push(diagnosis.to_embed(tracer.short_id()));
-    }
-    Ok(reply)
-}
 
 async fn latest(app: &App, tracer: &mut Tracer) -> Result<Reply, CommandError> {
     let branch = app.config.deploy_branch.as_str();

@@ -3,7 +3,8 @@
 //! `Re-verify` (anyone) and `Re-run failed jobs` (deployers).
 
 use super::{
-    Answer, ButtonAnswer, ButtonSpec, Call, CommandError, CommandSpec, OptionSpec, Precheck,
+    Answer, ButtonAnswer, ButtonSpec, Call, Command, CommandError, CommandSpec, OptionSpec,
+    Precheck, Press,
 };
 use crate::app::App;
 use crate::auth::Access;
@@ -11,36 +12,72 @@ use crate::discord::response::Reply;
 use crate::github::model::WorkflowRun;
 use crate::trace::Tracer;
 use crate::verify::report::{RERUN_FAILED_ACTION, REVERIFY_ACTION};
+use async_trait::async_trait;
 
-pub fn spec() -> CommandSpec {
-    CommandSpec {
-        name: "verify-run",
-        description: "Verify a specific deploy run",
-        options: vec![
-            OptionSpec::string("run_id", "Run id or GitHub Actions run URL")
-                .required()
-                .autocomplete(),
-        ],
-        access: Access::Anyone,
-        answer: Answer::Deferred { ephemeral: false },
-    }
-}
+/// `/verify-run`.
+pub struct VerifyRun;
 
-pub fn buttons() -> Vec<ButtonSpec> {
-    vec![
-        ButtonSpec {
-            action: REVERIFY_ACTION,
-            label: "Re-verify",
+#[async_trait]
+impl Command for VerifyRun {
+    fn spec(&self) -> CommandSpec {
+        CommandSpec {
+            name: "verify-run",
+            description: "Verify a specific deploy run",
+            options: vec![
+                OptionSpec::string("run_id", "Run id or GitHub Actions run URL")
+                    .required()
+                    .autocomplete(),
+            ],
             access: Access::Anyone,
-            answer: ButtonAnswer::Deferred { ephemeral: false },
-        },
-        ButtonSpec {
-            action: RERUN_FAILED_ACTION,
-            label: "Re-run failed jobs",
-            access: Access::Deployers,
-            answer: ButtonAnswer::Deferred { ephemeral: false },
-        },
-    ]
+            answer: Answer::Deferred { ephemeral: false },
+        }
+    }
+
+    fn buttons(&'static self) -> Vec<ButtonSpec> {
+        vec![
+            ButtonSpec {
+                action: REVERIFY_ACTION,
+                label: "Re-verify",
+                access: Access::Anyone,
+                answer: ButtonAnswer::Deferred { ephemeral: false },
+                handler: &Reverify,
+            },
+            ButtonSpec {
+                action: RERUN_FAILED_ACTION,
+                label: "Re-run failed jobs",
+                access: Access::Deployers,
+                answer: ButtonAnswer::Deferred { ephemeral: false },
+                handler: &RerunFailed,
+            },
+        ]
+    }
+
+    /// Request-path check: a malformed id is answered at once, without calling GitHub.
+    fn precheck(&self, app: &App, call: &Call) -> Result<(), Precheck> {
+        let input = call.string("run_id").unwrap_or_default();
+        RunRef::parse_for(app, input)
+            .map(drop)
+            .map_err(|reason| Precheck::Invalid(format!("Invalid run id\n{reason}")))
+    }
+
+    async fn suggest(&self, app: &App, option: &str, typed: &str) -> Vec<(String, String)> {
+        if option == "run_id" {
+            suggest_runs(app, typed).await
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn run(
+        &self,
+        app: &App,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        let run = RunRef::parse_for(app, call.string("run_id").unwrap_or_default())
+            .map_err(|reason| CommandError::Invalid(format!("Invalid run id\n{reason}")))?;
+        verify_by_id(app, run.id, tracer).await
+    }
 }
 
 /// A run named by its id or its URL (`…/<owner>/<repo>/actions/runs/<id>[/attempts/n]`).
@@ -97,20 +134,6 @@ impl RunRef {
     }
 }
 
-/// Request-path check: a malformed id is answered at once, without calling GitHub.
-pub fn precheck(app: &App, call: &Call) -> Result<(), Precheck> {
-    let input = call.string("run_id").unwrap_or_default();
-    RunRef::parse_for(app, input)
-        .map(drop)
-        .map_err(|reason| Precheck::Invalid(format!("Invalid run id\n{reason}")))
-}
-
-pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
-    let run = RunRef::parse_for(app, call.string("run_id").unwrap_or_default())
-        .map_err(|reason| CommandError::Invalid(format!("Invalid run id\n{reason}")))?;
-    verify_by_id(app, run.id, tracer).await
-}
-
 /// Fetches run `id` and verifies it; a run GitHub does not know is said plainly.
 pub async fn verify_by_id(app: &App, id: u64, tracer: &mut Tracer) -> Result<Reply, CommandError> {
     let github = app.github()?;
@@ -135,21 +158,44 @@ pub async fn verify(
     Ok(verification.to_reply(tracer.short_id()))
 }
 
-/// The report's buttons; `id` is the run id from the `custom_id`.
-pub async fn press(
-    app: &App,
-    action: &str,
-    id: &str,
-    call: &Call,
-    tracer: &mut Tracer,
-) -> Result<Reply, CommandError> {
-    let run = RunRef::parse(id).map_err(|_| CommandError::Invalid("Invalid run id".into()))?;
-    match action {
-        REVERIFY_ACTION => verify_by_id(app, run.id, tracer).await,
-        RERUN_FAILED_ACTION => rerun_failed(app, run.id, call, tracer).await,
-        _ => Err(CommandError::Invalid(format!(
-            "/verify-run has no button `{action}`"
-        ))),
+/// The run id a report's button carries in its `custom_id`.
+fn pressed_run(id: &str) -> Result<u64, CommandError> {
+    RunRef::parse(id)
+        .map(|run| run.id)
+        .map_err(|_| CommandError::Invalid("Invalid run id".into()))
+}
+
+/// `Re-verify`: the report again, from fresh probes.
+struct Reverify;
+
+#[async_trait]
+impl Press for Reverify {
+    async fn press(
+        &self,
+        app: &App,
+        _action: &str,
+        id: &str,
+        _call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        verify_by_id(app, pressed_run(id)?, tracer).await
+    }
+}
+
+/// `Re-run failed jobs` of a failed run.
+struct RerunFailed;
+
+#[async_trait]
+impl Press for RerunFailed {
+    async fn press(
+        &self,
+        app: &App,
+        _action: &str,
+        id: &str,
+        call: &Call,
+        tracer: &mut Tracer,
+    ) -> Result<Reply, CommandError> {
+        rerun_failed(app, pressed_run(id)?, call, tracer).await
     }
 }
 
