@@ -21,6 +21,7 @@ use crate::app::App;
 use crate::auth::Access;
 use crate::discord::interaction::{Caller, OptionMap, OptionValue};
 use crate::discord::response::Reply;
+use crate::dispatch::DispatchError;
 use crate::github::api::GitHubError;
 use crate::jobs::ReplyTarget;
 use crate::store::{Outcome, StoreError};
@@ -467,6 +468,16 @@ pub enum CommandError {
     /// someone else's button); shown as is.
     #[error("{0}")]
     Denied(String),
+}
+
+/// A dispatch that was not made fails the command with the cause's own message.
+impl From<DispatchError> for CommandError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::Refused(e) | DispatchError::GitHub(e) => CommandError::GitHub(e),
+            DispatchError::Store(e) => CommandError::Store(e),
+        }
+    }
 }
 
 impl CommandError {

@@ -18,7 +18,8 @@ use sha2::Sha256;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::jobs::runs::{AnnounceRun, FollowRun, correlation_ids_in};
+use crate::dispatch::correlation_ids_in;
+use crate::jobs::runs::{AnnounceRun, FollowRun};
 use crate::jobs::{self, Job};
 use crate::store::{
     CorrelationRecord, DeliveryEffects, FailedStepRecord, Outcome, RunAttachment, RunRecord,
