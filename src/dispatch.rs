@@ -261,7 +261,7 @@ pub async fn dispatch_once(
         return Ok(recover(app, github, &request, marker, tracer).await);
     }
     if !request.exclusive {
-        return dispatch_claimed(app, github, &request, correlation_id, tracer).await;
+        return dispatch_unmarked(app, github, &request, correlation_id, tracer).await;
     }
     let step = tracer.begin("store.deploy_lock");
     let claimed = claim_lock(app, &correlation_id).await;
@@ -269,14 +269,14 @@ pub async fn dispatch_once(
     if !claimed? {
         return Ok(Dispatched::Busy(lock_holder(app, github).await));
     }
-    let result = dispatch_claimed(app, github, &request, correlation_id.clone(), tracer).await;
+    let result = dispatch_unmarked(app, github, &request, correlation_id.clone(), tracer).await;
     release_lock(app, &correlation_id).await;
     result
 }
 
-/// The body once an exclusive request holds the lock (or needs none): refuse while
-/// another deploy runs, write the marker, dispatch, audit, identify the run.
-async fn dispatch_claimed(
+/// A dispatch no attempt has marked yet, once an exclusive request holds the lock:
+/// refuse while another deploy runs, write the marker, dispatch, audit, identify.
+async fn dispatch_unmarked(
     app: &App,
     github: &GitHubClient,
     request: &DispatchRequest,

@@ -107,15 +107,6 @@ pub fn precheck(app: &App, call: &Call) -> Result<(), Precheck> {
         .map_err(Precheck::Invalid)
 }
 
-/// What the reply says about a deploy.
-struct Deploy<'a> {
-    file_name: &'a str,
-    git_ref: &'a GitRef,
-    api_base: &'a str,
-    correlation_id: &'a str,
-    requester: &'a str,
-}
-
 pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, CommandError> {
     let request = parse_request(app, call).map_err(CommandError::Invalid)?;
     let github = app.github()?;
@@ -147,7 +138,7 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
             inputs,
         },
         exclusive: true,
-        requester: requester.clone(),
+        requester,
         reply_to: call.reply_to.clone(),
         channel_id: call.caller.channel_id.clone(),
         wait: request.wait,
@@ -156,30 +147,22 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
         identify_timeout: app.worker.identify_timeout,
     };
     let outcome = dispatch::dispatch_once(app, github, dispatch, tracer).await?;
-    let mut deploy = Deploy {
-        file_name: &file_name,
-        git_ref: &request.git_ref,
-        api_base: &api_base,
-        correlation_id: "",
-        requester: &requester,
-    };
     Ok(match &outcome {
         Dispatched::Identified { marker, run } => {
-            // A recovered dispatch is described as its first attempt recorded it.
-            deploy.correlation_id = &marker.id;
-            deploy.requester = &marker.requester;
-            if let Some(api_base) = &marker.api_base {
-                deploy.api_base = api_base;
-            }
-            dispatched(app, call, &deploy, marker, run, tracer).await
+            let follows = follow(app, call, marker, run, tracer).await;
+            // The marker is the first attempt's when this one recovered: it says what
+            // was dispatched.
+            let shown = Shown {
+                file_name: &file_name,
+                git_ref: &request.git_ref,
+                api_base: marker.api_base.as_deref().unwrap_or(&api_base),
+            };
+            dispatched_reply(&shown, marker, run, follows)
         }
         Dispatched::Unidentified {
             correlation_id,
             lookup_error,
-        } => {
-            deploy.correlation_id = correlation_id;
-            not_identified(&deploy, lookup_error.as_ref())
-        }
+        } => not_identified(&request.git_ref, correlation_id, lookup_error.as_ref()),
         Dispatched::NotConfirmed { correlation_id } => not_confirmed(correlation_id),
         Dispatched::DryRun {
             correlation_id,
@@ -189,15 +172,22 @@ pub async fn run(app: &App, call: &Call, tracer: &mut Tracer) -> Result<Reply, C
     })
 }
 
-/// The run is known: follow it when asked to, and say so.
-async fn dispatched(
+/// What the reply names besides the marker's fields.
+struct Shown<'a> {
+    file_name: &'a str,
+    git_ref: &'a GitRef,
+    api_base: &'a str,
+}
+
+/// With `wait:true`, starts the poll that follows the run should webhooks be missed.
+/// Returns whether this message follows the run.
+async fn follow(
     app: &App,
     call: &Call,
-    deploy: &Deploy<'_>,
     marker: &CorrelationRecord,
     run: &RunRef,
     tracer: &mut Tracer,
-) -> Reply {
+) -> bool {
     let follows = marker.wait && call.reply_to.is_some();
     if follows {
         let poll = PollRun {
@@ -213,11 +203,16 @@ async fn dispatched(
             tracing::warn!(error.type = "store_unavailable", error.message = %e, "run poll not scheduled");
         }
     }
-    dispatched_reply(deploy, run, marker.wait, follows)
+    follows
 }
 
-fn dispatched_reply(deploy: &Deploy<'_>, run: &RunRef, wait: bool, follows: bool) -> Reply {
-    let footer = match (wait, follows) {
+fn dispatched_reply(
+    shown: &Shown<'_>,
+    marker: &CorrelationRecord,
+    run: &RunRef,
+    follows: bool,
+) -> Reply {
+    let footer = match (marker.wait, follows) {
         (true, true) => "This message follows the run.",
         (true, false) => "This message cannot follow the run: there is no interaction to edit.",
         (false, _) => "The result is announced when the run completes.",
@@ -227,13 +222,13 @@ fn dispatched_reply(deploy: &Deploy<'_>, run: &RunRef, wait: bool, follows: bool
         .description(format!(
             "{} of `{}` from `{}`",
             capitalised(&run.link()),
-            deploy.file_name,
-            deploy.git_ref
+            shown.file_name,
+            shown.git_ref
         ))
-        .field("Ref", format!("`{}`", deploy.git_ref))
-        .field("API base", deploy.api_base.to_owned())
-        .field("Requested by", format!("<@{}>", deploy.requester))
-        .field("Correlation id", format!("`{}`", deploy.correlation_id))
+        .field("Ref", format!("`{}`", shown.git_ref))
+        .field("API base", shown.api_base.to_owned())
+        .field("Requested by", format!("<@{}>", marker.requester))
+        .field("Correlation id", format!("`{}`", marker.id))
         .footer(footer);
     let mut reply = Reply::embed(embed).with_button(cancel_button(run.id));
     if let Some(url) = &run.html_url {
@@ -266,10 +261,10 @@ fn running_link(running: &Running) -> String {
     }
 }
 
-fn not_identified(deploy: &Deploy<'_>, error: Option<&GitHubError>) -> Reply {
+fn not_identified(git_ref: &GitRef, correlation_id: &str, error: Option<&GitHubError>) -> Reply {
     let mut text = format!(
-        "⚠️ Deploy of `{}` dispatched (correlation `{}`), but its run was not found.",
-        deploy.git_ref, deploy.correlation_id
+        "⚠️ Deploy of `{git_ref}` dispatched (correlation `{correlation_id}`), but its run was \
+         not found."
     );
     if let Some(e) = error {
         text.push_str(&format!(" Looking it up failed: {e}."));
