@@ -3,6 +3,7 @@
 //! apart from `commands/` so that the use cases commands call (verification,
 //! dispatch) can return it without depending on the command registry.
 
+use crate::dispatch::DispatchError;
 use crate::github::api::GitHubError;
 use crate::jobs::QueueError;
 use crate::store::{Outcome, StoreError};
@@ -38,6 +39,16 @@ pub enum CommandError {
 impl From<GitHubNotConfigured> for CommandError {
     fn from(e: GitHubNotConfigured) -> Self {
         CommandError::NotConfigured(e.to_string())
+    }
+}
+
+/// A dispatch that was not made fails the command with the cause's own message.
+impl From<DispatchError> for CommandError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::Refused(e) | DispatchError::GitHub(e) => CommandError::GitHub(e),
+            DispatchError::Store(e) => CommandError::Store(e),
+        }
     }
 }
 

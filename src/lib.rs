@@ -9,7 +9,7 @@
 //!                 │
 //! use cases    commands/ (pipeline + one file per slash command) ──► jobs/ (worker, runs)
 //!              verify/ (target rules, probe client, checks, reports, shared verification)
-//!              trace, ratelimit, auth, settings, dryrun
+//!              dispatch (the dispatch-once protocol), trace, ratelimit, auth, settings, dryrun
 //! adapters     store/ (traits + sqlite.rs + conformance suite)
 //!              github/api.rs   discord/api.rs   verify/probe.rs
 //! ```
@@ -25,6 +25,7 @@
 //! - [`verify`]: deployment verification: SSRF-safe probe targets and client, checks,
 //!   reports, one verification per run attempt.
 //! - [`store`]: persistence behind one interface.
+//! - [`dispatch`]: dispatch once: starting a workflow run that is never sent twice.
 //! - [`dryrun`]: the DRY_RUN gate every request that changes something outside Valine
 //!   passes through.
 //! - [`settings`]: the frontend and API base in use (stored setting over environment).

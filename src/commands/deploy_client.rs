@@ -1,22 +1,13 @@
-//! `/deploy-client` (SPEC §4.2, §5): dispatches `DEPLOY_WORKFLOW` at a ref, finds the run
-//! GitHub started for it, and answers with a link and a `Cancel run` button. With
-//! `wait:true` the message then follows the run: webhooks drive `FollowRun`, and a
-//! [`PollRun`] chain re-reads the run every `run_poll` while the token lives.
+//! `/deploy-client`: dispatches `DEPLOY_WORKFLOW` at a ref, finds the run GitHub
+//! started for it, and answers with a link and a `Cancel run` button. With `wait:true`
+//! the message then follows the run: webhooks drive `FollowRun`, and a [`PollRun`]
+//! chain re-reads the run every `run_poll` while the token lives.
 //!
-//! A dispatch is the one action here that must never happen twice, so the order of the
-//! steps is the design:
-//! 1. the correlation id is derived from the command's trace id, so every attempt of the
-//!    job computes the same one; when its marker already exists, an earlier attempt may
-//!    have dispatched, and this one only looks the run up (`dispatch not confirmed; not
-//!    re-sent` when it cannot be found);
-//! 2. the deploy lock, a store lock held from the "one deploy at a time" check until the
-//!    run is identified, makes check-and-claim one step no other command can interleave;
-//! 3. the marker is written before the request leaves; then dispatch, audit, identify.
+//! The dispatch itself goes through [`crate::dispatch`], which makes sure it is sent at
+//! most once however often this job runs, and holds the one-deploy lock; this command
+//! decides what the user reads about each outcome, and whether to follow the run.
 
 use async_trait::async_trait;
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{
@@ -27,16 +18,17 @@ use crate::app::App;
 use crate::auth::Access;
 use crate::discord::interaction::Caller;
 use crate::discord::response::{Button, Embed, Reply, YELLOW};
-use crate::dispatch::correlation_id_for;
+use crate::dispatch::{
+    self, Action, DispatchRequest, Dispatched, RunRef, Running, end_mutation_step,
+};
 use crate::dryrun::{Mutated, Mutation};
-use crate::github::api::{GitHubClient, GitHubError};
+use crate::github::api::GitHubError;
 use crate::github::git_ref::GitRef;
-use crate::github::model::{Workflow, WorkflowRun};
 use crate::jobs::PollRun;
 use crate::runs::follow::schedule_poll;
 use crate::runs::report::{CANCEL_ACTION, cancel_button};
 use crate::settings;
-use crate::store::{AuditRecord, CorrelationKind, CorrelationRecord, StepStatus, retention};
+use crate::store::{AuditRecord, CorrelationKind, CorrelationRecord, retention};
 use crate::trace::Tracer;
 use crate::verify::target::{ProbeTarget, TargetPolicy};
 
@@ -86,29 +78,7 @@ impl Command for DeployClient {
     ) -> Result<Reply, CommandError> {
         let request = parse_request(app, call).map_err(CommandError::Invalid)?;
         let github = app.github()?;
-
         let workflow = super::deploy_workflow(app, tracer).await?;
-
-        let correlation_id = correlation_id_for(tracer.id());
-        let step = tracer.begin("store.get_marker");
-        let marker = app
-            .store
-            .get_correlation(&correlation_id, app.clock.now_secs())
-            .await;
-        tracer.end(step, &marker);
-        if let Some(marker) = marker? {
-            return recover(
-                app,
-                github,
-                call,
-                &request.git_ref,
-                workflow,
-                marker,
-                tracer,
-            )
-            .await;
-        }
-
         let api_base = match &request.api_base {
             Some(target) => target.as_str().to_owned(),
             None => settings::in_use(app, settings::API_BASE_KEY)
@@ -121,26 +91,53 @@ impl Command for DeployClient {
                     )
                 })?,
         };
-        let deploy = Deploy {
-            workflow,
-            git_ref: request.git_ref,
-            api_base,
+        let requester = requester(&call.caller)
+            .map_err(CommandError::Invalid)?
+            .to_owned();
+        let mut inputs = Map::new();
+        // The set-up contract's input; the protocol adds `correlation_id` and `requester`.
+        inputs.insert("VITE_API_BASE".into(), Value::from(api_base.clone()));
+        let file_name = workflow.file_name().to_owned();
+        let dispatch = DispatchRequest {
+            kind: CorrelationKind::Deploy,
+            action: Action::Workflow {
+                workflow,
+                git_ref: request.git_ref.as_str().to_owned(),
+                inputs,
+            },
+            exclusive: true,
+            requester,
+            reply_to: call.reply_to.clone(),
+            channel_id: call.caller.channel_id.clone(),
             wait: request.wait,
-            correlation_id,
-            requester: requester(&call.caller)
-                .map_err(CommandError::Invalid)?
-                .to_owned(),
+            api_base: Some(api_base.clone()),
+            fingerprint: Some(super::set_url::fingerprint(&api_base)),
+            identify_timeout: app.worker.identify_timeout,
         };
-
-        let step = tracer.begin("store.deploy_lock");
-        let claimed = claim_lock(app, &deploy.correlation_id).await;
-        tracer.end(step, &claimed);
-        if !claimed? {
-            return Ok(busy_reply(app, github).await);
-        }
-        let result = dispatch_claimed(app, github, call, &deploy, tracer).await;
-        release_lock(app, &deploy.correlation_id).await;
-        result
+        let outcome = dispatch::dispatch_once(app, github, dispatch, tracer).await?;
+        Ok(match &outcome {
+            Dispatched::Identified { marker, run } => {
+                let follows = follow(app, call, marker, run, tracer).await;
+                // The marker is the first attempt's when this one recovered: it says what
+                // was dispatched.
+                let shown = Shown {
+                    file_name: &file_name,
+                    git_ref: &request.git_ref,
+                    api_base: marker.api_base.as_deref().unwrap_or(&api_base),
+                };
+                dispatched_reply(&shown, marker, run, follows)
+            }
+            Dispatched::Unidentified {
+                correlation_id,
+                lookup_error,
+            } => not_identified(&request.git_ref, correlation_id, lookup_error.as_ref()),
+            Dispatched::NotConfirmed { correlation_id } => not_confirmed(correlation_id),
+            Dispatched::DryRun {
+                correlation_id,
+                mutation,
+            } => dry_run_reply(correlation_id, mutation),
+            Dispatched::Busy(running) => already_running(&running_link(running)),
+        })
     }
 }
 
@@ -160,17 +157,6 @@ impl Press for CancelRun {
         cancel(app, id, call, tracer).await
     }
 }
-
-/// Held from the "one deploy at a time" check until the dispatched run is identified.
-const DEPLOY_LOCK: &str = "deploy:dispatch";
-/// The deploy lock outlives the identification wait by this much: the dispatch request
-/// itself (10 s timeout) and the store writes around it.
-const LOCK_MARGIN: Duration = Duration::from_secs(60);
-/// How often a command waiting for the deploy lock tries again.
-const LOCK_RETRY: Duration = Duration::from_millis(200);
-/// A deploy marker whose run was never identified (a crash, a missed webhook) is looked
-/// up on GitHub by its correlation id for this long; older ones no longer block.
-const UNIDENTIFIED_LOOKUP: Duration = Duration::from_secs(60 * 60);
 
 /// What the options ask for, once they are known to be valid.
 struct Request {
@@ -206,422 +192,26 @@ fn requester(caller: &Caller) -> Result<&str, String> {
     }
 }
 
-/// One deploy as this attempt knows it.
-struct Deploy {
-    workflow: Workflow,
-    git_ref: GitRef,
-    api_base: String,
-    wait: bool,
-    correlation_id: String,
-    requester: String,
+/// What the reply names besides the marker's fields.
+struct Shown<'a> {
+    file_name: &'a str,
+    git_ref: &'a GitRef,
+    api_base: &'a str,
 }
 
-impl Deploy {
-    /// The workflow's inputs (SPEC §10 set-up contract).
-    fn inputs(&self) -> Map<String, Value> {
-        let mut inputs = Map::new();
-        inputs.insert("correlation_id".into(), self.correlation_id.clone().into());
-        inputs.insert("requester".into(), self.requester.clone().into());
-        inputs.insert("VITE_API_BASE".into(), self.api_base.clone().into());
-        inputs
-    }
-}
-
-/// The run a dispatch started, as far as it is known.
-#[derive(Debug, Clone)]
-struct RunRef {
-    id: u64,
-    html_url: Option<String>,
-}
-
-impl From<&WorkflowRun> for RunRef {
-    fn from(run: &WorkflowRun) -> Self {
-        RunRef {
-            id: run.id,
-            html_url: run.html_url.clone(),
-        }
-    }
-}
-
-impl RunRef {
-    fn link(&self) -> String {
-        match &self.html_url {
-            Some(url) => format!("[run {}]({url})", self.id),
-            None => format!("run {}", self.id),
-        }
-    }
-}
-
-/// Takes the deploy lock for `owner`, waiting up to `dispatch_lock_wait` for another
-/// command that holds it.
-async fn claim_lock(app: &App, owner: &str) -> Result<bool, crate::store::StoreError> {
-    let give_up = tokio::time::Instant::now() + app.worker.dispatch_lock_wait;
-    loop {
-        let now = app.clock.now_secs();
-        if app
-            .store
-            .acquire_lock(DEPLOY_LOCK, owner, now + lock_hold_secs(app), now)
-            .await?
-        {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() >= give_up {
-            return Ok(false);
-        }
-        tokio::time::sleep(LOCK_RETRY).await;
-    }
-}
-
-fn lock_hold_secs(app: &App) -> i64 {
-    let hold = app.worker.identify_timeout + LOCK_MARGIN;
-    i64::try_from(hold.as_secs()).unwrap_or(i64::MAX / 4)
-}
-
-async fn release_lock(app: &App, owner: &str) {
-    if let Err(e) = app.store.release_lock(DEPLOY_LOCK, owner).await {
-        // It expires on its own; until then other deploys wait for it.
-        tracing::warn!(error.type = "store_unavailable", error.message = %e, "deploy lock not released");
-    }
-}
-
-/// The body once this command holds the deploy lock: refuse while another deploy runs,
-/// write the marker, dispatch, audit, identify the run.
-async fn dispatch_claimed(
-    app: &App,
-    github: &GitHubClient,
-    call: &Call,
-    deploy: &Deploy,
-    tracer: &mut Tracer,
-) -> Result<Reply, CommandError> {
-    let step = tracer.begin("deploy.one_at_a_time");
-    let running = running_deploy(app, github, deploy.workflow.id).await;
-    tracer.end(step, &running);
-    if let Some(run) = running? {
-        return Ok(already_running(&run.link()));
-    }
-
-    // Under DRY_RUN nothing is sent, so there is nothing a marker could guard; one would
-    // only block the next deploy while it waited for a run that never comes.
-    let dry_run = app.dry_run().is_enabled();
-    if !dry_run {
-        let marker = marker_record(app, call, deploy, tracer);
-        let step = tracer.begin("store.put_marker");
-        let written = app
-            .store
-            .put_correlation(&marker, app.clock.now_secs())
-            .await;
-        tracer.end(step, &written);
-        if !written? {
-            // Another attempt of this very job (its lease lost) got there first: it is the
-            // one that dispatches.
-            let marker = app
-                .store
-                .get_correlation(&deploy.correlation_id, app.clock.now_secs())
-                .await?
-                .unwrap_or(marker);
-            return recover(
-                app,
-                github,
-                call,
-                &deploy.git_ref,
-                deploy.workflow.clone(),
-                marker,
-                tracer,
-            )
-            .await;
-        }
-    }
-
-    let inputs = deploy.inputs();
-    let workflow_id = deploy.workflow.id;
-    let git_ref = deploy.git_ref.as_str();
-    let dispatched_after = Utc::now();
-    let step = tracer.begin("github.dispatch_workflow");
-    let outcome = app
-        .mutate(
-            github.dispatch_mutation(workflow_id, git_ref, &inputs),
-            github.dispatch_workflow(workflow_id, git_ref, &inputs),
-        )
-        .await;
-    end_mutation_step(tracer, step, &outcome);
-    let details = match outcome {
-        Ok(Mutated::Suppressed(mutation)) => {
-            audit(
-                app,
-                &call.caller,
-                tracer,
-                dispatch_audit(deploy, true),
-                true,
-            )
-            .await;
-            return Ok(dry_run_reply(deploy, &mutation));
-        }
-        Ok(Mutated::Performed(details)) => Some(details),
-        // A timeout or 5xx: GitHub may have started the run. Look for it; never send again.
-        Err(e @ GitHubError::Unavailable { .. }) => {
-            tracing::warn!(error.type = e.error_type(), error.message = %e, "dispatch outcome unknown; looking for its run");
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if details.is_some() {
-        audit(
-            app,
-            &call.caller,
-            tracer,
-            dispatch_audit(deploy, false),
-            false,
-        )
-        .await;
-    }
-
-    let returned = details.as_ref().and_then(|d| {
-        d.run_id.map(|id| RunRef {
-            id,
-            html_url: d.html_url.clone(),
-        })
-    });
-    let found = match returned {
-        Some(run) => Ok(Some(run)),
-        None => {
-            identify(
-                app,
-                github,
-                workflow_id,
-                &deploy.correlation_id,
-                dispatched_after,
-                app.worker.identify_timeout,
-                tracer,
-            )
-            .await
-        }
-    };
-    match (found, details.is_some()) {
-        (Ok(Some(run)), confirmed) => {
-            if !confirmed {
-                audit(
-                    app,
-                    &call.caller,
-                    tracer,
-                    dispatch_audit(deploy, false),
-                    false,
-                )
-                .await;
-            }
-            Ok(dispatched(app, call, deploy, &run, tracer).await)
-        }
-        (Ok(None), true) => Ok(not_identified(deploy, None)),
-        (Err(e), true) => Ok(not_identified(deploy, Some(&e))),
-        (_, false) => Ok(not_confirmed(&deploy.correlation_id)),
-    }
-}
-
-/// The marker of SPEC §5, with everything a follower needs to reach the requester.
-fn marker_record(app: &App, call: &Call, deploy: &Deploy, tracer: &Tracer) -> CorrelationRecord {
-    let now_ms = app.clock.now_ms();
-    let ttl = i64::try_from(app.worker.interaction_token_ttl.as_millis()).unwrap_or(i64::MAX / 4);
-    CorrelationRecord {
-        id: deploy.correlation_id.clone(),
-        kind: CorrelationKind::Deploy,
-        requester: deploy.requester.clone(),
-        channel_id: call.caller.channel_id.clone(),
-        application_id: call.reply_to.as_ref().map(|t| t.application_id.clone()),
-        interaction_token: call.reply_to.as_ref().map(|t| t.token.clone()),
-        // The token's 15 minutes run from the interaction, which the trace started with.
-        token_expires_at_ms: tracer.record().started_at_ms.saturating_add(ttl),
-        wait: deploy.wait,
-        api_base: Some(deploy.api_base.clone()),
-        run_id: None,
-        created_at_ms: now_ms,
-        expires_at: now_ms.div_euclid(1000) + retention::CORRELATION,
-    }
-}
-
-/// Looks for the run whose title carries `correlation_id` among the workflow's runs
-/// created since the dispatch, for up to `timeout`.
-async fn identify(
-    app: &App,
-    github: &GitHubClient,
-    workflow_id: u64,
-    correlation_id: &str,
-    dispatched_after: DateTime<Utc>,
-    timeout: Duration,
-    tracer: &mut Tracer,
-) -> Result<Option<RunRef>, GitHubError> {
-    let step = tracer.begin("github.find_correlated_run");
-    let found = github
-        .wait_for_correlated_run(
-            workflow_id,
-            correlation_id,
-            dispatched_after,
-            timeout,
-            app.worker.identify_poll,
-        )
-        .await;
-    match &found {
-        Ok(None) => tracer.end_with(
-            step,
-            StepStatus::Error,
-            Some("no run carries the id".into()),
-        ),
-        other => tracer.end(step, other),
-    }
-    found.map(|run| run.as_ref().map(RunRef::from))
-}
-
-/// The newest deploy Valine dispatched, if GitHub says it is still unfinished. Its run
-/// is read from GitHub, never from the store, so a missed webhook cannot block.
-async fn running_deploy(
-    app: &App,
-    github: &GitHubClient,
-    workflow_id: u64,
-) -> Result<Option<RunRef>, CommandError> {
-    let now_ms = app.clock.now_ms();
-    let now = now_ms.div_euclid(1000);
-    let Some(latest) = app.store.latest_deploy_correlation(now).await? else {
-        return Ok(None);
-    };
-    let run = match latest.run_id {
-        Some(id) => github.get_run(id).await?,
-        None => {
-            let age_ms = now_ms.saturating_sub(latest.created_at_ms);
-            if age_ms > duration_ms(UNIDENTIFIED_LOOKUP) {
-                None
-            } else {
-                // Dispatched but never identified (a crash, a missed webhook): GitHub
-                // may know the run by its title.
-                let found = github
-                    .find_correlated_run(workflow_id, &latest.id, marker_time(&latest))
-                    .await?;
-                if let Some(run) = &found
-                    && let Err(e) = app.store.attach_run(&latest.id, run.id, now).await
-                {
-                    tracing::warn!(error.type = "store_unavailable", error.message = %e, "run not attached to its marker");
-                }
-                found
-            }
-        }
-    };
-    Ok(run.filter(|r| !r.is_completed()).as_ref().map(RunRef::from))
-}
-
-fn marker_time(marker: &CorrelationRecord) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(marker.created_at_ms).unwrap_or_else(Utc::now)
-}
-
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
-/// An earlier attempt of this job wrote the marker, so it may have dispatched: find the
-/// run by correlation id, and never dispatch again (SPEC §5).
-async fn recover(
-    app: &App,
-    github: &GitHubClient,
-    call: &Call,
-    git_ref: &GitRef,
-    workflow: Workflow,
-    marker: CorrelationRecord,
-    tracer: &mut Tracer,
-) -> Result<Reply, CommandError> {
-    tracing::warn!(correlation_id = %marker.id, "an earlier attempt wrote the dispatch marker; looking its run up instead of dispatching");
-    // The earlier attempt may still hold the lock: keep it while looking, then let go.
-    let now = app.clock.now_secs();
-    if let Err(e) = app
-        .store
-        .acquire_lock(DEPLOY_LOCK, &marker.id, now + lock_hold_secs(app), now)
-        .await
-    {
-        tracing::warn!(error.type = "store_unavailable", error.message = %e, "deploy lock not taken for the lookup");
-    }
-    let run = match marker.run_id {
-        Some(id) => {
-            let step = tracer.begin("github.get_run");
-            let run = github.get_run(id).await;
-            tracer.end(step, &run);
-            Some(match run {
-                Ok(Some(run)) => RunRef::from(&run),
-                _ => RunRef { id, html_url: None },
-            })
-        }
-        None => {
-            let elapsed = app.clock.now_ms().saturating_sub(marker.created_at_ms);
-            let left = duration_ms(app.worker.identify_timeout).saturating_sub(elapsed);
-            let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
-            identify(
-                app,
-                github,
-                workflow.id,
-                &marker.id,
-                marker_time(&marker),
-                left,
-                tracer,
-            )
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error.type = e.error_type(), error.message = %e, "run lookup failed");
-                None
-            })
-        }
-    };
-    release_lock(app, &marker.id).await;
-    let Some(run) = run else {
-        return Ok(not_confirmed(&marker.id));
-    };
-    let deploy = Deploy {
-        workflow,
-        git_ref: git_ref.clone(),
-        api_base: marker.api_base.clone().unwrap_or_default(),
-        wait: marker.wait,
-        correlation_id: marker.id.clone(),
-        requester: marker.requester.clone(),
-    };
-    // Idempotent: the record id is the correlation's, so this repeats nothing.
-    audit(
-        app,
-        &call.caller,
-        tracer,
-        dispatch_audit(&deploy, false),
-        false,
-    )
-    .await;
-    Ok(dispatched(app, call, &deploy, &run, tracer).await)
-}
-
-/// The run is known: attach it to the marker, start following it, and say so.
-async fn dispatched(
+/// With `wait:true`, starts the poll that follows the run should webhooks be missed.
+/// Returns whether this message follows the run.
+async fn follow(
     app: &App,
     call: &Call,
-    deploy: &Deploy,
+    marker: &CorrelationRecord,
     run: &RunRef,
     tracer: &mut Tracer,
-) -> Reply {
-    if let Some(url) = &run.html_url {
-        tracer.link(url.clone());
-    }
-    let step = tracer.begin("store.attach_run");
-    let attached = app
-        .store
-        .attach_run(&deploy.correlation_id, run.id, app.clock.now_secs())
-        .await;
-    tracer.end(step, &attached);
-    match attached {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(
-                run_id = run.id,
-                "run already belongs to another correlation"
-            )
-        }
-        Err(e) => {
-            // A webhook carrying the id in the run's title attaches it as well.
-            tracing::warn!(error.type = "store_unavailable", error.message = %e, "run not attached to its marker")
-        }
-    }
-    let follows = deploy.wait && call.reply_to.is_some();
+) -> bool {
+    let follows = marker.wait && call.reply_to.is_some();
     if follows {
         let poll = PollRun {
-            correlation_id: deploy.correlation_id.clone(),
+            correlation_id: marker.id.clone(),
             run_id: run.id,
             seq: 1,
         };
@@ -633,11 +223,16 @@ async fn dispatched(
             tracing::warn!(error.type = "store_unavailable", error.message = %e, "run poll not scheduled");
         }
     }
-    dispatched_reply(deploy, run, deploy.wait, follows)
+    follows
 }
 
-fn dispatched_reply(deploy: &Deploy, run: &RunRef, wait: bool, follows: bool) -> Reply {
-    let footer = match (wait, follows) {
+fn dispatched_reply(
+    shown: &Shown<'_>,
+    marker: &CorrelationRecord,
+    run: &RunRef,
+    follows: bool,
+) -> Reply {
+    let footer = match (marker.wait, follows) {
         (true, true) => "This message follows the run.",
         (true, false) => "This message cannot follow the run: there is no interaction to edit.",
         (false, _) => "The result is announced when the run completes.",
@@ -647,13 +242,13 @@ fn dispatched_reply(deploy: &Deploy, run: &RunRef, wait: bool, follows: bool) ->
         .description(format!(
             "{} of `{}` from `{}`",
             capitalised(&run.link()),
-            deploy.workflow.file_name(),
-            deploy.git_ref
+            shown.file_name,
+            shown.git_ref
         ))
-        .field("Ref", format!("`{}`", deploy.git_ref))
-        .field("API base", deploy.api_base.clone())
-        .field("Requested by", format!("<@{}>", deploy.requester))
-        .field("Correlation id", format!("`{}`", deploy.correlation_id))
+        .field("Ref", format!("`{}`", shown.git_ref))
+        .field("API base", shown.api_base.to_owned())
+        .field("Requested by", format!("<@{}>", marker.requester))
+        .field("Correlation id", format!("`{}`", marker.id))
         .footer(footer);
     let mut reply = Reply::embed(embed).with_button(cancel_button(run.id));
     if let Some(url) = &run.html_url {
@@ -675,32 +270,21 @@ fn already_running(link: &str) -> Reply {
     Reply::text(format!("A deploy is already running: {link}")).failed()
 }
 
-/// Another command holds the deploy lock past `dispatch_lock_wait`: it is dispatching
-/// or identifying its run right now.
-async fn busy_reply(app: &App, github: &GitHubClient) -> Reply {
-    let latest = app
-        .store
-        .latest_deploy_correlation(app.clock.now_secs())
-        .await
-        .ok()
-        .flatten();
-    let link = match latest {
-        Some(CorrelationRecord {
-            run_id: Some(id), ..
-        }) => match github.get_run(id).await {
-            Ok(Some(run)) => RunRef::from(&run).link(),
-            _ => RunRef { id, html_url: None }.link(),
-        },
-        Some(marker) => format!("dispatch `{}` (its run is being identified)", marker.id),
-        None => "another dispatch is in progress".to_owned(),
-    };
-    already_running(&link)
+/// What holds up this deploy, as the refusal names it.
+fn running_link(running: &Running) -> String {
+    match running {
+        Running::Run(run) => run.link(),
+        Running::Identifying { correlation_id } => {
+            format!("dispatch `{correlation_id}` (its run is being identified)")
+        }
+        Running::Unknown => "another dispatch is in progress".to_owned(),
+    }
 }
 
-fn not_identified(deploy: &Deploy, error: Option<&GitHubError>) -> Reply {
+fn not_identified(git_ref: &GitRef, correlation_id: &str, error: Option<&GitHubError>) -> Reply {
     let mut text = format!(
-        "⚠️ Deploy of `{}` dispatched (correlation `{}`), but its run was not found.",
-        deploy.git_ref, deploy.correlation_id
+        "⚠️ Deploy of `{git_ref}` dispatched (correlation `{correlation_id}`), but its run was \
+         not found."
     );
     if let Some(e) = error {
         text.push_str(&format!(" Looking it up failed: {e}."));
@@ -719,64 +303,24 @@ fn not_confirmed(correlation_id: &str) -> Reply {
     .failed()
 }
 
-fn dry_run_reply(deploy: &Deploy, mutation: &Mutation) -> Reply {
+fn dry_run_reply(correlation_id: &str, mutation: &Mutation) -> Reply {
     Reply::text(format!(
-        "{}\nNothing was dispatched (DRY_RUN); correlation `{}`.",
+        "{}\nNothing was dispatched (DRY_RUN); correlation `{correlation_id}`.",
         mutation.dry_run_line(),
-        deploy.correlation_id
     ))
 }
 
-fn end_mutation_step<T, E: std::fmt::Display>(
-    tracer: &mut Tracer,
-    step: crate::trace::Step,
-    outcome: &Result<Mutated<T>, E>,
-) {
-    match outcome {
-        Ok(Mutated::Suppressed(m)) => {
-            tracer.end_with(step, StepStatus::Skipped, Some(m.dry_run_line()))
-        }
-        Ok(Mutated::Performed(_)) => tracer.end::<(), String>(step, &Ok(())),
-        Err(e) => tracer.end_with(step, StepStatus::Error, Some(e.to_string())),
-    }
-}
-
-/// An audit record to write; `id: None` gets a fresh one.
-struct Audit {
-    id: Option<String>,
-    action: String,
-    new_fingerprint: Option<String>,
-}
-
-/// What a dispatch audit record says. Its id comes from the correlation, so a real
-/// dispatch is recorded once however often the job runs; a suppressed one (DRY_RUN) may
-/// be tried again and is then a new record.
-fn dispatch_audit(deploy: &Deploy, dry_run: bool) -> Audit {
-    Audit {
-        id: (!dry_run).then(|| format!("dispatch-{}", deploy.correlation_id)),
-        action: format!(
-            "dispatch {} at {} ({})",
-            deploy.workflow.file_name(),
-            deploy.git_ref,
-            deploy.correlation_id
-        ),
-        new_fingerprint: Some(super::set_url::fingerprint(&deploy.api_base)),
-    }
-}
-
-/// Appends an audit record (SPEC §4.1). A failure is logged: the action it records has
-/// happened, and failing the reply now would invite doing it again.
-async fn audit(app: &App, caller: &Caller, tracer: &Tracer, audit: Audit, dry_run: bool) {
+/// Records a cancel. A failure is logged: the cancel has been asked for, and failing
+/// the reply now would invite asking again.
+async fn audit_cancel(app: &App, caller: &Caller, tracer: &Tracer, run_id: u64, dry_run: bool) {
     let now_ms = app.clock.now_ms();
     let record = AuditRecord {
-        id: audit
-            .id
-            .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string()),
+        id: uuid::Uuid::now_v7().simple().to_string(),
         at_ms: now_ms,
         user_id: caller.user_id.clone(),
-        action: audit.action,
+        action: format!("cancel run {run_id}"),
         old_fingerprint: None,
-        new_fingerprint: audit.new_fingerprint,
+        new_fingerprint: None,
         trace_id: Some(tracer.id().to_owned()),
         dry_run,
         expires_at: now_ms.div_euclid(1000) + retention::AUDIT,
@@ -834,13 +378,8 @@ async fn cancel(
         .await;
     end_mutation_step(tracer, step, &outcome);
     let outcome = outcome?;
-    let record = Audit {
-        id: None,
-        action: format!("cancel run {run_id}"),
-        new_fingerprint: None,
-    };
     let dry_run = outcome.suppressed().is_some();
-    audit(app, &call.caller, tracer, record, dry_run).await;
+    audit_cancel(app, &call.caller, tracer, run_id, dry_run).await;
     Ok(match outcome {
         Mutated::Performed(()) => Reply::text(format!(
             "🛑 Cancel requested for {link} by <@{}>",

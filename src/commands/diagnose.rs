@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -16,10 +17,10 @@ use super::{Answer, Call, Command, CommandError, CommandSpec, OptionSpec, Preche
 use crate::app::App;
 use crate::auth::{self, Access};
 use crate::discord::response::{Embed, GREEN, RED, Reply, YELLOW};
-use crate::dryrun::Mutated;
+use crate::dispatch::{self, Action, DispatchError, DispatchRequest, Dispatched};
 use crate::github::api::GitHubClient;
 use crate::github::model::{RateLimit, TokenInfo, Workflow, WorkflowRun};
-use crate::store::{AuditRecord, CorrelationKind, CorrelationRecord, StepStatus, retention};
+use crate::store::{CorrelationKind, StepStatus};
 use crate::trace::Tracer;
 use crate::verify::cert;
 use crate::verify::checks::{self, FAILED_CONCLUSIONS, FailingStep, Side, TargetState};
@@ -392,11 +393,10 @@ fn fit_log(lines: &[String]) -> Vec<String> {
     kept
 }
 
-/// Dispatches `DIAGNOSE_WORKFLOW` once (SPEC §5). The correlation id comes from the
-/// trace id and its record is written before sending: a job that runs again after a
-/// crash finds the record and looks for the run it may have started instead of
-/// dispatching twice. The record also lets the run's completion (by webhook) update
-/// this message.
+/// Dispatches `DIAGNOSE_WORKFLOW` through [`crate::dispatch`], so a job that runs
+/// again never sends it twice, and returns the line the reply shows. Its marker also
+/// lets the run's completion (by webhook) update this message. The reply does not wait
+/// for the run to be identified: the webhook attaches it by its title later.
 async fn dispatch(
     app: &App,
     call: &Call,
@@ -404,7 +404,7 @@ async fn dispatch(
     diagnosis: &Diagnosis,
     tracer: &mut Tracer,
 ) -> String {
-    let correlation_id = crate::dispatch::correlation_id_for(tracer.id());
+    let correlation_id = dispatch::correlation_id_for(tracer.id());
     let github = match app.github() {
         Ok(github) => github,
         Err(e) => return format!("❌ not dispatched: {e} · correlation id `{correlation_id}`"),
@@ -416,9 +416,6 @@ async fn dispatch(
         Ok(w) => w,
         Err(e) => return format!("❌ not dispatched: {e} · correlation id `{correlation_id}`"),
     };
-    let started_ms = tracer.record().started_at_ms;
-    let now_ms = app.clock.now_ms();
-    let now = now_ms.div_euclid(1000);
 
     let target_value = |side: Side| -> String {
         diagnosis
@@ -431,123 +428,69 @@ async fn dispatch(
             })
             .unwrap_or_default()
     };
-    let marker = CorrelationRecord {
-        id: correlation_id.clone(),
-        kind: CorrelationKind::Diagnose,
-        requester: call.caller.user_id.clone(),
-        channel_id: call.caller.channel_id.clone(),
-        application_id: call.reply_to.as_ref().map(|r| r.application_id.clone()),
-        interaction_token: call.reply_to.as_ref().map(|r| r.token.clone()),
-        // Discord accepts edits for 15 minutes after the interaction.
-        token_expires_at_ms: started_ms + 15 * 60 * 1000,
-        wait: false,
-        api_base: None,
-        run_id: None,
-        created_at_ms: now_ms,
-        expires_at: now + retention::RUN,
-    };
-    let step = tracer.begin("store.dispatch_marker");
-    let fresh = app.store.put_correlation(&marker, now).await;
-    tracer.end(step, &fresh);
-    match fresh {
-        Err(e) => {
-            return format!(
-                "❌ not dispatched: cannot record it ({e}) · correlation id `{correlation_id}`"
-            );
-        }
-        Ok(false) => {
-            let step = tracer.begin("github.find_correlated_run");
-            let since =
-                chrono::DateTime::from_timestamp_millis(started_ms).unwrap_or_else(Utc::now);
-            let found = github
-                .find_correlated_run(workflow.id, &correlation_id, since)
-                .await;
-            tracer.end(step, &found);
-            return match found {
-                Ok(Some(run)) => {
-                    dispatched_line(&workflow, &correlation_id, run.html_url.as_deref())
-                }
-                _ => format!(
-                    "⚠️ dispatch not confirmed; not re-sent · correlation id `{correlation_id}`"
-                ),
-            };
-        }
-        Ok(true) => {}
-    }
-
     let mut inputs = Map::new();
-    inputs.insert("correlation_id".into(), Value::from(correlation_id.clone()));
-    inputs.insert("requester".into(), Value::from(call.caller.user_id.clone()));
     inputs.insert(
         "frontend_url".into(),
         Value::from(target_value(Side::Frontend)),
     );
     inputs.insert("api_base".into(), Value::from(target_value(Side::Api)));
-    let git_ref = app.config.deploy_branch.clone();
-
-    let audit = AuditRecord {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        at_ms: now_ms,
-        user_id: call.caller.user_id.clone(),
-        action: format!(
-            "dispatch {} correlation {correlation_id}",
-            workflow.file_name()
-        ),
-        old_fingerprint: None,
-        new_fingerprint: None,
-        trace_id: Some(tracer.id().to_owned()),
-        dry_run: app.config.dry_run,
-        expires_at: now + retention::AUDIT,
+    let file_name = workflow.file_name().to_owned();
+    let request = DispatchRequest {
+        kind: CorrelationKind::Diagnose,
+        action: Action::Workflow {
+            workflow,
+            git_ref: app.config.deploy_branch.clone(),
+            inputs,
+        },
+        exclusive: false,
+        requester: call.caller.user_id.clone(),
+        reply_to: call.reply_to.clone(),
+        channel_id: call.caller.channel_id.clone(),
+        wait: false,
+        api_base: None,
+        fingerprint: None,
+        identify_timeout: Duration::ZERO,
     };
-    let step = tracer.begin("store.audit");
-    let written = app.store.append_audit(&audit).await;
-    tracer.end(step, &written);
-    if let Err(e) = written {
-        return format!(
-            "❌ not dispatched: cannot record it ({e}) · correlation id `{correlation_id}`"
-        );
-    }
-
-    let step = tracer.begin("github.dispatch_workflow");
-    let outcome = app
-        .mutate(
-            github.dispatch_mutation(workflow.id, &git_ref, &inputs),
-            github.dispatch_workflow(workflow.id, &git_ref, &inputs),
-        )
-        .await;
-    tracer.end(step, &outcome);
-    match outcome {
-        Ok(Mutated::Suppressed(mutation)) => {
+    match dispatch::dispatch_once(app, github, request, tracer).await {
+        Ok(Dispatched::Identified { run, .. }) => {
+            let run = match &run.html_url {
+                Some(url) => format!("[run]({url})"),
+                None => format!("run {}", run.id),
+            };
+            dispatched_line(&file_name, &correlation_id, &run)
+        }
+        Ok(Dispatched::Unidentified { .. }) => dispatched_line(
+            &file_name,
+            &correlation_id,
+            "its run will appear on GitHub shortly",
+        ),
+        Ok(Dispatched::NotConfirmed { .. }) => {
+            format!("⚠️ dispatch not confirmed; not re-sent · correlation id `{correlation_id}`")
+        }
+        Ok(Dispatched::DryRun { mutation, .. }) => format!(
+            "{} · correlation id `{correlation_id}`",
+            mutation.dry_run_line()
+        ),
+        // Only exclusive dispatches wait for one another.
+        Ok(Dispatched::Busy(_)) => {
             format!(
-                "{} · correlation id `{correlation_id}`",
-                mutation.dry_run_line()
+                "⚠️ not dispatched: another dispatch is in progress · correlation id `{correlation_id}`"
             )
         }
-        Ok(Mutated::Performed(outcome)) => {
-            if let Some(url) = &outcome.html_url {
-                tracer.link(url.clone());
-            }
-            if let Some(run_id) = outcome.run_id
-                && let Err(e) = app.store.attach_run(&correlation_id, run_id, now).await
-            {
-                // The webhook finds the run by the correlation id in its title anyway.
-                tracing::warn!(error.type = "store_unavailable", error.message = %e, "run not attached");
-            }
-            dispatched_line(&workflow, &correlation_id, outcome.html_url.as_deref())
+        Err(DispatchError::Refused(e)) => {
+            format!("❌ dispatch failed: {e} · correlation id `{correlation_id}`")
         }
-        Err(e) => format!("❌ dispatch failed: {e} · correlation id `{correlation_id}`"),
+        Err(DispatchError::Store(e)) => {
+            format!("❌ not dispatched: cannot record it ({e}) · correlation id `{correlation_id}`")
+        }
+        Err(DispatchError::GitHub(e)) => {
+            format!("❌ not dispatched: {e} · correlation id `{correlation_id}`")
+        }
     }
 }
 
-fn dispatched_line(workflow: &Workflow, correlation_id: &str, run_url: Option<&str>) -> String {
-    let run = match run_url {
-        Some(url) => format!("[run]({url})"),
-        None => "its run will appear on GitHub shortly".to_owned(),
-    };
-    format!(
-        "✅ `{}` dispatched · correlation id `{correlation_id}` · {run}",
-        workflow.file_name()
-    )
+fn dispatched_line(file_name: &str, correlation_id: &str, run: &str) -> String {
+    format!("✅ `{file_name}` dispatched · correlation id `{correlation_id}` · {run}")
 }
 
 impl Diagnosis {

@@ -216,6 +216,18 @@ pub enum DispatchMode {
     RejectRunDetails,
     /// 204 and no body, whatever was asked.
     NoContent,
+    /// This status without starting a run: a refusal, or a 5xx before GitHub acted.
+    Fail(u16),
+    /// Starts the run, then answers this status: a 5xx whose answer lost the run.
+    FailAfterRun(u16),
+}
+
+fn dispatch_failure(status: u16) -> Response {
+    if status >= 500 {
+        gh_error(status, "Server Error")
+    } else {
+        gh_error(status, "Unexpected inputs provided: [\"frontend_url\"]")
+    }
 }
 
 /// Where a dispatch hangs.
@@ -517,6 +529,9 @@ async fn gh_dispatch(
     let Some(git_ref) = body["ref"].as_str() else {
         return gh_error(422, "Invalid request.\n\n\"ref\" wasn't supplied.");
     };
+    if let DispatchMode::Fail(status) = mode {
+        return dispatch_failure(status);
+    }
     if let Some((Hang::BeforeRun, gate)) = &hang {
         gate.notified().await;
         return gh_error(502, "Server Error");
@@ -543,6 +558,9 @@ async fn gh_dispatch(
     if let Some((Hang::AfterRun, gate)) = &hang {
         gate.notified().await;
         return gh_error(502, "Server Error");
+    }
+    if let DispatchMode::FailAfterRun(status) = mode {
+        return dispatch_failure(status);
     }
     let asked = body["return_run_details"] == true;
     match mode {

@@ -6,6 +6,7 @@ mod helpers;
 
 mod binary;
 mod deploy;
+mod diagnose_dispatch;
 mod faults;
 mod followups;
 mod interactions;
