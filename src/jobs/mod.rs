@@ -341,7 +341,7 @@ pub fn job_record(
     let deadline_ms =
         now_ms + i64::try_from(app.worker.deadline.as_millis()).unwrap_or(i64::MAX / 2);
     let payload = serde_json::to_value(job)
-        .map_err(|e| crate::store::StoreError::Corrupt(format!("job does not serialize: {e}")))?;
+        .map_err(|e| crate::store::StoreError::encode("enqueue_job", "job payload", e))?;
     Ok(crate::store::NewJob {
         id: uuid::Uuid::now_v7().simple().to_string(),
         payload,

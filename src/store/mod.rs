@@ -56,14 +56,135 @@ pub mod retention {
     pub const FAILED_STEP: i64 = RUN;
 }
 
-/// Errors a backend reports. Callers treat every variant as "the store cannot serve
-/// this now"; the message never contains record contents.
+/// The error a backend hands on: anything the engine or a codec reported.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors a backend reports, each naming the operation (`op`, the method of the store
+/// traits) and keeping the error that caused it as its [`source`](std::error::Error::source).
+///
+/// The `Display` text never contains record contents (some records hold credentials): it
+/// names the operation and what failed. A source may quote an engine's message, which can
+/// carry a stored value that failed to decode, so log the chain only where such values may
+/// appear.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored record is unreadable: {0}")]
-    Corrupt(String),
+    /// The engine failed the operation. `retryable` is the backend's judgement: busy,
+    /// locked, I/O, throttling or connection failures may pass; a constraint the write
+    /// breaks, a misused API or a damaged database will not.
+    #[error("store {op} failed")]
+    Backend {
+        op: &'static str,
+        retryable: bool,
+        #[source]
+        source: BoxError,
+    },
+    /// The task that ran the operation panicked or was cancelled before it finished.
+    #[error("store {op} did not finish")]
+    Task {
+        op: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A stored record cannot be decoded: reading it again gives the same result.
+    #[error("store {op}: stored {what} is unreadable")]
+    Corrupt {
+        op: &'static str,
+        what: std::borrow::Cow<'static, str>,
+        #[source]
+        source: BoxError,
+    },
+    /// A value the caller gave cannot be encoded for storage: a bug, not an outage.
+    #[error("store {op}: {what} cannot be stored")]
+    Encode {
+        op: &'static str,
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// The store cannot serve the operation now, with no underlying error to keep.
+    #[error("store {op} unavailable: {reason}")]
+    Unavailable {
+        op: &'static str,
+        reason: std::borrow::Cow<'static, str>,
+    },
+    /// This store can never serve the operation as configured (wrong engine, a schema
+    /// newer than this build): waiting does not help.
+    #[error("store {op} unsupported: {reason}")]
+    Unsupported {
+        op: &'static str,
+        reason: std::borrow::Cow<'static, str>,
+    },
+}
+
+impl StoreError {
+    pub fn corrupt(
+        op: &'static str,
+        what: impl Into<std::borrow::Cow<'static, str>>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        StoreError::Corrupt {
+            op,
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    pub fn encode(op: &'static str, what: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Encode {
+            op,
+            what,
+            source: source.into(),
+        }
+    }
+
+    pub fn unavailable(
+        op: &'static str,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
+        StoreError::Unavailable {
+            op,
+            reason: reason.into(),
+        }
+    }
+
+    /// The operation that failed, as named by the store traits.
+    pub fn op(&self) -> &'static str {
+        match self {
+            StoreError::Backend { op, .. }
+            | StoreError::Task { op, .. }
+            | StoreError::Corrupt { op, .. }
+            | StoreError::Encode { op, .. }
+            | StoreError::Unavailable { op, .. }
+            | StoreError::Unsupported { op, .. } => op,
+        }
+    }
+
+    /// Whether the same operation may succeed if tried again later: a retrying caller
+    /// (the job worker, a redelivered webhook) waits only for these.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Backend { retryable, .. } => *retryable,
+            // A panic repeats with the same input; a cancelled task said nothing about
+            // the operation.
+            StoreError::Task { source, .. } => source.is_cancelled(),
+            StoreError::Unavailable { .. } => true,
+            StoreError::Corrupt { .. }
+            | StoreError::Encode { .. }
+            | StoreError::Unsupported { .. } => false,
+        }
+    }
+
+    /// A stable class for logs and metrics (`error.type`).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            StoreError::Corrupt { .. } => "store_corrupt",
+            StoreError::Encode { .. } => "store_invalid",
+            StoreError::Backend { .. }
+            | StoreError::Task { .. }
+            | StoreError::Unavailable { .. }
+            | StoreError::Unsupported { .. } => "store_unavailable",
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -588,8 +709,9 @@ pub async fn open(location: &StoreLocation) -> StoreResult<SharedStore> {
     match location {
         StoreLocation::SqliteFile(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
         StoreLocation::SqliteMemory => Ok(Arc::new(sqlite::SqliteStore::open_in_memory().await?)),
-        StoreLocation::DynamoDb(_) => Err(StoreError::Unavailable(
-            "the DynamoDB store is not part of this build yet; use sqlite:<path>".into(),
-        )),
+        StoreLocation::DynamoDb(_) => Err(StoreError::Unsupported {
+            op: "open",
+            reason: "the DynamoDB store is not part of this build yet; use sqlite:<path>".into(),
+        }),
     }
 }

@@ -14,6 +14,7 @@
 //! [`SqliteStore::purge_expired`] deletes them (housekeeping, never needed for
 //! correctness).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, 
 use serde::de::DeserializeOwned;
 
 use super::{
-    AuditRecord, CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects,
+    AuditRecord, BoxError, CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects,
     DeliveryStore, FailedStepRecord, HealthStore, JobRecord, JobStore, LockStore, NewJob, Outcome,
     PendingConfirmation, RateLimitStore, RunAttachment, RunRecord, SettingRecord, SettingsStore,
     StoreError, StoreResult, TraceRecord, TraceStore, VerificationRecord, VerificationStore,
@@ -217,37 +218,97 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// Why a blocking call failed, before it is named after the operation.
+#[derive(Debug)]
 enum Fail {
-    Unavailable(String),
-    Corrupt(String),
+    Sqlite(rusqlite::Error),
+    Corrupt {
+        what: Cow<'static, str>,
+        source: BoxError,
+    },
+    Encode {
+        what: &'static str,
+        source: BoxError,
+    },
+    Unavailable(Cow<'static, str>),
+    Unsupported(Cow<'static, str>),
 }
 
 impl Fail {
-    fn into_store_error(self, op: &str) -> StoreError {
+    fn corrupt(what: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Fail::Corrupt {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    fn encode(what: &'static str, source: impl Into<BoxError>) -> Self {
+        Fail::Encode {
+            what,
+            source: source.into(),
+        }
+    }
+
+    fn into_store_error(self, op: &'static str) -> StoreError {
         match self {
-            Fail::Unavailable(msg) => StoreError::Unavailable(format!("{op}: {msg}")),
-            Fail::Corrupt(msg) => StoreError::Corrupt(format!("{op}: {msg}")),
+            Fail::Sqlite(err) => sqlite_error(op, err),
+            Fail::Corrupt { what, source } => StoreError::Corrupt { op, what, source },
+            Fail::Encode { what, source } => StoreError::Encode { op, what, source },
+            Fail::Unavailable(reason) => StoreError::Unavailable { op, reason },
+            Fail::Unsupported(reason) => StoreError::Unsupported { op, reason },
         }
     }
 }
 
 impl From<rusqlite::Error> for Fail {
-    // Only the SQLite result code is kept: rusqlite's own messages may quote SQL or a
-    // value that failed to convert, and store errors must never carry record contents.
     fn from(err: rusqlite::Error) -> Self {
-        use rusqlite::Error as E;
-        match err {
-            E::SqliteFailure(code, _) => Fail::Unavailable(code.to_string()),
-            E::FromSqlConversionFailure(column, ..)
-            | E::IntegralValueOutOfRange(column, _)
-            | E::Utf8Error(column, _)
-            | E::InvalidColumnType(column, ..) => {
-                Fail::Corrupt(format!("column {column} has an unexpected value"))
-            }
-            E::ToSqlConversionFailure(_) => Fail::Unavailable("a value cannot be stored".into()),
-            E::SqlInputError { error, .. } => Fail::Unavailable(format!("invalid SQL ({error})")),
-            _ => Fail::Unavailable("unexpected SQLite API error".into()),
-        }
+        Fail::Sqlite(err)
+    }
+}
+
+/// Sorts a SQLite error into the store's classes. The column a value failed to convert
+/// from is named (schema, not content); the value itself stays in the source.
+fn sqlite_error(op: &'static str, err: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    match err {
+        E::FromSqlConversionFailure(column, ..)
+        | E::IntegralValueOutOfRange(column, _)
+        | E::Utf8Error(column, _)
+        | E::InvalidColumnType(column, ..) => StoreError::Corrupt {
+            op,
+            what: format!("column {column}").into(),
+            source: err.into(),
+        },
+        E::ToSqlConversionFailure(source) => StoreError::Encode {
+            op,
+            what: "a value",
+            source,
+        },
+        err => StoreError::Backend {
+            op,
+            retryable: sqlite_retryable(&err),
+            source: err.into(),
+        },
+    }
+}
+
+/// Whether SQLite may accept the same statement later: contention and I/O pass, a broken
+/// constraint or a damaged file does not.
+fn sqlite_retryable(err: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) => matches!(
+            e.code,
+            C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::OutOfMemory
+                | C::DiskFull
+                | C::CannotOpen
+                | C::FileLockingProtocolFailed
+                | C::SchemaChanged
+                | C::OperationInterrupted
+        ),
+        _ => false,
     }
 }
 
@@ -278,7 +339,7 @@ impl SqliteStore {
                 }
             };
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(Fail::Unavailable(
+                return Err(Fail::Unsupported(
                     "the database cannot use WAL journal mode".into(),
                 ));
             }
@@ -304,7 +365,7 @@ impl SqliteStore {
     {
         let conn = tokio::task::spawn_blocking(open)
             .await
-            .map_err(|_| StoreError::Unavailable(format!("{op}: store task did not finish")))?
+            .map_err(|source| StoreError::Task { op, source })?
             .map_err(|fail| fail.into_store_error(op))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -343,9 +404,7 @@ impl SqliteStore {
         .await;
         match joined {
             Ok(result) => result.map_err(|fail| fail.into_store_error(op)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "{op}: store task did not finish"
-            ))),
+            Err(source) => Err(StoreError::Task { op, source }),
         }
     }
 }
@@ -368,13 +427,15 @@ fn open_file(path: &Path) -> rusqlite::Result<(Connection, String)> {
 fn migrate(conn: &mut Connection) -> FResult<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    let applied =
-        usize::try_from(version).map_err(|_| Fail::Corrupt("negative schema version".into()))?;
+    let applied = usize::try_from(version).map_err(|e| Fail::corrupt("schema version", e))?;
     if applied > MIGRATIONS.len() {
-        return Err(Fail::Unavailable(format!(
-            "schema version {applied} is newer than this build ({})",
-            MIGRATIONS.len()
-        )));
+        return Err(Fail::Unsupported(
+            format!(
+                "schema version {applied} is newer than this build ({})",
+                MIGRATIONS.len()
+            )
+            .into(),
+        ));
     }
     for step in &MIGRATIONS[applied..] {
         tx.execute_batch(step)?;
@@ -415,31 +476,29 @@ fn query_all<T>(
     Ok(out)
 }
 
-fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> FResult<T> {
-    serde_json::from_str(text).map_err(|_| Fail::Corrupt(format!("{what} is not valid JSON")))
+fn from_json<T: DeserializeOwned>(text: &str, what: &'static str) -> FResult<T> {
+    serde_json::from_str(text).map_err(|e| Fail::corrupt(what, e))
 }
 
-fn to_json<T: serde::Serialize>(value: &T, what: &str) -> FResult<String> {
-    serde_json::to_string(value)
-        .map_err(|_| Fail::Unavailable(format!("{what} cannot be serialized")))
+fn to_json<T: serde::Serialize>(value: &T, what: &'static str) -> FResult<String> {
+    serde_json::to_string(value).map_err(|e| Fail::encode(what, e))
 }
 
 /// Parses a snake_case enum the way serde names it, so stored text and JSON agree.
-fn parse_enum<T: DeserializeOwned>(text: String, what: &str) -> FResult<T> {
-    serde_json::from_value(serde_json::Value::String(text))
-        .map_err(|_| Fail::Corrupt(format!("unknown {what}")))
+fn parse_enum<T: DeserializeOwned>(text: String, what: &'static str) -> FResult<T> {
+    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| Fail::corrupt(what, e))
 }
 
-fn to_i64(value: u64, what: &str) -> FResult<i64> {
-    i64::try_from(value).map_err(|_| Fail::Unavailable(format!("{what} is out of range")))
+fn to_i64(value: u64, what: &'static str) -> FResult<i64> {
+    i64::try_from(value).map_err(|e| Fail::encode(what, e))
 }
 
-fn to_u64(value: i64, what: &str) -> FResult<u64> {
-    u64::try_from(value).map_err(|_| Fail::Corrupt(format!("{what} is negative")))
+fn to_u64(value: i64, what: &'static str) -> FResult<u64> {
+    u64::try_from(value).map_err(|e| Fail::corrupt(what, e))
 }
 
-fn to_u32(value: i64, what: &str) -> FResult<u32> {
-    u32::try_from(value).map_err(|_| Fail::Corrupt(format!("{what} is out of range")))
+fn to_u32(value: i64, what: &'static str) -> FResult<u32> {
+    u32::try_from(value).map_err(|e| Fail::corrupt(what, e))
 }
 
 fn trace_from_row(row: &Row<'_>) -> FResult<TraceRecord> {
@@ -1567,7 +1626,8 @@ mod tests {
                 .expect("set version");
         }
         let err = SqliteStore::open(&path).await.expect_err("must refuse");
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(matches!(err, StoreError::Unsupported { .. }), "{err}");
+        assert!(!err.is_retryable());
     }
 
     /// One record of every expiring kind, all expiring at `expires_at`.
@@ -1802,8 +1862,104 @@ mod tests {
             .await
             .expect("raw insert");
         let err = store.get_trace("t", 0).await.expect_err("corrupt");
-        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(err.error_type(), "store_corrupt");
         assert!(!err.to_string().contains("not json"), "{err}");
+    }
+
+    fn classify(err: rusqlite::Error) -> StoreError {
+        Fail::from(err).into_store_error("test")
+    }
+
+    #[test]
+    fn busy_database_is_retryable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let holder = Connection::open(&path).expect("open holder");
+        holder
+            .execute_batch("CREATE TABLE t (x INTEGER); BEGIN EXCLUSIVE;")
+            .expect("take the lock");
+        let other = Connection::open(&path).expect("open other");
+        // Without a busy timeout the write fails at once instead of waiting for `holder`.
+        other.busy_timeout(Duration::ZERO).expect("busy timeout");
+        let err = classify(
+            other
+                .execute("INSERT INTO t VALUES (1)", [])
+                .expect_err("busy"),
+        );
+        assert!(
+            matches!(
+                err,
+                StoreError::Backend {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(err.error_type(), "store_unavailable");
+        assert_eq!(err.to_string(), "store test failed");
+        let source = std::error::Error::source(&err).expect("cause kept");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some());
+    }
+
+    #[test]
+    fn decode_failure_and_constraint_violation_are_not_retryable() {
+        let conn = Connection::open_in_memory().expect("open");
+        let err = classify(
+            conn.query_row("SELECT 'secret-value'", [], |row| row.get::<_, i64>(0))
+                .expect_err("not an integer"),
+        );
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+        assert!(!err.to_string().contains("secret-value"), "{err}");
+
+        conn.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+            .expect("seed");
+        let err = classify(
+            conn.execute("INSERT INTO t VALUES (1)", [])
+                .expect_err("duplicate key"),
+        );
+        assert!(
+            matches!(
+                err,
+                StoreError::Backend {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn undecodable_json_keeps_its_cause() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        store
+            .call("test", |conn| {
+                conn.execute(
+                    "INSERT INTO pending (id, user_id, key, expires_at) VALUES ('p', 'u', 'K', 100)",
+                    [],
+                )?;
+                conn.execute(
+                    "INSERT INTO verifications VALUES (1, 1, 1, '{not json', 0, 100)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("raw insert");
+        let err = store.get_verification(1, 1, 0).await.expect_err("corrupt");
+        assert_eq!(err.op(), "get_verification");
+        assert_eq!(
+            err.to_string(),
+            "store get_verification: stored verification report is unreadable"
+        );
+        let source = std::error::Error::source(&err).expect("cause kept");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some());
     }
 
     #[test]
