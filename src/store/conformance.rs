@@ -1,10 +1,27 @@
 //! Behaviour every store backend must show, written only against the traits of
 //! [`crate::store`], so the SQLite backend and the later DynamoDB one run the same checks.
 //!
-//! Each `pub async fn` takes a fresh, empty store and panics on a violation. A backend
-//! runs them all with [`conformance_tests!`], given an async factory returning
-//! `(guard, SharedStore)` (the guard, e.g. a temp dir, lives until the test ends).
+//! Each `pub async fn` takes a fresh, empty store and panics on a violation.
 //! [`shared_between_instances`] needs two handles on the same storage and is run by hand.
+//!
+//! # Running the suite against a backend
+//!
+//! The module is compiled for the crate's own tests and, outside them, with the
+//! non-default cargo feature `conformance` (`cargo test --features conformance`), so
+//! integration tests and other crates can run it too. A backend's test module gives
+//! [`store_conformance_suite!`](crate::store_conformance_suite) an async factory returning
+//! `(guard, SharedStore)`; the guard (a temp dir, a table to drop) lives until the test
+//! ends. The macro expands to one `#[tokio::test]` per check:
+//!
+//! ```ignore
+//! async fn fresh_dynamodb_store() -> (TableGuard, SharedStore) { /* a new, empty table */ }
+//!
+//! crate::store_conformance_suite!(fresh_dynamodb_store);
+//! ```
+//!
+//! From an integration test, `valine::store_conformance_suite!(fresh_store);` with the
+//! feature on. The caller's crate needs `tokio` with the `macros` and `rt-multi-thread`
+//! features, which `#[tokio::test]` expands against.
 //!
 //! Conventions the checks pin down, so backends agree on them:
 //! - a record is live while `expires_at > now` (epoch seconds): at `now == expires_at` it
@@ -26,11 +43,13 @@ use super::{
     SharedStore, StepStatus, TraceRecord, TraceStep, VerificationRecord,
 };
 
-/// Expands to one `#[tokio::test]` per conformance function, each on a fresh store from
-/// `$fresh`, an async fn returning `(guard, SharedStore)`.
-macro_rules! conformance_tests {
+/// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from
+/// `$fresh`, an async fn returning `(guard, SharedStore)`. See the
+/// [module documentation](crate::store::conformance) for how a backend uses it.
+#[macro_export]
+macro_rules! store_conformance_suite {
     ($fresh:path) => {
-        $crate::store::conformance::conformance_tests!(@each $fresh;
+        $crate::store_conformance_suite!(@each $fresh;
             ping_succeeds,
             trace_round_trip,
             trace_expired_is_ignored,
@@ -82,7 +101,6 @@ macro_rules! conformance_tests {
         )*
     };
 }
-pub(crate) use conformance_tests;
 
 /// An arbitrary "now" in epoch seconds; the tests never read the clock.
 const NOW: i64 = 1_700_000_000;

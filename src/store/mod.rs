@@ -35,7 +35,7 @@
 
 pub mod sqlite;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
 use std::sync::Arc;

@@ -1549,7 +1549,7 @@ impl LockStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::SharedStore;
-    use crate::store::conformance::{self, conformance_tests};
+    use crate::store::conformance;
 
     async fn in_memory() -> ((), SharedStore) {
         let store = SqliteStore::open_in_memory().await.expect("open in memory");
@@ -1566,12 +1566,12 @@ mod tests {
 
     mod memory {
         use super::*;
-        conformance_tests!(in_memory);
+        crate::store_conformance_suite!(in_memory);
     }
 
     mod file {
         use super::*;
-        conformance_tests!(in_file);
+        crate::store_conformance_suite!(in_file);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
