@@ -30,7 +30,9 @@
 //!   `lease_until_ms < now_ms`;
 //! - lease fields are set only while a job is `Running`;
 //! - writes of records with caller-chosen ids (jobs, audit) are idempotent: a repeated id
-//!   keeps the first version.
+//!   keeps the first version;
+//! - where a backend states a rule of [`crate::store`]'s records in its own query language
+//!   (for an index or for atomicity), a check here compares the two.
 
 use std::collections::BTreeSet;
 
@@ -63,6 +65,7 @@ macro_rules! store_conformance_suite {
             job_claim_sets_lease,
             job_concurrent_claims_are_exclusive,
             job_expired_lease_is_reclaimed,
+            job_claim_agrees_with_claimable_at,
             job_renew_extends_lease,
             job_complete,
             job_retry,
@@ -580,6 +583,56 @@ pub async fn job_expired_lease_is_reclaimed(store: SharedStore) {
             .await
             .expect("complete")
     );
+}
+
+/// A backend may select claimable jobs in its own query language (for its index); the
+/// claim must still follow [`JobRecord::claimable_at`] and [`JobRecord::claimed`].
+pub async fn job_claim_agrees_with_claimable_at(store: SharedStore) {
+    // Compares what the store did with what the rules say, one job in the queue at a time.
+    async fn check(store: &SharedStore, id: &str, owner: &str, now_ms: i64) -> Option<JobRecord> {
+        let before = job(store, id).await;
+        let lease_until_ms = now_ms + 1000;
+        let claimed = store
+            .claim_job(owner, now_ms, lease_until_ms)
+            .await
+            .expect("claim_job");
+        let expected = before
+            .claimable_at(now_ms)
+            .then(|| before.claimed(owner, lease_until_ms));
+        assert_eq!(claimed, expected, "claim of {id} at {now_ms}");
+        if let Some(claimed) = &claimed {
+            assert_eq!(&job(store, id).await, claimed, "stored claim of {id}");
+        }
+        claimed
+    }
+
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS - 10)
+        .await
+        .expect("enqueue");
+    assert!(check(&store, "j1", "a", NOW_MS - 1).await.is_none());
+    let first = check(&store, "j1", "a", NOW_MS).await.expect("due");
+    let lease_until = first.lease_until_ms.expect("leased");
+    assert!(check(&store, "j1", "b", lease_until).await.is_none());
+    check(&store, "j1", "b", lease_until + 1)
+        .await
+        .expect("lease ended");
+
+    assert!(
+        store
+            .retry_job("j1", "b", LATER * 1000, "later")
+            .await
+            .expect("retry")
+    );
+    assert!(check(&store, "j1", "a", LATER * 1000 - 1).await.is_none());
+    check(&store, "j1", "a", LATER * 1000).await.expect("due");
+    assert!(
+        store
+            .complete_job("j1", "a", LATER)
+            .await
+            .expect("complete")
+    );
+    assert!(check(&store, "j1", "a", LATER * 2000).await.is_none());
 }
 
 pub async fn job_renew_extends_lease(store: SharedStore) {

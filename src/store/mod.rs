@@ -7,6 +7,10 @@
 //! setting with its audit record, claiming a job, consuming a confirmation) is a single
 //! method, so a backend implements it as one conditional or transactional write.
 //!
+//! What such a write decides (does a run event move the stored run forward, may this owner
+//! take the lock, is this job claimable) is a pure function of the records in [`rules`],
+//! so every backend applies the same rules and only maps rows and keeps writes atomic.
+//!
 //! Times are passed in by the caller (`now`), never read inside a backend: tests control
 //! the clock, and the DynamoDB backend of a later issue computes nothing on its own.
 //!
@@ -33,6 +37,7 @@
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
 //! attribute); reads ignore expired records, so deletion is housekeeping only.
 
+pub mod rules;
 pub mod sqlite;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -628,6 +633,14 @@ pub trait VerificationStore: Send + Sync {
         run_attempt: u32,
         now: i64,
     ) -> StoreResult<Option<VerificationRecord>>;
+}
+
+/// A named lock and who holds it until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRecord {
+    pub name: String,
+    pub owner: String,
+    pub expires_at: i64,
 }
 
 #[async_trait]
