@@ -252,7 +252,8 @@ impl JobError {
     /// The stable class logged as `error.type`.
     pub fn error_type(&self) -> &'static str {
         match self {
-            JobError::Store(_) | JobError::Queue(_) => "store_unavailable",
+            JobError::Store(e) => e.error_type(),
+            JobError::Queue(_) => "store_unavailable",
             JobError::Discord(e) => e.error_type(),
             JobError::GitHub(e) => e.error_type(),
             JobError::Decode(_) => "job_decode",

@@ -1,10 +1,27 @@
 //! Behaviour every store backend must show, written only against the traits of
 //! [`crate::store`], so the SQLite backend and the later DynamoDB one run the same checks.
 //!
-//! Each `pub async fn` takes a fresh, empty store and panics on a violation. A backend
-//! runs them all with [`conformance_tests!`], given an async factory returning
-//! `(guard, SharedStore)` (the guard, e.g. a temp dir, lives until the test ends).
+//! Each `pub async fn` takes a fresh, empty store and panics on a violation.
 //! [`shared_between_instances`] needs two handles on the same storage and is run by hand.
+//!
+//! # Running the suite against a backend
+//!
+//! The module is compiled for the crate's own tests and, outside them, with the
+//! non-default cargo feature `conformance` (`cargo test --features conformance`), so
+//! integration tests and other crates can run it too. A backend's test module gives
+//! [`store_conformance_suite!`](crate::store_conformance_suite) an async factory returning
+//! `(guard, SharedStore)`; the guard (a temp dir, a table to drop) lives until the test
+//! ends. The macro expands to one `#[tokio::test]` per check:
+//!
+//! ```ignore
+//! async fn fresh_dynamodb_store() -> (TableGuard, SharedStore) { /* a new, empty table */ }
+//!
+//! crate::store_conformance_suite!(fresh_dynamodb_store);
+//! ```
+//!
+//! From an integration test, `valine::store_conformance_suite!(fresh_store);` with the
+//! feature on. The caller's crate needs `tokio` with the `macros` and `rt-multi-thread`
+//! features, which `#[tokio::test]` expands against.
 //!
 //! Conventions the checks pin down, so backends agree on them:
 //! - a record is live while `expires_at > now` (epoch seconds): at `now == expires_at` it
@@ -13,7 +30,9 @@
 //!   `lease_until_ms < now_ms`;
 //! - lease fields are set only while a job is `Running`;
 //! - writes of records with caller-chosen ids (jobs, audit) are idempotent: a repeated id
-//!   keeps the first version.
+//!   keeps the first version;
+//! - where a backend states a rule of [`crate::store`]'s records in its own query language
+//!   (for an index or for atomicity), a check here compares the two.
 
 use std::collections::BTreeSet;
 
@@ -26,11 +45,13 @@ use super::{
     SharedStore, StepStatus, TraceRecord, TraceStep, VerificationRecord,
 };
 
-/// Expands to one `#[tokio::test]` per conformance function, each on a fresh store from
-/// `$fresh`, an async fn returning `(guard, SharedStore)`.
-macro_rules! conformance_tests {
+/// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from
+/// `$fresh`, an async fn returning `(guard, SharedStore)`. See the
+/// [module documentation](crate::store::conformance) for how a backend uses it.
+#[macro_export]
+macro_rules! store_conformance_suite {
     ($fresh:path) => {
-        $crate::store::conformance::conformance_tests!(@each $fresh;
+        $crate::store_conformance_suite!(@each $fresh;
             ping_succeeds,
             trace_round_trip,
             trace_expired_is_ignored,
@@ -44,6 +65,7 @@ macro_rules! conformance_tests {
             job_claim_sets_lease,
             job_concurrent_claims_are_exclusive,
             job_expired_lease_is_reclaimed,
+            job_claim_agrees_with_claimable_at,
             job_renew_extends_lease,
             job_complete,
             job_retry,
@@ -82,7 +104,6 @@ macro_rules! conformance_tests {
         )*
     };
 }
-pub(crate) use conformance_tests;
 
 /// An arbitrary "now" in epoch seconds; the tests never read the clock.
 const NOW: i64 = 1_700_000_000;
@@ -562,6 +583,56 @@ pub async fn job_expired_lease_is_reclaimed(store: SharedStore) {
             .await
             .expect("complete")
     );
+}
+
+/// A backend may select claimable jobs in its own query language (for its index); the
+/// claim must still follow [`JobRecord::claimable_at`] and [`JobRecord::claimed`].
+pub async fn job_claim_agrees_with_claimable_at(store: SharedStore) {
+    // Compares what the store did with what the rules say, one job in the queue at a time.
+    async fn check(store: &SharedStore, id: &str, owner: &str, now_ms: i64) -> Option<JobRecord> {
+        let before = job(store, id).await;
+        let lease_until_ms = now_ms + 1000;
+        let claimed = store
+            .claim_job(owner, now_ms, lease_until_ms)
+            .await
+            .expect("claim_job");
+        let expected = before
+            .claimable_at(now_ms)
+            .then(|| before.claimed(owner, lease_until_ms));
+        assert_eq!(claimed, expected, "claim of {id} at {now_ms}");
+        if let Some(claimed) = &claimed {
+            assert_eq!(&job(store, id).await, claimed, "stored claim of {id}");
+        }
+        claimed
+    }
+
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS - 10)
+        .await
+        .expect("enqueue");
+    assert!(check(&store, "j1", "a", NOW_MS - 1).await.is_none());
+    let first = check(&store, "j1", "a", NOW_MS).await.expect("due");
+    let lease_until = first.lease_until_ms.expect("leased");
+    assert!(check(&store, "j1", "b", lease_until).await.is_none());
+    check(&store, "j1", "b", lease_until + 1)
+        .await
+        .expect("lease ended");
+
+    assert!(
+        store
+            .retry_job("j1", "b", LATER * 1000, "later")
+            .await
+            .expect("retry")
+    );
+    assert!(check(&store, "j1", "a", LATER * 1000 - 1).await.is_none());
+    check(&store, "j1", "a", LATER * 1000).await.expect("due");
+    assert!(
+        store
+            .complete_job("j1", "a", LATER)
+            .await
+            .expect("complete")
+    );
+    assert!(check(&store, "j1", "a", LATER * 2000).await.is_none());
 }
 
 pub async fn job_renew_extends_lease(store: SharedStore) {

@@ -7,6 +7,10 @@
 //! setting with its audit record, claiming a job, consuming a confirmation) is a single
 //! method, so a backend implements it as one conditional or transactional write.
 //!
+//! What such a write decides (does a run event move the stored run forward, may this owner
+//! take the lock, is this job claimable) is a pure function of the records in [`rules`],
+//! so every backend applies the same rules and only maps rows and keeps writes atomic.
+//!
 //! Times are passed in by the caller (`now`), never read inside a backend: tests control
 //! the clock, and the DynamoDB backend of a later issue computes nothing on its own.
 //!
@@ -33,9 +37,10 @@
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
 //! attribute); reads ignore expired records, so deletion is housekeeping only.
 
+pub mod rules;
 pub mod sqlite;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
 use std::sync::Arc;
@@ -43,7 +48,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-/// Retention periods of SPEC §9, in seconds.
+/// Retention periods, in seconds (see `docs/design.md#retention`).
 pub mod retention {
     pub const TRACE: i64 = 7 * 24 * 3600;
     pub const DELIVERY: i64 = 4 * 24 * 3600;
@@ -56,26 +61,140 @@ pub mod retention {
     pub const FAILED_STEP: i64 = RUN;
 }
 
-/// Errors a backend reports. Callers treat every variant as "the store cannot serve
-/// this now"; the message never contains record contents.
+/// The error a backend hands on: anything the engine or a codec reported.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors a backend reports, each naming the operation (`op`, the method of the store
+/// traits) and keeping the error that caused it as its [`source`](std::error::Error::source).
+///
+/// The `Display` text never contains record contents (some records hold credentials): it
+/// names the operation and what failed. A source may quote an engine's message, which can
+/// carry a stored value that failed to decode, so log the chain only where such values may
+/// appear.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored record is unreadable: {0}")]
-    Corrupt(String),
+    /// The engine failed the operation. `retryable` is the backend's judgement: busy,
+    /// locked, I/O, throttling or connection failures may pass; a constraint the write
+    /// breaks, a misused API or a damaged database will not.
+    #[error("store {op} failed")]
+    Backend {
+        op: &'static str,
+        retryable: bool,
+        #[source]
+        source: BoxError,
+    },
+    /// The task that ran the operation panicked or was cancelled before it finished.
+    #[error("store {op} did not finish")]
+    Task {
+        op: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A stored record cannot be decoded: reading it again gives the same result.
+    #[error("store {op}: stored {what} is unreadable")]
+    Corrupt {
+        op: &'static str,
+        what: std::borrow::Cow<'static, str>,
+        #[source]
+        source: BoxError,
+    },
+    /// A value the caller gave cannot be encoded for storage: a bug, not an outage.
+    #[error("store {op}: {what} cannot be stored")]
+    Encode {
+        op: &'static str,
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// The store cannot serve the operation now, with no underlying error to keep.
+    #[error("store {op} unavailable: {reason}")]
+    Unavailable {
+        op: &'static str,
+        reason: std::borrow::Cow<'static, str>,
+    },
+    /// This store can never serve the operation as configured (wrong engine, a schema
+    /// newer than this build): waiting does not help.
+    #[error("store {op} unsupported: {reason}")]
+    Unsupported {
+        op: &'static str,
+        reason: std::borrow::Cow<'static, str>,
+    },
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed.
+    pub fn corrupt(
+        op: &'static str,
+        what: impl Into<std::borrow::Cow<'static, str>>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        StoreError::Corrupt {
+            op,
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    pub fn encode(op: &'static str, what: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Encode {
+            op,
+            what,
+            source: source.into(),
+        }
+    }
+
+    pub fn unavailable(
+        op: &'static str,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
+        StoreError::Unavailable {
+            op,
+            reason: reason.into(),
+        }
+    }
+
+    /// The operation that failed, as named by the store traits.
+    pub fn op(&self) -> &'static str {
+        match self {
+            StoreError::Backend { op, .. }
+            | StoreError::Task { op, .. }
+            | StoreError::Corrupt { op, .. }
+            | StoreError::Encode { op, .. }
+            | StoreError::Unavailable { op, .. }
+            | StoreError::Unsupported { op, .. } => op,
+        }
+    }
+
+    /// Whether the same operation may succeed if tried again later: a retrying caller
+    /// (the job worker, a redelivered webhook) waits only for these.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        match self {
+            StoreError::Backend { retryable, .. } => *retryable,
+            // A panic repeats with the same input; a cancelled task said nothing about
+            // the operation.
+            StoreError::Task { source, .. } => source.is_cancelled(),
+            StoreError::Unavailable { .. } => true,
+            StoreError::Corrupt { .. }
+            | StoreError::Encode { .. }
+            | StoreError::Unsupported { .. } => false,
+        }
+    }
+
+    /// A stable class for logs and metrics (`error.type`).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            StoreError::Corrupt { .. } => "store_corrupt",
+            StoreError::Encode { .. } => "store_invalid",
+            StoreError::Backend { .. }
+            | StoreError::Task { .. }
+            | StoreError::Unavailable { .. }
+            | StoreError::Unsupported { .. } => "store_unavailable",
+        }
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// How a command or webhook ended (SPEC §8 `outcome`).
+/// How a command or webhook ended: the `outcome` of its completion log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -119,7 +238,7 @@ pub struct TraceStep {
     pub detail: Option<String>,
 }
 
-/// One command execution (SPEC §4.1 "Traces").
+/// One command execution, as `/debug-last` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceRecord {
     pub id: String,
@@ -187,7 +306,7 @@ pub struct SettingRecord {
     pub updated_at_ms: i64,
 }
 
-/// One state change (SPEC §4.1 "Audit").
+/// One state change (a setting, a dispatch): who, what, when, and whether it was a dry run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub id: String,
@@ -202,7 +321,7 @@ pub struct AuditRecord {
     pub expires_at: i64,
 }
 
-/// A workflow run as Valine last saw it (SPEC §3.2).
+/// A workflow run as Valine last saw it (see `docs/design.md#runs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: u64,
@@ -220,7 +339,8 @@ pub struct RunRecord {
     pub expires_at: i64,
 }
 
-/// A webhook delivery and every effect it has, written together (SPEC §3.2.2).
+/// A webhook delivery and every effect it has, written together so a repeated
+/// delivery repeats nothing (see `docs/design.md#atomicity`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeliveryEffects {
     pub delivery_id: String,
@@ -242,7 +362,7 @@ pub struct RunAttachment {
     pub run_id: u64,
 }
 
-/// The first failing job and step of a run attempt (SPEC §3.2.4), for `/diagnose` and
+/// The first failing job and step of a run attempt, for `/diagnose` and
 /// verification reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedStepRecord {
@@ -273,7 +393,7 @@ impl CorrelationKind {
     }
 }
 
-/// A run Valine dispatched (SPEC §4.2 `/deploy-client`, `/diagnose`), with where to tell
+/// A run Valine dispatched (`/deploy-client`, `/diagnose`), with where to tell
 /// its requester about it. The interaction token is a credential for 15 minutes: `Debug`
 /// hides it, and nothing logs the record.
 #[derive(Clone, PartialEq, Eq)]
@@ -302,7 +422,7 @@ pub struct CorrelationRecord {
 
 impl CorrelationRecord {
     /// Whether the command's message follows the run: a `wait:true` deploy, or any
-    /// `/diagnose` dispatch (SPEC §3.2.4).
+    /// `/diagnose` dispatch.
     pub fn follows(&self) -> bool {
         self.wait || self.kind == CorrelationKind::Diagnose
     }
@@ -466,7 +586,7 @@ pub trait DeliveryStore: Send + Sync {
 pub trait CorrelationStore: Send + Sync {
     /// Writes the correlation if its id is free (absent or expired) and returns `true`;
     /// a live record with the same id is kept and `false` returned, so the write can
-    /// serve as the "about to dispatch" marker of SPEC §5.
+    /// serve as the "about to dispatch" marker (see `docs/design.md#dispatch-once`).
     async fn put_correlation(&self, correlation: &CorrelationRecord, now: i64)
     -> StoreResult<bool>;
     async fn get_correlation(&self, id: &str, now: i64) -> StoreResult<Option<CorrelationRecord>>;
@@ -486,7 +606,7 @@ pub trait CorrelationStore: Send + Sync {
     async fn latest_deploy_correlation(&self, now: i64) -> StoreResult<Option<CorrelationRecord>>;
 }
 
-/// The verification of one run attempt (SPEC §3.2.4: one per run id and attempt,
+/// The verification of one run attempt (one per run id and attempt,
 /// shared by the completion announcement and a `wait:true` follower).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerificationRecord {
@@ -514,6 +634,14 @@ pub trait VerificationStore: Send + Sync {
         run_attempt: u32,
         now: i64,
     ) -> StoreResult<Option<VerificationRecord>>;
+}
+
+/// A named lock and who holds it until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRecord {
+    pub name: String,
+    pub owner: String,
+    pub expires_at: i64,
 }
 
 #[async_trait]
@@ -595,8 +723,9 @@ pub async fn open(location: &StoreLocation) -> StoreResult<SharedStore> {
     match location {
         StoreLocation::SqliteFile(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
         StoreLocation::SqliteMemory => Ok(Arc::new(sqlite::SqliteStore::open_in_memory().await?)),
-        StoreLocation::DynamoDb(_) => Err(StoreError::Unavailable(
-            "the DynamoDB store is not part of this build yet; use sqlite:<path>".into(),
-        )),
+        StoreLocation::DynamoDb(_) => Err(StoreError::Unsupported {
+            op: "open",
+            reason: "the DynamoDB store is not part of this build yet; use sqlite:<path>".into(),
+        }),
     }
 }

@@ -10,23 +10,31 @@
 //! The schema is a list of migration steps in `MIGRATIONS`; `PRAGMA user_version`
 //! records how many have been applied.
 //!
-//! Expiry: a record is live while `expires_at > now`; reads skip the others and
+//! A conditional write reads the stored row inside its transaction and asks the rule in
+//! [`super::rules`]. Only two conditions stay in SQL: the liveness filter of reads
+//! (`expires_at > now`, [`super::rules::is_live`]), and the choice of a job to claim, whose
+//! query the `jobs_due` index serves. Reads skip expired records and
 //! [`SqliteStore::purge_expired`] deletes them (housekeeping, never needed for
 //! correctness).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior, params,
+};
 use serde::de::DeserializeOwned;
 
+use super::rules;
 use super::{
-    AuditRecord, CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects,
-    DeliveryStore, FailedStepRecord, HealthStore, JobRecord, JobStore, LockStore, NewJob, Outcome,
-    PendingConfirmation, RateLimitStore, RunAttachment, RunRecord, SettingRecord, SettingsStore,
-    StoreError, StoreResult, TraceRecord, TraceStore, VerificationRecord, VerificationStore,
+    AuditRecord, BoxError, CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects,
+    DeliveryStore, FailedStepRecord, HealthStore, JobRecord, JobState, JobStore, LockRecord,
+    LockStore, NewJob, Outcome, PendingConfirmation, RateLimitStore, RunAttachment, RunRecord,
+    SettingRecord, SettingsStore, StoreError, StoreResult, TraceRecord, TraceStore,
+    VerificationRecord, VerificationStore,
 };
 
 /// Long enough to ride out another process's write transaction (they are all short),
@@ -217,37 +225,95 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// Why a blocking call failed, before it is named after the operation.
+#[derive(Debug)]
 enum Fail {
-    Unavailable(String),
-    Corrupt(String),
+    Sqlite(rusqlite::Error),
+    Corrupt {
+        what: Cow<'static, str>,
+        source: BoxError,
+    },
+    Encode {
+        what: &'static str,
+        source: BoxError,
+    },
+    Unsupported(Cow<'static, str>),
 }
 
 impl Fail {
-    fn into_store_error(self, op: &str) -> StoreError {
+    fn corrupt(what: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Fail::Corrupt {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    fn encode(what: &'static str, source: impl Into<BoxError>) -> Self {
+        Fail::Encode {
+            what,
+            source: source.into(),
+        }
+    }
+
+    fn into_store_error(self, op: &'static str) -> StoreError {
         match self {
-            Fail::Unavailable(msg) => StoreError::Unavailable(format!("{op}: {msg}")),
-            Fail::Corrupt(msg) => StoreError::Corrupt(format!("{op}: {msg}")),
+            Fail::Sqlite(err) => sqlite_error(op, err),
+            Fail::Corrupt { what, source } => StoreError::Corrupt { op, what, source },
+            Fail::Encode { what, source } => StoreError::Encode { op, what, source },
+            Fail::Unsupported(reason) => StoreError::Unsupported { op, reason },
         }
     }
 }
 
 impl From<rusqlite::Error> for Fail {
-    // Only the SQLite result code is kept: rusqlite's own messages may quote SQL or a
-    // value that failed to convert, and store errors must never carry record contents.
     fn from(err: rusqlite::Error) -> Self {
-        use rusqlite::Error as E;
-        match err {
-            E::SqliteFailure(code, _) => Fail::Unavailable(code.to_string()),
-            E::FromSqlConversionFailure(column, ..)
-            | E::IntegralValueOutOfRange(column, _)
-            | E::Utf8Error(column, _)
-            | E::InvalidColumnType(column, ..) => {
-                Fail::Corrupt(format!("column {column} has an unexpected value"))
-            }
-            E::ToSqlConversionFailure(_) => Fail::Unavailable("a value cannot be stored".into()),
-            E::SqlInputError { error, .. } => Fail::Unavailable(format!("invalid SQL ({error})")),
-            _ => Fail::Unavailable("unexpected SQLite API error".into()),
-        }
+        Fail::Sqlite(err)
+    }
+}
+
+/// Sorts a SQLite error into the store's classes. The column a value failed to convert
+/// from is named (schema, not content); the value itself stays in the source.
+fn sqlite_error(op: &'static str, err: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    match err {
+        E::FromSqlConversionFailure(column, ..)
+        | E::IntegralValueOutOfRange(column, _)
+        | E::Utf8Error(column, _)
+        | E::InvalidColumnType(column, ..) => StoreError::Corrupt {
+            op,
+            what: format!("column {column}").into(),
+            source: err.into(),
+        },
+        E::ToSqlConversionFailure(source) => StoreError::Encode {
+            op,
+            what: "a value",
+            source,
+        },
+        err => StoreError::Backend {
+            op,
+            retryable: sqlite_retryable(&err),
+            source: err.into(),
+        },
+    }
+}
+
+/// Whether SQLite may accept the same statement later: contention and I/O pass, a broken
+/// constraint or a damaged file does not.
+fn sqlite_retryable(err: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) => matches!(
+            e.code,
+            C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::OutOfMemory
+                | C::DiskFull
+                | C::CannotOpen
+                | C::FileLockingProtocolFailed
+                | C::SchemaChanged
+                | C::OperationInterrupted
+        ),
+        _ => false,
     }
 }
 
@@ -278,7 +344,7 @@ impl SqliteStore {
                 }
             };
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(Fail::Unavailable(
+                return Err(Fail::Unsupported(
                     "the database cannot use WAL journal mode".into(),
                 ));
             }
@@ -304,7 +370,7 @@ impl SqliteStore {
     {
         let conn = tokio::task::spawn_blocking(open)
             .await
-            .map_err(|_| StoreError::Unavailable(format!("{op}: store task did not finish")))?
+            .map_err(|source| StoreError::Task { op, source })?
             .map_err(|fail| fail.into_store_error(op))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -343,9 +409,7 @@ impl SqliteStore {
         .await;
         match joined {
             Ok(result) => result.map_err(|fail| fail.into_store_error(op)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "{op}: store task did not finish"
-            ))),
+            Err(source) => Err(StoreError::Task { op, source }),
         }
     }
 }
@@ -368,13 +432,15 @@ fn open_file(path: &Path) -> rusqlite::Result<(Connection, String)> {
 fn migrate(conn: &mut Connection) -> FResult<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    let applied =
-        usize::try_from(version).map_err(|_| Fail::Corrupt("negative schema version".into()))?;
+    let applied = usize::try_from(version).map_err(|e| Fail::corrupt("schema version", e))?;
     if applied > MIGRATIONS.len() {
-        return Err(Fail::Unavailable(format!(
-            "schema version {applied} is newer than this build ({})",
-            MIGRATIONS.len()
-        )));
+        return Err(Fail::Unsupported(
+            format!(
+                "schema version {applied} is newer than this build ({})",
+                MIGRATIONS.len()
+            )
+            .into(),
+        ));
     }
     for step in &MIGRATIONS[applied..] {
         tx.execute_batch(step)?;
@@ -415,31 +481,29 @@ fn query_all<T>(
     Ok(out)
 }
 
-fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> FResult<T> {
-    serde_json::from_str(text).map_err(|_| Fail::Corrupt(format!("{what} is not valid JSON")))
+fn from_json<T: DeserializeOwned>(text: &str, what: &'static str) -> FResult<T> {
+    serde_json::from_str(text).map_err(|e| Fail::corrupt(what, e))
 }
 
-fn to_json<T: serde::Serialize>(value: &T, what: &str) -> FResult<String> {
-    serde_json::to_string(value)
-        .map_err(|_| Fail::Unavailable(format!("{what} cannot be serialized")))
+fn to_json<T: serde::Serialize>(value: &T, what: &'static str) -> FResult<String> {
+    serde_json::to_string(value).map_err(|e| Fail::encode(what, e))
 }
 
 /// Parses a snake_case enum the way serde names it, so stored text and JSON agree.
-fn parse_enum<T: DeserializeOwned>(text: String, what: &str) -> FResult<T> {
-    serde_json::from_value(serde_json::Value::String(text))
-        .map_err(|_| Fail::Corrupt(format!("unknown {what}")))
+fn parse_enum<T: DeserializeOwned>(text: String, what: &'static str) -> FResult<T> {
+    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| Fail::corrupt(what, e))
 }
 
-fn to_i64(value: u64, what: &str) -> FResult<i64> {
-    i64::try_from(value).map_err(|_| Fail::Unavailable(format!("{what} is out of range")))
+fn to_i64(value: u64, what: &'static str) -> FResult<i64> {
+    i64::try_from(value).map_err(|e| Fail::encode(what, e))
 }
 
-fn to_u64(value: i64, what: &str) -> FResult<u64> {
-    u64::try_from(value).map_err(|_| Fail::Corrupt(format!("{what} is negative")))
+fn to_u64(value: i64, what: &'static str) -> FResult<u64> {
+    u64::try_from(value).map_err(|e| Fail::corrupt(what, e))
 }
 
-fn to_u32(value: i64, what: &str) -> FResult<u32> {
-    u32::try_from(value).map_err(|_| Fail::Corrupt(format!("{what} is out of range")))
+fn to_u32(value: i64, what: &'static str) -> FResult<u32> {
+    u32::try_from(value).map_err(|e| Fail::corrupt(what, e))
 }
 
 fn trace_from_row(row: &Row<'_>) -> FResult<TraceRecord> {
@@ -585,60 +649,6 @@ fn failed_step_from_row(row: &Row<'_>) -> FResult<FailedStepRecord> {
     })
 }
 
-/// Combines the stored run with a newer event about it (SPEC §3.2 item 4): webhook
-/// events arrive out of order and partially filled, so the stored record only ever moves
-/// forward.
-fn merge_run(old: Option<RunRecord>, new: &RunRecord) -> RunRecord {
-    let Some(old) = old else {
-        return new.clone();
-    };
-    let expires_at = old.expires_at.max(new.expires_at);
-    match new.run_attempt.cmp(&old.run_attempt) {
-        // A late event of an earlier attempt says nothing about the current one.
-        std::cmp::Ordering::Less => RunRecord { expires_at, ..old },
-        // A re-run: its status and result start afresh, while facts about the run itself
-        // (name, branch, sha, url) carry over when this event leaves them out.
-        std::cmp::Ordering::Greater => RunRecord {
-            status: new.status.clone(),
-            conclusion: new.conclusion.clone(),
-            updated_at: new.updated_at.clone(),
-            expires_at,
-            ..overlay(new, old)
-        },
-        std::cmp::Ordering::Equal if old.status == "completed" && new.status != "completed" => {
-            // A late progress event for a finished attempt may only fill gaps.
-            RunRecord {
-                expires_at,
-                ..overlay(&old, new.clone())
-            }
-        }
-        std::cmp::Ordering::Equal => RunRecord {
-            expires_at,
-            ..overlay(new, old)
-        },
-    }
-}
-
-/// `primary`'s fields, with `fallback`'s where `primary` has none.
-fn overlay(primary: &RunRecord, fallback: RunRecord) -> RunRecord {
-    let p = primary.clone();
-    RunRecord {
-        id: p.id,
-        workflow_id: p.workflow_id,
-        workflow_name: p.workflow_name.or(fallback.workflow_name),
-        status: p.status,
-        conclusion: p.conclusion.or(fallback.conclusion),
-        branch: p.branch.or(fallback.branch),
-        head_sha: p.head_sha.or(fallback.head_sha),
-        run_attempt: p.run_attempt,
-        html_url: p.html_url.or(fallback.html_url),
-        display_title: p.display_title.or(fallback.display_title),
-        created_at: p.created_at.or(fallback.created_at),
-        updated_at: p.updated_at.or(fallback.updated_at),
-        expires_at: p.expires_at,
-    }
-}
-
 /// A job ready to insert, its JSON already rendered so the blocking closure only binds.
 struct JobRow {
     id: String,
@@ -710,16 +720,11 @@ fn write_run(conn: &Connection, run: &RunRecord) -> FResult<()> {
     Ok(())
 }
 
-/// Keeps the first failure of an attempt (the one that failed the run; later jobs often
-/// fail because of it) until a later attempt fails.
-fn write_failed_step(conn: &Connection, step: &FailedStepRecord, now: i64) -> FResult<()> {
+/// Writes the step over whatever is stored; [`FailedStepRecord::replaces`] decides whether.
+fn write_failed_step(conn: &Connection, step: &FailedStepRecord) -> FResult<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO failed_steps ({FAILED_STEP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (run_id) DO UPDATE SET run_attempt = excluded.run_attempt, \
-         job_id = excluded.job_id, job_name = excluded.job_name, \
-         step_name = excluded.step_name, html_url = excluded.html_url, \
-         expires_at = excluded.expires_at \
-         WHERE failed_steps.expires_at <= ?8 OR failed_steps.run_attempt < excluded.run_attempt"
+        "INSERT OR REPLACE INTO failed_steps ({FAILED_STEP_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
     ))?
     .execute(params![
         to_i64(step.run_id, "run id")?,
@@ -729,22 +734,35 @@ fn write_failed_step(conn: &Connection, step: &FailedStepRecord, now: i64) -> FR
         step.step_name,
         step.html_url,
         step.expires_at,
-        now
     ])?;
     Ok(())
 }
 
-/// One statement, so the check and the write cannot be separated by another writer.
-fn attach_correlation_run(conn: &Connection, id: &str, run_id: u64, now: i64) -> FResult<bool> {
-    let attached = conn
-        .prepare_cached(
-            "UPDATE correlations SET run_id = ?2 \
-             WHERE id = ?1 AND expires_at > ?3 AND (run_id IS NULL OR run_id = ?2) \
-             AND NOT EXISTS (SELECT 1 FROM correlations AS other \
-                 WHERE other.run_id = ?2 AND other.id <> ?1 AND other.expires_at > ?3)",
-        )?
-        .execute(params![id, to_i64(run_id, "run id")?, now])?;
-    Ok(attached == 1)
+/// Attaches the run if [`CorrelationRecord::can_attach`] allows it. Inside the caller's
+/// immediate transaction, so no other writer moves a run between the check and the write.
+fn attach_correlation_run(tx: &Transaction<'_>, id: &str, run_id: u64, now: i64) -> FResult<bool> {
+    let Some(target) = query_opt(
+        tx,
+        &format!("SELECT {CORRELATION_COLUMNS} FROM correlations WHERE id = ?1"),
+        [id],
+        correlation_from_row,
+    )?
+    else {
+        return Ok(false);
+    };
+    let run = to_i64(run_id, "run id")?;
+    let holders = query_all(
+        tx,
+        &format!("SELECT {CORRELATION_COLUMNS} FROM correlations WHERE run_id = ?1"),
+        [run],
+        correlation_from_row,
+    )?;
+    if !target.can_attach(run_id, &holders, now) {
+        return Ok(false);
+    }
+    tx.prepare_cached("UPDATE correlations SET run_id = ?2 WHERE id = ?1")?
+        .execute(params![id, run])?;
+    Ok(true)
 }
 
 fn insert_audit(conn: &Connection, audit: &AuditRecord) -> FResult<()> {
@@ -768,10 +786,60 @@ fn insert_audit(conn: &Connection, audit: &AuditRecord) -> FResult<()> {
     Ok(())
 }
 
-/// Moves a job its `owner` still holds; `false` when the lease has passed to another
-/// worker or the job is no longer running.
-fn update_leased_job(conn: &Connection, sql: &str, params: impl Params) -> FResult<bool> {
-    Ok(conn.prepare_cached(sql)?.execute(params)? == 1)
+/// Moves a job its `owner` still holds ([`JobRecord::held_by`]) to the state `next`
+/// gives; `false` when the lease has passed to another worker or the job is no longer
+/// running.
+fn update_held_job(
+    conn: &mut Connection,
+    id: &str,
+    owner: &str,
+    next: impl FnOnce(&JobRecord) -> JobRecord,
+) -> FResult<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let job = query_opt(
+        &tx,
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+        [id],
+        job_from_row,
+    )?;
+    match job {
+        Some(job) if job.held_by(owner) => {
+            write_job_state(&tx, &next(&job))?;
+            tx.commit()?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Writes everything a job's transitions change; its payload, deadline and creation
+/// time never change after enqueueing.
+fn write_job_state(conn: &Connection, job: &JobRecord) -> FResult<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, attempts = ?3, run_after_ms = ?4, lease_owner = ?5, \
+         lease_until_ms = ?6, last_error = ?7, expires_at = ?8 WHERE id = ?1",
+    )?
+    .execute(params![
+        job.id,
+        job_state_str(job.state),
+        job.attempts,
+        job.run_after_ms,
+        job.lease_owner,
+        job.lease_until_ms,
+        job.last_error,
+        job.expires_at
+    ])?;
+    Ok(())
+}
+
+/// The stored spelling of a job state: serde's snake_case name, as `parse_enum` reads it.
+fn job_state_str(state: JobState) -> &'static str {
+    match state {
+        JobState::Pending => "pending",
+        JobState::Running => "running",
+        JobState::Done => "done",
+        JobState::Failed => "failed",
+    }
 }
 
 #[async_trait]
@@ -905,22 +973,28 @@ impl JobStore for SqliteStore {
         let owner = owner.to_owned();
         self.call("claim_job", move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let job = query_opt(
+            // The condition is `JobRecord::claimable_at` in SQL, so the `jobs_due` index
+            // finds the oldest claimable job without reading the queue; the conformance
+            // check `job_claim_agrees_with_claimable_at` holds the two together.
+            let due = query_opt(
                 &tx,
                 &format!(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
-                     lease_owner = ?1, lease_until_ms = ?3 \
-                     WHERE id = (SELECT id FROM jobs \
-                         WHERE (state = 'pending' AND run_after_ms <= ?2) \
-                            OR (state = 'running' AND lease_until_ms < ?2) \
-                         ORDER BY run_after_ms, id LIMIT 1) \
-                     RETURNING {JOB_COLUMNS}"
+                    "SELECT {JOB_COLUMNS} FROM jobs \
+                     WHERE (state = 'pending' AND run_after_ms <= ?1) \
+                        OR (state = 'running' AND lease_until_ms < ?1) \
+                     ORDER BY run_after_ms, id LIMIT 1"
                 ),
-                params![owner, now_ms, lease_until_ms],
+                [now_ms],
                 job_from_row,
             )?;
+            let Some(due) = due else {
+                return Ok(None);
+            };
+            debug_assert!(due.claimable_at(now_ms), "claim query and rule disagree");
+            let claimed = due.claimed(&owner, lease_until_ms);
+            write_job_state(&tx, &claimed)?;
             tx.commit()?;
-            Ok(job)
+            Ok(Some(claimed))
         })
         .await
     }
@@ -933,12 +1007,7 @@ impl JobStore for SqliteStore {
     ) -> StoreResult<bool> {
         let (id, owner) = (id.to_owned(), owner.to_owned());
         self.call("renew_job_lease", move |conn| {
-            update_leased_job(
-                conn,
-                "UPDATE jobs SET lease_until_ms = ?3 \
-                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
-                params![id, owner, lease_until_ms],
-            )
+            update_held_job(conn, &id, &owner, |job| job.renewed(lease_until_ms))
         })
         .await
     }
@@ -946,13 +1015,7 @@ impl JobStore for SqliteStore {
     async fn complete_job(&self, id: &str, owner: &str, expires_at: i64) -> StoreResult<bool> {
         let (id, owner) = (id.to_owned(), owner.to_owned());
         self.call("complete_job", move |conn| {
-            update_leased_job(
-                conn,
-                "UPDATE jobs SET state = 'done', expires_at = ?3, \
-                 lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
-                params![id, owner, expires_at],
-            )
+            update_held_job(conn, &id, &owner, |job| job.completed(expires_at))
         })
         .await
     }
@@ -966,13 +1029,7 @@ impl JobStore for SqliteStore {
     ) -> StoreResult<bool> {
         let (id, owner, error) = (id.to_owned(), owner.to_owned(), error.to_owned());
         self.call("retry_job", move |conn| {
-            update_leased_job(
-                conn,
-                "UPDATE jobs SET state = 'pending', run_after_ms = ?3, last_error = ?4, \
-                 lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
-                params![id, owner, run_after_ms, error],
-            )
+            update_held_job(conn, &id, &owner, |job| job.retried(run_after_ms, &error))
         })
         .await
     }
@@ -986,13 +1043,7 @@ impl JobStore for SqliteStore {
     ) -> StoreResult<bool> {
         let (id, owner, error) = (id.to_owned(), owner.to_owned(), error.to_owned());
         self.call("fail_job", move |conn| {
-            update_leased_job(
-                conn,
-                "UPDATE jobs SET state = 'failed', last_error = ?3, expires_at = ?4, \
-                 lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
-                params![id, owner, error, expires_at],
-            )
+            update_held_job(conn, &id, &owner, |job| job.failed(&error, expires_at))
         })
         .await
     }
@@ -1000,14 +1051,20 @@ impl JobStore for SqliteStore {
     async fn release_job_leases(&self, owner: &str) -> StoreResult<u32> {
         let owner = owner.to_owned();
         self.call("release_job_leases", move |conn| {
-            let released = conn
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL, \
-                     attempts = MAX(attempts - 1, 0) \
-                     WHERE state = 'running' AND lease_owner = ?1",
-                )?
-                .execute([owner])?;
-            Ok(u32::try_from(released).unwrap_or(u32::MAX))
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let leased = query_all(
+                &tx,
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE lease_owner = ?1"),
+                [&owner],
+                job_from_row,
+            )?;
+            let mut released = 0u32;
+            for job in leased.iter().filter(|job| job.held_by(&owner)) {
+                write_job_state(&tx, &job.released())?;
+                released = released.saturating_add(1);
+            }
+            tx.commit()?;
+            Ok(released)
         })
         .await
     }
@@ -1069,11 +1126,13 @@ impl SettingsStore for SqliteStore {
         let audit = audit.clone();
         self.call("change_setting", move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: Option<String> = tx
-                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-                .query_row([&key], |row| row.get(0))
-                .optional()?;
-            if current != expected {
+            let current = query_opt(
+                &tx,
+                "SELECT key, value, updated_by, updated_at_ms FROM settings WHERE key = ?1",
+                [&key],
+                setting_from_row,
+            )?;
+            if !SettingRecord::still_expected(current.as_ref(), expected.as_deref()) {
                 return Ok(false);
             }
             match &new {
@@ -1186,29 +1245,37 @@ impl DeliveryStore for SqliteStore {
         let attach = effects.attach.clone();
         self.call(op, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // An expired id is no longer a duplicate: its row only awaits housekeeping.
-            let marked = tx
-                .prepare_cached(
-                    "INSERT INTO deliveries (id, expires_at) VALUES (?1, ?2) \
-                     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at \
-                     WHERE deliveries.expires_at <= ?3",
-                )?
-                .execute(params![delivery_id, expires_at, now])?;
-            if marked == 0 {
+            let stored: Option<i64> = tx
+                .prepare_cached("SELECT expires_at FROM deliveries WHERE id = ?1")?
+                .query_row([&delivery_id], |row| row.get(0))
+                .optional()?;
+            if !rules::is_free(stored, now) {
                 // Dropping `tx` rolls back; nothing was written anyway.
                 return Ok(false);
             }
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO deliveries (id, expires_at) VALUES (?1, ?2)",
+            )?
+            .execute(params![delivery_id, expires_at])?;
             if let Some(run) = run {
                 let stored = query_opt(
                     &tx,
-                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND expires_at > ?2"),
-                    params![to_i64(run.id, "run id")?, now],
+                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                    [to_i64(run.id, "run id")?],
                     run_from_row,
                 )?;
-                write_run(&tx, &merge_run(stored, &run))?;
+                write_run(&tx, &RunRecord::merge(stored.as_ref(), &run, now))?;
             }
             if let Some(step) = &failed_step {
-                write_failed_step(&tx, step, now)?;
+                let stored = query_opt(
+                    &tx,
+                    &format!("SELECT {FAILED_STEP_COLUMNS} FROM failed_steps WHERE run_id = ?1"),
+                    [to_i64(step.run_id, "run id")?],
+                    failed_step_from_row,
+                )?;
+                if step.replaces(stored.as_ref(), now) {
+                    write_failed_step(&tx, step)?;
+                }
             }
             if let Some(RunAttachment {
                 correlation_id,
@@ -1290,18 +1357,8 @@ impl VerificationStore for SqliteStore {
         let run_id = to_i64(v.run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
         self.call(op, move |conn| {
             let report = to_json(&v.report, "verification report")?;
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // An expired verification may be replaced; a live one wins.
-            tx.prepare_cached(
-                "INSERT INTO verifications (run_id, run_attempt, passed, report, created_at_ms, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (run_id, run_attempt) DO UPDATE SET \
-                 passed = excluded.passed, report = excluded.report, \
-                 created_at_ms = excluded.created_at_ms, expires_at = excluded.expires_at \
-                 WHERE verifications.expires_at <= ?7",
-            )?
-            .execute(params![run_id, v.run_attempt, v.passed, report, v.created_at_ms, v.expires_at, now])?;
-            let in_force = query_opt(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored = query_opt(
                 &tx,
                 &format!(
                     "SELECT {VERIFICATION_COLUMNS} FROM verifications \
@@ -1309,10 +1366,26 @@ impl VerificationStore for SqliteStore {
                 ),
                 params![run_id, v.run_attempt],
                 verification_from_row,
-            )?
-            .ok_or_else(|| Fail::Unavailable("verification vanished".into()))?;
+            )?;
+            if let Some(stored) = stored
+                && !rules::is_free(Some(stored.expires_at), now)
+            {
+                return Ok(stored);
+            }
+            tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO verifications ({VERIFICATION_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![
+                run_id,
+                v.run_attempt,
+                v.passed,
+                report,
+                v.created_at_ms,
+                v.expires_at
+            ])?;
             tx.commit()?;
-            Ok(in_force)
+            Ok(v)
         })
         .await
     }
@@ -1355,35 +1428,34 @@ impl CorrelationStore for SqliteStore {
             .transpose()
             .map_err(|fail| fail.into_store_error(op))?;
         self.call(op, move |conn| {
-            let written = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO correlations ({CORRELATION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-                     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, \
-                     requester = excluded.requester, channel_id = excluded.channel_id, \
-                     application_id = excluded.application_id, \
-                     interaction_token = excluded.interaction_token, \
-                     token_expires_at_ms = excluded.token_expires_at_ms, wait = excluded.wait, \
-                     api_base = excluded.api_base, run_id = excluded.run_id, \
-                     created_at_ms = excluded.created_at_ms, expires_at = excluded.expires_at \
-                     WHERE correlations.expires_at <= ?13"
-                ))?
-                .execute(params![
-                    c.id,
-                    c.kind.as_str(),
-                    c.requester,
-                    c.channel_id,
-                    c.application_id,
-                    c.interaction_token,
-                    c.token_expires_at_ms,
-                    c.wait,
-                    c.api_base,
-                    run_id,
-                    c.created_at_ms,
-                    c.expires_at,
-                    now
-                ])?;
-            Ok(written == 1)
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored: Option<i64> = tx
+                .prepare_cached("SELECT expires_at FROM correlations WHERE id = ?1")?
+                .query_row([&c.id], |row| row.get(0))
+                .optional()?;
+            if !rules::is_free(stored, now) {
+                return Ok(false);
+            }
+            tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO correlations ({CORRELATION_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))?
+            .execute(params![
+                c.id,
+                c.kind.as_str(),
+                c.requester,
+                c.channel_id,
+                c.application_id,
+                c.interaction_token,
+                c.token_expires_at_ms,
+                c.wait,
+                c.api_base,
+                run_id,
+                c.created_at_ms,
+                c.expires_at
+            ])?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -1429,7 +1501,10 @@ impl CorrelationStore for SqliteStore {
     async fn attach_run(&self, id: &str, run_id: u64, now: i64) -> StoreResult<bool> {
         let id = id.to_owned();
         self.call("attach_run", move |conn| {
-            attach_correlation_run(conn, &id, run_id, now)
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let attached = attach_correlation_run(&tx, &id, run_id, now)?;
+            tx.commit()?;
+            Ok(attached)
         })
         .await
     }
@@ -1462,15 +1537,26 @@ impl LockStore for SqliteStore {
     ) -> StoreResult<bool> {
         let (name, owner) = (name.to_owned(), owner.to_owned());
         self.call("acquire_lock", move |conn| {
-            let taken = conn
-                .prepare_cached(
-                    "INSERT INTO locks (name, owner, expires_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (name) DO UPDATE \
-                     SET owner = excluded.owner, expires_at = excluded.expires_at \
-                     WHERE locks.expires_at <= ?4 OR locks.owner = excluded.owner",
-                )?
-                .execute(params![name, owner, expires_at, now])?;
-            Ok(taken == 1)
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored = tx
+                .prepare_cached("SELECT name, owner, expires_at FROM locks WHERE name = ?1")?
+                .query_row([&name], |row| {
+                    Ok(LockRecord {
+                        name: row.get(0)?,
+                        owner: row.get(1)?,
+                        expires_at: row.get(2)?,
+                    })
+                })
+                .optional()?;
+            if !LockRecord::can_take(stored.as_ref(), &owner, now) {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO locks (name, owner, expires_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![name, owner, expires_at])?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -1490,7 +1576,7 @@ impl LockStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::SharedStore;
-    use crate::store::conformance::{self, conformance_tests};
+    use crate::store::conformance;
 
     async fn in_memory() -> ((), SharedStore) {
         let store = SqliteStore::open_in_memory().await.expect("open in memory");
@@ -1507,12 +1593,12 @@ mod tests {
 
     mod memory {
         use super::*;
-        conformance_tests!(in_memory);
+        crate::store_conformance_suite!(in_memory);
     }
 
     mod file {
         use super::*;
-        conformance_tests!(in_file);
+        crate::store_conformance_suite!(in_file);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1567,7 +1653,8 @@ mod tests {
                 .expect("set version");
         }
         let err = SqliteStore::open(&path).await.expect_err("must refuse");
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(matches!(err, StoreError::Unsupported { .. }), "{err}");
+        assert!(!err.is_retryable());
     }
 
     /// One record of every expiring kind, all expiring at `expires_at`.
@@ -1802,61 +1889,103 @@ mod tests {
             .await
             .expect("raw insert");
         let err = store.get_trace("t", 0).await.expect_err("corrupt");
-        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(err.error_type(), "store_corrupt");
         assert!(!err.to_string().contains("not json"), "{err}");
     }
 
+    fn classify(err: rusqlite::Error) -> StoreError {
+        Fail::from(err).into_store_error("test")
+    }
+
     #[test]
-    fn run_merge_rules() {
-        let base = RunRecord {
-            id: 1,
-            workflow_id: 2,
-            workflow_name: Some("deploy".into()),
-            status: "in_progress".into(),
-            conclusion: None,
-            branch: Some("main".into()),
-            head_sha: Some("abc".into()),
-            run_attempt: 1,
-            html_url: Some("https://x/1".into()),
-            display_title: Some("title".into()),
-            created_at: Some("t0".into()),
-            updated_at: Some("t1".into()),
-            expires_at: 100,
-        };
-        let done = RunRecord {
-            status: "completed".into(),
-            conclusion: Some("failure".into()),
-            updated_at: Some("t2".into()),
-            display_title: None,
-            expires_at: 200,
-            ..base.clone()
-        };
-        let merged = merge_run(Some(base.clone()), &done);
-        assert_eq!(merged.status, "completed");
-        assert_eq!(merged.display_title.as_deref(), Some("title"));
-        assert_eq!(merged.expires_at, 200);
+    fn busy_database_is_retryable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let holder = Connection::open(&path).expect("open holder");
+        holder
+            .execute_batch("CREATE TABLE t (x INTEGER); BEGIN EXCLUSIVE;")
+            .expect("take the lock");
+        let other = Connection::open(&path).expect("open other");
+        // Without a busy timeout the write fails at once instead of waiting for `holder`.
+        other.busy_timeout(Duration::ZERO).expect("busy timeout");
+        let err = classify(
+            other
+                .execute("INSERT INTO t VALUES (1)", [])
+                .expect_err("busy"),
+        );
+        assert!(
+            matches!(
+                err,
+                StoreError::Backend {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(err.error_type(), "store_unavailable");
+        assert_eq!(err.to_string(), "store test failed");
+        let source = std::error::Error::source(&err).expect("cause kept");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some());
+    }
 
-        let late = merge_run(Some(merged.clone()), &base);
-        assert_eq!(late, merged);
+    #[test]
+    fn decode_failure_and_constraint_violation_are_not_retryable() {
+        let conn = Connection::open_in_memory().expect("open");
+        let err = classify(
+            conn.query_row("SELECT 'secret-value'", [], |row| row.get::<_, i64>(0))
+                .expect_err("not an integer"),
+        );
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+        assert!(!err.to_string().contains("secret-value"), "{err}");
 
-        let rerun = RunRecord {
-            run_attempt: 2,
-            status: "queued".into(),
-            conclusion: None,
-            updated_at: None,
-            html_url: None,
-            expires_at: 150,
-            ..base.clone()
-        };
-        let second = merge_run(Some(merged.clone()), &rerun);
-        assert_eq!(second.run_attempt, 2);
-        assert_eq!(second.status, "queued");
-        assert_eq!(second.conclusion, None);
-        assert_eq!(second.updated_at, None);
-        assert_eq!(second.html_url.as_deref(), Some("https://x/1"));
-        assert_eq!(second.expires_at, 200);
+        conn.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+            .expect("seed");
+        let err = classify(
+            conn.execute("INSERT INTO t VALUES (1)", [])
+                .expect_err("duplicate key"),
+        );
+        assert!(
+            matches!(
+                err,
+                StoreError::Backend {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
 
-        let stale = merge_run(Some(second.clone()), &done);
-        assert_eq!(stale, second);
+    #[tokio::test]
+    async fn undecodable_json_keeps_its_cause() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        store
+            .call("test", |conn| {
+                conn.execute(
+                    "INSERT INTO pending (id, user_id, key, expires_at) VALUES ('p', 'u', 'K', 100)",
+                    [],
+                )?;
+                conn.execute(
+                    "INSERT INTO verifications VALUES (1, 1, 1, '{not json', 0, 100)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("raw insert");
+        let err = store.get_verification(1, 1, 0).await.expect_err("corrupt");
+        assert_eq!(err.op(), "get_verification");
+        assert_eq!(
+            err.to_string(),
+            "store get_verification: stored verification report is unreadable"
+        );
+        let source = std::error::Error::source(&err).expect("cause kept");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some());
     }
 }

@@ -14,7 +14,7 @@ use crate::helpers::{Options, command, spawn_app_with};
 struct DownStore;
 
 fn down<T>() -> StoreResult<T> {
-    Err(StoreError::Unavailable("connection refused".into()))
+    Err(StoreError::unavailable("ping", "connection refused"))
 }
 
 #[async_trait]
