@@ -94,6 +94,7 @@ impl App {
             var: "SAFE_LOCAL".into(),
             reason: e.to_string(),
         })?;
+        let concurrency = config.worker_concurrency;
         Ok(App {
             config: Arc::new(config),
             store: Arc::clone(&store),
@@ -101,7 +102,10 @@ impl App {
             github,
             verifier,
             queue: StoreQueue::new(Arc::clone(&store)),
-            worker: WorkerSettings::default(),
+            worker: WorkerSettings {
+                concurrency,
+                ..WorkerSettings::default()
+            },
             clock: Clock::system(),
             prober,
         })

@@ -1,5 +1,5 @@
-//! Authorization (SPEC §4.1): deny by default, decided on the server for every command
-//! and every button press, whatever Discord shows.
+//! Authorization: deny by default, decided on the server for every command and every
+//! button press, whatever Discord shows.
 
 use crate::config::Config;
 use crate::discord::interaction::Caller;

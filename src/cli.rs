@@ -1,5 +1,5 @@
-//! The command-line edge (SPEC §1): argument definitions and what each sub-command
-//! does. `main.rs` only maps the result to an exit code.
+//! The command-line edge: argument definitions and what each sub-command does. `main.rs`
+//! only maps the result to an exit code.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use crate::discord::interaction::Caller;
 use crate::store::{AuditRecord, Outcome};
 use crate::telemetry::{self, LogTarget};
 
-/// Exit codes of SPEC §1.
+/// Exit codes: 0 on success, 1 on a failed operation, 2 on bad usage or configuration.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;

@@ -1,5 +1,5 @@
-//! Typed configuration (SPEC §2), read once at start-up from the environment and an
-//! optional TOML file named by `VALINE_CONFIG`; the environment wins over the file.
+//! Typed configuration, read once at start-up from the environment and an optional TOML
+//! file named by `VALINE_CONFIG`; the environment wins over the file.
 //!
 //! Every value is parsed into the type the rest of the code uses, so a bad value stops
 //! start-up with a message naming the variable (exit code 2) instead of failing later.
@@ -74,6 +74,8 @@ pub struct Config {
     pub auto_verify: bool,
     pub github_sync_settings: bool,
     pub rate_limit_per_minute: u32,
+    /// How many jobs one worker runs side by side (`VALINE_WORKER_CONCURRENCY`).
+    pub worker_concurrency: usize,
     pub store: StoreLocation,
     pub listen: SocketAddr,
     pub log: String,
@@ -244,6 +246,19 @@ impl Config {
                 )
             })?,
         };
+        let worker_concurrency = match src.get("VALINE_WORKER_CONCURRENCY")? {
+            None => 8,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "VALINE_WORKER_CONCURRENCY",
+                        format!("expected a whole number from 1 to 256, got {v:?}"),
+                    )
+                })?,
+        };
         let store = src
             .string("VALINE_STORE", "sqlite:./valine.db")?
             .parse::<StoreLocation>()
@@ -307,6 +322,7 @@ impl Config {
             auto_verify: src.bool("AUTO_VERIFY", true)?,
             github_sync_settings: src.bool("GITHUB_SYNC_SETTINGS", false)?,
             rate_limit_per_minute,
+            worker_concurrency,
             store,
             listen,
             log: src.string("VALINE_LOG", "info")?,
@@ -382,6 +398,7 @@ mod tests {
             ("VALINE_STORE", "postgres://x"),
             ("FRONTEND_BASE_URL", "ftp://x"),
             ("RATE_LIMIT_PER_MINUTE", "-1"),
+            ("VALINE_WORKER_CONCURRENCY", "0"),
             ("DRY_RUN", "maybe"),
             ("ADMIN_USER_IDS", "12,abc"),
             ("VALINE_LISTEN", "nowhere"),

@@ -1,5 +1,6 @@
 //! Valine: a ChatOps orchestrator that runs and watches GitHub Actions deployments from
-//! Discord. The contract is `SPEC.md`; this crate is laid out as a small hexagon.
+//! Discord. The design is described in `docs/design.md`; this crate is laid out as a
+//! small hexagon.
 //!
 //! ```text
 //! edges        main.rs → cli.rs        server.rs (axum Router)      later: lambda.rs

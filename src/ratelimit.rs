@@ -1,6 +1,6 @@
-//! Per-user rate limit (SPEC §4.1): at most N commands and button presses per user per
-//! fixed 60 s window, counted in the store with one atomic increment so the limit
-//! holds across processes and Lambda instances sharing it.
+//! Per-user rate limit: at most N commands and button presses per user per fixed 60 s
+//! window, counted in the store with one atomic increment so the limit holds across
+//! processes and Lambda instances sharing it.
 
 use crate::store::{RateLimitStore, StoreError, retention};
 

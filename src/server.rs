@@ -2,8 +2,9 @@
 //! health check, and [`run`], which serves it with the in-process worker until the
 //! shutdown signal.
 //!
-//! Handlers extract, call the use case, and map the result; an error in a command
-//! never becomes a 5xx for Discord (SPEC §3.1.6).
+//! Handlers extract, call the use case, and map the result; an error in a command never
+//! becomes a 5xx for Discord: a 5xx would only show the user a generic failure, so the
+//! user reads a reply quoting the trace id instead.
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -37,7 +38,7 @@ const DISCORD_BODY_LIMIT: usize = 1024 * 1024;
 const GITHUB_BODY_LIMIT: usize = 25 * 1024 * 1024;
 /// Discord waits 3 s; leave room for the network on both sides.
 const INTERACTION_BUDGET: Duration = Duration::from_millis(2500);
-/// GitHub waits 10 s (SPEC §3.2.3); the request path is only store work.
+/// GitHub waits 10 s for a webhook answer; the request path is only store work.
 const WEBHOOK_BUDGET: Duration = Duration::from_secs(8);
 
 /// A JSON error answer `{"error": "…"}`.
@@ -45,8 +46,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// SPEC §3.1.6: what the user sees when answering failed, quoting the trace id the
-/// error was logged with.
+/// What the user sees when answering failed (never a 5xx), quoting the trace id the error
+/// was logged with.
 fn something_went_wrong(trace_id: &str) -> Response {
     axum::Json(
         Reply::ephemeral(format!(

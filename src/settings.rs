@@ -1,5 +1,5 @@
 //! The frontend and API base URLs in use: a stored setting (from `/set-frontend`,
-//! `/set-api-base`) overrides the environment value (SPEC §6.1).
+//! `/set-api-base`) overrides the environment value.
 
 use crate::app::App;
 use crate::config::Config;

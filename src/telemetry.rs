@@ -1,4 +1,4 @@
-//! Structured logging: one flat JSON object per line (SPEC §8).
+//! Structured logging: one flat JSON object per line (see `docs/design.md#logs`).
 //!
 //! [`JsonLayer`] is a [`tracing_subscriber::Layer`] that turns every event into a single
 //! line such as
@@ -12,7 +12,7 @@
 //! `{ $.trace_id = "…" }`) address fields by their bare names. The fields of every
 //! enclosing span are flattened into the line (outermost first; inner spans, then the
 //! event, override), so a `trace_id` recorded once on the command span reaches every
-//! line written inside it. The one exception to flatness is SPEC's error shape: fields
+//! line written inside it. The one exception to flatness is the error object: fields
 //! named `error.type` and `error.message` become `"error": {"type": …, "message": …}`.
 //!
 //! Redaction happens here, at the last point before bytes leave the process, so that a
@@ -47,11 +47,11 @@ const REDACTED: &str = "[REDACTED]";
 /// read differently by different parsers (CloudWatch keeps the last one).
 const RESERVED: [&str; 5] = ["timestamp", "level", "message", "target", "stage"];
 
-/// Filter used when none is given or the given one does not parse (SPEC §2 default).
+/// Filter used when `VALINE_LOG` is unset or does not parse: the default level.
 const DEFAULT_FILTER: &str = "info";
 
 /// Where [`init`] sends log lines: stdout for `serve` and `lambda`, stderr for the
-/// sub-commands whose stdout is their output (SPEC §8).
+/// sub-commands whose stdout is their output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogTarget {
     /// Standard output.
@@ -93,8 +93,9 @@ pub fn init(filter: &str, stage: &str, secrets: Vec<String>, to: LogTarget) {
 /// Builds a [`JsonLayer`] writing to `writer`, for callers that assemble their own
 /// subscriber (tests capturing output, the Lambda entry point).
 ///
-/// `secrets` are the values that must never appear in a line (SPEC §2); empty and very
-/// short ones are ignored by [`scrub`], since replacing them would mangle ordinary text.
+/// `secrets` are the values that must never appear in a line (the configured tokens and
+/// webhook secret); empty and very short ones are ignored by [`scrub`], since replacing
+/// them would mangle ordinary text.
 pub fn layer<W>(stage: &str, secrets: Vec<String>, writer: W) -> JsonLayer<W>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -252,7 +253,7 @@ impl<W> JsonLayer<W> {
     }
 
     /// Takes `error.type` / `error.message` (and a plain `error` field, the usual
-    /// `error = %e` idiom) out of `fields` and builds SPEC §8's nested error object, so
+    /// `error = %e` idiom) out of `fields` and builds the nested error object, so
     /// that `error` always has the same shape for queries like `filter error.type = …`.
     fn error_object(&self, fields: &mut FieldSet) -> Option<Value> {
         let kind = fields.take("error.type");
@@ -360,9 +361,9 @@ fn redact_webhooks(text: &str) -> String {
     out
 }
 
-/// Whether a field's value is a credential by its name alone (SPEC §2, §8). The last
-/// dot-separated segment is checked, case-insensitively, so `http.authorization` and
-/// `Authorization` are caught as well.
+/// Whether a field's value is a credential by its name alone (see `docs/design.md#logs`,
+/// "Redaction"). The last dot-separated segment is checked, case-insensitively, so
+/// `http.authorization` and `Authorization` are caught as well.
 fn is_sensitive_name(name: &str) -> bool {
     let last = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
     matches!(

@@ -1,5 +1,5 @@
-//! Per-command traces (SPEC §4.1): a [`Tracer`] times each step of a command and turns
-//! into the [`TraceRecord`] that `/debug-last` shows.
+//! Per-command traces: a [`Tracer`] times each step of a command and turns into the
+//! [`TraceRecord`] that `/debug-last` shows.
 //!
 //! Trace ids are random v4 UUIDs in simple (hex) form, so their first 8 characters tell
 //! traces apart; failure replies quote those 8.

@@ -1,5 +1,5 @@
 //! `/debug-last`: the caller's most recent trace, other than `/debug-last` itself
-//! (SPEC §4.2), answered at once and only to the caller.
+//! answered at once and only to the caller.
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};

@@ -1,9 +1,9 @@
-//! `/diagnose`: built-in diagnostics (SPEC §4.2): for each target DNS, TLS certificate
-//! expiry, three latency samples per endpoint with status and `Cache-Control`; GitHub
-//! token validity, scopes and quota; whether the deploy workflow exists; the latest
-//! deploy run and where the last failed one broke, with the tail of its log. Targets and
-//! GitHub are examined concurrently. With `DIAGNOSE_WORKFLOW` set, that workflow is
-//! dispatched too, carrying a correlation id the reply shows.
+//! `/diagnose`: built-in diagnostics: for each target DNS, TLS certificate expiry, three
+//! latency samples per endpoint with status and `Cache-Control`; GitHub token validity,
+//! scopes and quota; whether the deploy workflow exists; the latest deploy run and where
+//! the last failed one broke, with the tail of its log. Targets and GitHub are examined
+//! concurrently. With `DIAGNOSE_WORKFLOW` set, that workflow is dispatched too, carrying
+//! a correlation id the reply shows.
 
 use async_trait::async_trait;
 use std::net::IpAddr;
@@ -48,7 +48,8 @@ impl Command for Diagnose {
         }
     }
 
-    /// Overrides are for deployers and must pass SPEC §6.1; both are decided at once.
+    /// Overrides are for deployers and must pass the URL rules
+    /// (`docs/design.md#ssrf-policy`); both are decided at once.
     fn precheck(&self, app: &App, call: &Call) -> Result<(), Precheck> {
         let wants_override =
             call.string("frontend_url").is_some() || call.string("api_base").is_some();
@@ -78,14 +79,14 @@ impl Command for Diagnose {
 pub const NAME: &str = "diagnose";
 /// Latency samples per endpoint.
 const SAMPLES: usize = 3;
-/// SPEC §4.2: the log tail shown.
+/// The log tail shown: at most this many lines and characters.
 const LOG_LINES: usize = 20;
 const LOG_CHARS: usize = 1000;
 /// Deploy runs searched for the last failure.
 const RECENT_RUNS: usize = 30;
 /// A certificate expiring sooner than this is flagged.
 const CERT_WARN_DAYS: i64 = 14;
-/// Classic token scopes a deploy needs (SPEC §10).
+/// Classic token scopes a deploy needs (`repo` + `workflow`).
 const NEEDED_SCOPES: [&str; 2] = ["repo", "workflow"];
 
 /// Targets for this run only, from the command's options.

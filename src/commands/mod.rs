@@ -51,7 +51,7 @@ pub struct OptionSpec {
     pub required: bool,
     /// For string options: the only values accepted.
     pub choices: &'static [&'static str],
-    /// Discord asks Valine for suggestions while the user types (SPEC §3.1.5).
+    /// Discord asks Valine for suggestions while the user types.
     pub autocomplete: bool,
 }
 
@@ -337,9 +337,8 @@ pub(crate) async fn deploy_runs(
     Ok(runs?)
 }
 
-/// Suggestions for the option being typed (SPEC §3.1.5): `(name, value)` pairs, at
-/// most 25, or none where Valine has nothing to offer. Not rate limited; blocked users
-/// get none.
+/// Suggestions for the option being typed: `(name, value)` pairs, at most 25, or none
+/// where Valine has nothing to offer. Not rate limited; blocked users get none.
 pub async fn autocomplete(
     app: &App,
     caller: &Caller,

@@ -1,6 +1,7 @@
-//! The path every slash command and button press takes (SPEC §4.1): guild check,
-//! blocked users, rate limit, authorization, validation, trace, then either an answer
-//! now (type 4) or a deferred answer (type 5) whose body runs as a job.
+//! The path every slash command and button press takes (see
+//! `docs/design.md#a-slash-command`): guild check, blocked users, rate limit,
+//! authorization, validation, trace, then either an answer now (type 4) or a deferred
+//! answer (type 5) whose body runs as a job.
 //!
 //! The pipeline only decides; the edges act on the decision (the server enqueues the
 //! job and answers type 5, `valine invoke` runs the job inline and prints the reply).
@@ -44,9 +45,9 @@ fn options_json(options: &OptionMap) -> Map<String, Value> {
         .collect()
 }
 
-/// Checks that apply to commands and buttons alike, in SPEC order: blocked users
-/// (before anything else, not counted), the guild, the rate limit (fail closed). `Some`
-/// is the refusal to send.
+/// Checks that apply to commands and buttons alike, in the documented order: blocked
+/// users (before anything else, not counted), the guild, the rate limit (fail closed).
+/// `Some` is the refusal to send.
 async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
     if auth::is_blocked(&app.config, caller) {
         return Some((

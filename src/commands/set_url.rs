@@ -1,6 +1,6 @@
-//! The body `/set-frontend` and `/set-api-base` share (SPEC §4.2): validate and
-//! normalise the URL, preview the change with Confirm / Cancel buttons, apply it with its
-//! audit record in one atomic write, and optionally write it to GitHub.
+//! The body `/set-frontend` and `/set-api-base` share: validate and normalise the URL,
+//! preview the change with Confirm / Cancel buttons, apply it with its audit record in
+//! one atomic write, and optionally write it to GitHub.
 //!
 //! Answers stay inside Discord's 3 s: the preview, Cancel and the store write are
 //! answered at once (type 4 for the command, type 7 for a press). Writing GitHub (a
@@ -32,7 +32,7 @@ use crate::store::{AuditRecord, PendingConfirmation, SettingRecord, StoreError, 
 use crate::trace::Tracer;
 use crate::verify::target::{ProbeTarget, TargetPolicy};
 
-/// How long a preview's buttons work (SPEC §4.2).
+/// How long a preview's buttons work: 15 minutes, like the interaction token.
 pub const CONFIRM_WINDOW_SECS: i64 = 15 * 60;
 /// The `url` value that drops the stored setting.
 const RESET: &str = "reset";

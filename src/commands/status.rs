@@ -1,5 +1,5 @@
 //! `/status`: the latest runs of the deploy workflow on the deploy branch (and of the
-//! diagnose workflow when one is configured), with the targets in use (SPEC §4.2).
+//! diagnose workflow when one is configured), with the targets in use.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -1,5 +1,5 @@
-//! `/status-digest`: deploy statistics over a period and the live health of the
-//! frontend and API (SPEC §4.2).
+//! `/status-digest`: deploy statistics over a period and the live health of the frontend
+//! and API.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -196,7 +196,8 @@ impl Stats {
     }
 }
 
-/// SPEC §4.2: healthy when every check passes, critical when more than half fail.
+/// Healthy when every check passes, degraded when some fail, critical when more than half
+/// fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
     Healthy,

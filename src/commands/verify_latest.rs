@@ -1,6 +1,6 @@
 //! `/verify-latest`: verify the newest deploy run on the deploy branch, or the run a URL
-//! names (SPEC §4.2, §6). A newest run still in progress is said, and the newest
-//! completed one verified; `diagnose:true` appends `/diagnose`'s findings.
+//! names (see `docs/design.md#verification`). A newest run still in progress is said, and
+//! the newest completed one verified; `diagnose:true` appends `/diagnose`'s findings.
 
 use super::verify_run::{self, RunRef};
 use super::{Answer, Call, Command, CommandError, CommandSpec, OptionSpec, Precheck};

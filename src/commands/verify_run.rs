@@ -1,6 +1,7 @@
-//! `/verify-run`: verify one deploy run by id or run URL (SPEC §4.2, §6). Also owns the
-//! report's buttons, which `/verify-latest` and the run announcements render too:
-//! `Re-verify` (anyone) and `Re-run failed jobs` (deployers).
+//! `/verify-run`: verify one deploy run by id or run URL (see
+//! `docs/design.md#verification`). Also owns the report's buttons, which `/verify-latest`
+//! and the run announcements render too: `Re-verify` (anyone) and `Re-run failed jobs`
+//! (deployers).
 
 use super::{
     Answer, ButtonAnswer, ButtonSpec, Call, Command, CommandError, CommandSpec, OptionSpec,

@@ -1,7 +1,7 @@
 //! The Discord REST client: the few calls Valine makes (edit the deferred reply, post to a
 //! channel, read and bulk-overwrite the command set).
 //!
-//! Every call has a 10 s timeout (SPEC §5), honours 429 `retry_after`, and retries 5xx and
+//! Every call has a 10 s timeout, honours 429 `retry_after`, and retries 5xx and
 //! connection errors with a short backoff; all calls are safe to repeat (edits and bulk
 //! overwrites are idempotent, channel posts carry a `nonce` with `enforce_nonce`).
 //! Neither the bot token nor an interaction token ever appears in an error, a log line or
@@ -21,7 +21,7 @@ use url::Url;
 use crate::dryrun::Mutation;
 use crate::secret::{redact_webhook_path, scrub};
 
-/// Per-attempt timeout for every Discord call (SPEC §5).
+/// Per-attempt timeout for every Discord call: no outbound call may hang a job.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// 429 answers honoured before giving up.
 const MAX_RATE_LIMIT_RETRIES: u32 = 3;
@@ -85,7 +85,8 @@ pub enum DiscordError {
 }
 
 impl DiscordError {
-    /// Stable snake_case class for the `error.type` log field (SPEC §8).
+    /// Stable snake_case class for the `error.type` log field (see
+    /// `docs/design.md#logs`).
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::MissingBotToken | Self::InvalidBotToken | Self::Unauthorized { .. } => {
@@ -139,7 +140,8 @@ struct Call<'a> {
     segments: &'a [&'a str],
     body: Option<&'a Value>,
     bot_auth: bool,
-    /// Retry 404 briefly (the deferred-response race of SPEC §4.1).
+    /// Retry 404 briefly: an edit of a deferred response can reach Discord before its own
+    /// receipt of the type 5 answer, and then sees 404 for a few seconds.
     retry_not_found: bool,
     /// The interaction token, if it is part of the path, to scrub from any text.
     interaction_token: Option<&'a str>,
@@ -572,8 +574,8 @@ fn ignore_body(_: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Every message Valine sends must not ping anyone (SPEC §3.1 step 7); this is the
-/// last line of defence for a body built without `allowed_mentions`.
+/// Every message Valine sends must not ping anyone (`allowed_mentions` empty); this is
+/// the last line of defence for a body built without `allowed_mentions`.
 fn with_silent_mentions(body: &Value) -> Result<Value, DiscordError> {
     let mut body = body.clone();
     let Value::Object(map) = &mut body else {

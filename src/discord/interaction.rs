@@ -13,7 +13,8 @@ use twilight_model::application::interaction::application_command::{
 };
 use twilight_model::application::interaction::{Interaction, InteractionData, InteractionType};
 
-/// Who is asking, as SPEC §4.1 "Identity" defines it.
+/// Who is asking: `member.user.id` in a guild, `user.id` in a DM, and the roles from
+/// `member.roles`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Caller {
     pub user_id: String,

@@ -1,5 +1,5 @@
-//! `valine register-commands` (SPEC §1): make Discord's registered command set equal to
-//! Valine's with one bulk overwrite, and report what that changes.
+//! `valine register-commands`: make Discord's registered command set equal to Valine's
+//! with one bulk overwrite, and report what that changes.
 //!
 //! The report compares only the fields Valine sets, normalised to Discord's defaults:
 //! Discord answers with extra fields (ids, `version`, localizations, `nsfw`, …) and

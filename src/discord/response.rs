@@ -255,9 +255,9 @@ impl Reply {
         self
     }
 
-    /// The message body for a type 4/7 response `data`, a webhook edit or a channel
-    /// post. `allowed_mentions` is always empty: text from commits or logs must never
-    /// ping anyone (SPEC §3.1.7).
+    /// The message body for a type 4/7 response `data`, a webhook edit or a channel post.
+    /// `allowed_mentions` is always empty: text from commits or logs must never ping
+    /// anyone.
     pub fn to_message_json(&self) -> Value {
         let mut body = json!({
             "content": truncate(self.content.as_deref().unwrap_or(""), limits::CONTENT),

@@ -1,4 +1,5 @@
-//! Verification of Discord interaction request signatures (SPEC §3.1 step 2).
+//! Verification of Discord interaction request signatures, checked on the raw body before
+//! any parsing (see `docs/design.md#a-slash-command`).
 //!
 //! Discord signs every interaction with the application's Ed25519 key over
 //! `X-Signature-Timestamp ‖ raw body`. The check runs on the raw bytes **before** any

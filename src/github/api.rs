@@ -1,5 +1,6 @@
 //! The GitHub REST client Valine uses: workflows, runs, jobs and dispatches of one
-//! repository, with the headers, retries and error wording of SPEC §7.
+//! repository, with the headers, retries and error wording of
+//! `docs/design.md#github-calls`.
 //!
 //! One `reqwest::Client` is built per [`GitHubClient`] and shared by its clones (an `Arc`
 //! inside), together with the cache of resolved workflows. Every request goes through
@@ -10,7 +11,7 @@
 //! certainly never reached GitHub, because a repeated dispatch is a second deploy.
 //!
 //! Each HTTP attempt logs one event with `github_status`, `github_endpoint` (method and
-//! path template, no query) and `github_rate_remaining` (SPEC §8).
+//! path template, no query) and `github_rate_remaining`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,9 +37,9 @@ use super::model::{
 use super::retry::{RetryPolicy, header_u64, rate_limit_wait, retry_after};
 use crate::dryrun::Mutation;
 
-/// REST API version pinned by SPEC §7.
+/// REST API version Valine pins, sent as `X-GitHub-Api-Version`.
 const API_VERSION: &str = "2022-11-28";
-/// SPEC §5: every outbound call has a 10 s timeout.
+/// Every outbound call has a 10 s timeout.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// GitHub's largest page.
 const MAX_PER_PAGE: usize = 100;
@@ -100,8 +101,8 @@ struct Inner {
     /// Kept only to scrub it from text GitHub (or a proxy in front of it) sends back.
     token: SecretString,
     policy: RetryPolicy,
-    /// Workflow spec → workflow, for the client's lifetime (SPEC §7: a display name is
-    /// resolved once).
+    /// Workflow spec → workflow, for the client's lifetime (a display name is resolved
+    /// once).
     workflows: Mutex<HashMap<String, Workflow>>,
 }
 
@@ -315,7 +316,7 @@ impl GitHubClient {
 
     /// Up to `limit` runs of a workflow, newest first, optionally on one branch and
     /// created at or after `created_after`. Paging stops at the first run older than
-    /// `created_after`, at `limit`, or at a short page (SPEC §7).
+    /// `created_after`, at `limit`, or at a short page: nothing older is ever needed.
     pub async fn list_runs(
         &self,
         workflow_id: u64,
@@ -781,9 +782,10 @@ impl GitHubClient {
         Ok(url)
     }
 
-    /// Sends `call`, retrying as SPEC §7 allows. Returns every answer that is not retried
-    /// (successes and final 4xx alike) for the caller to interpret; errors are the
-    /// retries' end: rate limits, unavailability, transport failures.
+    /// Sends `call`, retrying as `docs/design.md#github-calls` allows. Returns every
+    /// answer that is not retried (successes and final 4xx alike) for the caller to
+    /// interpret; errors are the retries' end: rate limits, unavailability, transport
+    /// failures.
     async fn call(&self, call: &Call<'_>) -> Result<Reply, GitHubError> {
         let url = self.url(call.template, call.args)?;
         let endpoint = format!("{} {}", call.method, call.template);

@@ -1,9 +1,10 @@
-//! What can go wrong talking to GitHub, worded for the Discord user (SPEC §7).
+//! What can go wrong talking to GitHub, worded for the Discord user (see
+//! `docs/design.md#github-calls`).
 //!
 //! The `Display` strings are the runbook's causes and are shown to users as they are;
 //! they quote GitHub's own `message` where there is no better cause, and never contain
 //! the token (messages from GitHub are scrubbed before they get here). `error_type` gives
-//! the stable class that logs carry as `error.type` (SPEC §8).
+//! the stable class that logs carry as `error.type`.
 
 use chrono::{DateTime, Utc};
 

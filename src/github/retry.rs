@@ -1,4 +1,5 @@
-//! When and how long to wait before asking GitHub again (SPEC §7).
+//! When and how long to wait before asking GitHub again (see
+//! `docs/design.md#github-calls`).
 //!
 //! The rules come from GitHub's guide "Best practices for using the REST API": a
 //! `Retry-After` header says exactly how long; `x-ratelimit-remaining: 0` means the
@@ -20,7 +21,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 /// How many times and how patiently a request is repeated.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPolicy {
-    /// Retries after the first attempt (SPEC §7: at most 3).
+    /// Retries after the first attempt (at most 3).
     pub max_retries: usize,
     /// First backoff delay; each further one doubles, plus up to 100 % jitter.
     pub base_delay: Duration,

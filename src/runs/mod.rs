@@ -243,7 +243,7 @@ pub async fn receive(
     for job in &planned {
         match app.new_job(job, None, now_ms) {
             Ok(record) => effects.jobs.push(record),
-            Err(e) => return Received::Unavailable(e.into()),
+            Err(e) => return Received::Unavailable(e),
         }
     }
     match app.store.accept_delivery(&effects, now).await {

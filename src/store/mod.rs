@@ -306,7 +306,8 @@ pub struct SettingRecord {
     pub updated_at_ms: i64,
 }
 
-/// One state change (a setting, a dispatch): who, what, when, and whether it was a dry run.
+/// One state change (a setting, a dispatch): who, what, when, and whether it was a dry
+/// run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub id: String,
@@ -339,8 +340,8 @@ pub struct RunRecord {
     pub expires_at: i64,
 }
 
-/// A webhook delivery and every effect it has, written together so a repeated
-/// delivery repeats nothing (see `docs/design.md#atomicity`).
+/// A webhook delivery and every effect it has, written together so a repeated delivery
+/// repeats nothing (see `docs/design.md#atomicity`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeliveryEffects {
     pub delivery_id: String,
@@ -362,8 +363,8 @@ pub struct RunAttachment {
     pub run_id: u64,
 }
 
-/// The first failing job and step of a run attempt, for `/diagnose` and
-/// verification reports.
+/// The first failing job and step of a run attempt, for `/diagnose` and verification
+/// reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedStepRecord {
     pub run_id: u64,
@@ -393,8 +394,8 @@ impl CorrelationKind {
     }
 }
 
-/// A run Valine dispatched (`/deploy-client`, `/diagnose`), with where to tell
-/// its requester about it. The interaction token is a credential for 15 minutes: `Debug`
+/// A run Valine dispatched (`/deploy-client`, `/diagnose`), with where to tell its
+/// requester about it. The interaction token is a credential for 15 minutes: `Debug`
 /// hides it, and nothing logs the record.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CorrelationRecord {
@@ -584,9 +585,9 @@ pub trait DeliveryStore: Send + Sync {
 
 #[async_trait]
 pub trait CorrelationStore: Send + Sync {
-    /// Writes the correlation if its id is free (absent or expired) and returns `true`;
-    /// a live record with the same id is kept and `false` returned, so the write can
-    /// serve as the "about to dispatch" marker (see `docs/design.md#dispatch-once`).
+    /// Writes the correlation if its id is free (absent or expired) and returns `true`; a
+    /// live record with the same id is kept and `false` returned, so the write can serve
+    /// as the "about to dispatch" marker (see `docs/design.md#dispatch-once`).
     async fn put_correlation(&self, correlation: &CorrelationRecord, now: i64)
     -> StoreResult<bool>;
     async fn get_correlation(&self, id: &str, now: i64) -> StoreResult<Option<CorrelationRecord>>;
@@ -606,8 +607,8 @@ pub trait CorrelationStore: Send + Sync {
     async fn latest_deploy_correlation(&self, now: i64) -> StoreResult<Option<CorrelationRecord>>;
 }
 
-/// The verification of one run attempt (one per run id and attempt,
-/// shared by the completion announcement and a `wait:true` follower).
+/// The verification of one run attempt (one per run id and attempt, shared by the
+/// completion announcement and a `wait:true` follower).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerificationRecord {
     pub run_id: u64,

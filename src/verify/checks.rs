@@ -1,6 +1,6 @@
-//! The checks of a deploy run (SPEC §6.2): the run's conclusion and step durations,
-//! `GET` of every frontend and API path, all at once, gathered into a [`Verification`]
-//! that `report.rs` renders.
+//! The checks of a deploy run (see `docs/design.md#verification`): the run's conclusion
+//! and step durations, `GET` of every frontend and API path, all at once, gathered into a
+//! [`Verification`] that `report.rs` renders.
 //!
 //! [`verify_run`] is the one entry point: the verify commands, their `Re-verify` button,
 //! the run-completion announcement (`AUTO_VERIFY`) and `/deploy-client wait:true` all
@@ -20,7 +20,8 @@ use crate::trace::Tracer;
 /// Conclusions that mean the run failed (and that GitHub can re-run).
 pub const FAILED_CONCLUSIONS: [&str; 4] = ["failure", "timed_out", "cancelled", "startup_failure"];
 
-/// The deploy steps whose durations are reported, recognised by name (SPEC §10).
+/// The deploy steps whose durations are reported, recognised by name: steps whose names
+/// mention build, S3 sync / upload, or CloudFront invalidation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
     Build,
@@ -141,7 +142,8 @@ pub fn failing_step(jobs: &[Job]) -> Option<FailingStep> {
 pub enum TargetState {
     /// Neither a setting nor the environment names one.
     NotConfigured,
-    /// The value in use breaks SPEC §6.1; nothing was probed.
+    /// The value in use breaks the URL rules (see `docs/design.md#ssrf-policy`); nothing
+    /// was probed.
     Invalid {
         value: String,
         reason: String,
@@ -237,8 +239,8 @@ impl Category {
         }
     }
 
-    /// The `Cache-Control` of `index.html`, else of `/` (SPEC §6.2): the path and the
-    /// header (`None` when the answer had none).
+    /// The `Cache-Control` of `index.html`, else of `/`: the path and the header (`None`
+    /// when the answer had none).
     pub fn cache_control(&self) -> Option<(&str, Option<&str>)> {
         let find = |wanted: &str| {
             self.probes
@@ -285,7 +287,7 @@ pub struct Verification {
 }
 
 impl Verification {
-    /// SPEC §6.2: conclusion `success` and every probe 2xx.
+    /// Pass: conclusion `success` and every probe 2xx.
     pub fn passed(&self) -> bool {
         self.actions.passed() && self.frontend.passed() && self.api.passed()
     }
@@ -325,9 +327,9 @@ pub async fn targets_in_use(
     ])
 }
 
-/// Verifies `run` (SPEC §6.2): its jobs and every probe run concurrently. A target
-/// that is not configured is reported as such; the API base can be overridden (the
-/// value a `/deploy-client` dispatched).
+/// Verifies `run`: its jobs and every probe run concurrently. A target that is not
+/// configured is reported as such; the API base can be overridden (the value a
+/// `/deploy-client` dispatched).
 pub async fn verify_run(
     app: &App,
     run: &WorkflowRun,

@@ -1,5 +1,5 @@
-//! The probe client (SPEC §6.1, §6.2): one `reqwest::Client`, built once, that can only
-//! reach addresses the rules allow.
+//! The probe client (see `docs/design.md#ssrf-policy`): one `reqwest::Client`, built
+//! once, that can only reach addresses the rules allow.
 //!
 //! Validating a URL is not enough against SSRF: a public name can resolve to
 //! `169.254.169.254`, and a public page can redirect anywhere. So the client resolves
@@ -26,7 +26,8 @@ use url::{Host, Url};
 use super::target::{TargetError, TargetPolicy, check_url, is_forbidden_ip};
 use crate::config::Config;
 
-/// SPEC §6.2 limits.
+/// Probe limits (see `docs/design.md#ssrf-policy`, "Limits"), starting with the connect
+/// timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Per attempt, redirects and the body included.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,7 +72,8 @@ impl ProbeError {
         }
     }
 
-    /// SPEC §6.2: one retry on a connection error or a timeout, nothing else.
+    /// One retry on a connection error or a timeout, nothing else: any other answer is
+    /// the target's real state.
     fn worth_retry(&self) -> bool {
         matches!(self, ProbeError::Connect(_) | ProbeError::Timeout)
     }

@@ -1,6 +1,5 @@
-//! The verification report (SPEC §6.2): one embed with a field per check, the likely
-//! cause of each failure with its fix, and the `Re-verify` / run / `Re-run failed jobs`
-//! buttons.
+//! The verification report: one embed with a field per check, the likely cause of each
+//! failure with its fix, and the `Re-verify` / run / `Re-run failed jobs` buttons.
 
 use super::checks::{Category, FAILED_CONCLUSIONS, Side, TargetState, Verification};
 use super::probe::ProbeError;
@@ -212,8 +211,9 @@ fn category_text(category: &Category) -> String {
     lines.join("\n")
 }
 
-/// SPEC §6.2's causes: a wrong URL (refused, unresolvable, or 404 everywhere) points
-/// at the `/set-*` command; otherwise the frontend's deployment or the API's backend.
+/// The likely cause of a failed category: a wrong URL (refused, unresolvable, or 404
+/// everywhere) points at the `/set-*` command; otherwise the frontend's deployment or the
+/// API's backend.
 fn category_fix(category: &Category) -> Option<String> {
     if category.passed() {
         return None;

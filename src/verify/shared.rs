@@ -1,5 +1,5 @@
-//! One verification per run attempt (SPEC §3.2.4), shared by everyone who needs it: the
-//! completion announcement (`AUTO_VERIFY`) and a `/deploy-client wait:true` follower.
+//! One verification per run attempt, shared by everyone who needs it: the completion
+//! announcement (`AUTO_VERIFY`) and a `/deploy-client wait:true` follower.
 //!
 //! The first caller takes the store lock `verify:{run}:{attempt}`, verifies, and stores
 //! the report; a caller that finds the lock taken waits for that report instead of

@@ -1,5 +1,6 @@
-//! Probe targets (SPEC §6.1): a [`ProbeTarget`] can only hold a URL that passed the
-//! rules, so code that probes never re-validates and never forgets to.
+//! Probe targets (see `docs/design.md#ssrf-policy`): a [`ProbeTarget`] can only hold a
+//! URL that passed the rules, so code that probes never re-validates and never forgets
+//! to.
 //!
 //! What is decided here, without DNS: the scheme (`https`; plain `http` only with
 //! `SAFE_LOCAL`), a host and no userinfo, `ALLOWED_DOMAINS`, IP literals in forbidden

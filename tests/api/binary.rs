@@ -1,5 +1,5 @@
-//! The `valine` binary as an operator runs it: `serve` logs (SPEC §8), partial
-//! configuration, exit codes, `invoke` and `register-commands`.
+//! The `valine` binary as an operator runs it: `serve` logs, partial configuration, exit
+//! codes, `invoke` and `register-commands`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

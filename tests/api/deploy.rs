@@ -1,7 +1,7 @@
-//! SPEC §4.2 `/deploy-client` and §5: dispatching the deploy workflow end to end against
-//! the fake GitHub and Discord: the request GitHub receives, refusals, finding the run
-//! without run details, one deploy at a time, `Cancel run`, `wait:true` following the
-//! run, a job repeated after a crash, and DRY_RUN.
+//! `/deploy-client` (see `docs/design.md#dispatch-once`): dispatching the deploy workflow
+//! end to end against the fake GitHub and Discord: the request GitHub receives, refusals,
+//! finding the run without run details, one deploy at a time, `Cancel run`, `wait:true`
+//! following the run, a job repeated after a crash, and DRY_RUN.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
-//! What happens when a run completes, across the webhook, verification and the
-//! commands that follow runs: `AUTO_VERIFY` posts the report with the announcement,
-//! one verification per run attempt is shared with a `wait:true` follower, and a
-//! `/diagnose` message gains the diagnose workflow's result (SPEC §3.2.4, §4.2).
+//! What happens when a run completes, across the webhook, verification and the commands
+//! that follow runs: `AUTO_VERIFY` posts the report with the announcement, one
+//! verification per run attempt is shared with a `wait:true` follower, and a `/diagnose`
+//! message gains the diagnose workflow's result.
 
 use std::time::Duration;
 

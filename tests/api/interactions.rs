@@ -1,4 +1,5 @@
-//! SPEC §3.1: signature checks, PING, and the answers that are never a 5xx.
+//! The Discord interactions endpoint: signature checks, PING, and the answers that are
+//! never a 5xx.
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! SPEC §5: a deferred command's job survives the crash of its process and completes
-//! in the next one, with its edit arriving once.
+//! A deferred command's job survives the crash of its process and completes in the next
+//! one, with its edit arriving once.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! SPEC §4.1: blocked users, the per-user rate limit (shared through the store),
-//! authorization and the guild restriction.
+//! Blocked users, the per-user rate limit (shared through the store), authorization and
+//! the guild restriction.
 
 use std::time::Duration;
 

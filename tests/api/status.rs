@@ -105,7 +105,8 @@ async fn status_defers_then_edits_the_original_with_the_runs() {
         "{footer}"
     );
 
-    // The GitHub calls carried SPEC §7's headers and asked for the deploy branch.
+    // The GitHub calls carried the headers every GitHub call must carry
+    // (`docs/design.md#github-calls`) and asked for the deploy branch.
     let listing = app
         .github
         .log

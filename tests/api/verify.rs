@@ -1,6 +1,6 @@
-//! Deployment verification end to end (SPEC §4.2, §6): `/verify-run`, `/verify-latest`,
-//! their buttons, `/diagnose` and `/status-digest`, against fake GitHub and Discord
-//! APIs and a fake frontend and API on loopback whose answers each test sets.
+//! Deployment verification end to end: `/verify-run`, `/verify-latest`, their buttons,
+//! `/diagnose` and `/status-digest`, against fake GitHub and Discord APIs and a fake
+//! frontend and API on loopback whose answers each test sets.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
-//! SPEC §3.2: the GitHub webhook: signature and headers, dedup, run records, failing
-//! steps, the status-channel announcement and the follower's message updates.
+//! The GitHub webhook: signature and headers, dedup, run records, failing steps, the
+//! status-channel announcement and the follower's message updates.
 
 use std::time::Duration;
 
