@@ -6,32 +6,39 @@
 //! edges        main.rs → cli.rs        server.rs (axum Router)      later: lambda.rs
 //!                 │                         │
 //! protocol     discord/ (signature, interaction, response, api, register)
-//!              github/ (api, model, webhook, git_ref)
+//!              github/ (api, model, webhook wire shapes, git_ref)
 //!                 │
-//! use cases    commands/ (pipeline + one file per slash command) ──► jobs/ (worker, runs)
-//!              verify/ (target rules, probe client, checks, reports, shared verification)
-//!              dispatch (the dispatch-once protocol), trace, ratelimit, auth, settings, dryrun
-//! adapters     store/ (traits + sqlite.rs + conformance suite)
-//!              github/api.rs   discord/api.rs   verify/probe.rs
+//! use cases    commands/ (Command trait, registry, pipeline, one file per command)
+//!              dispatch (dispatch once)   runs/ (what a run event triggers)
+//!              verify/ (targets, probe client, checks, reports)   work (job handler)
+//!              deliver, settings, trace, ratelimit, auth, dryrun, error
+//! ports        store/ (traits, records and their rules, sqlite.rs, conformance suite)
+//!              jobs/ (Job, JobQueue port + store queue, runner, worker)   clock
 //! ```
 //!
 //! - [`config`]: typed configuration, validated once at start-up.
-//! - [`app`]: the wired adapters shared by the server, `invoke` and the worker.
+//! - [`app`]: the wired adapters, queue and clock shared by the server, `invoke` and
+//!   the worker.
 //! - [`cli`]: the sub-commands of the `valine` binary.
 //! - [`server`]: the HTTP router (interactions, webhook, health).
-//! - [`commands`]: the command registry and the pipeline every command and button
-//!   press runs through.
-//! - [`jobs`]: durable background work with leases and retries; [`jobs::runs`] follows
-//!   workflow runs after a webhook or a dispatch.
+//! - [`commands`]: the `Command` trait, the registry and the pipeline every command and
+//!   button press runs through.
+//! - [`dispatch`]: dispatch once: starting a workflow run that is never sent twice.
+//! - [`runs`]: what a workflow run event triggers, for webhooks and polls alike, and
+//!   the follow-up jobs (announce, follow, poll) with their messages.
+//! - [`jobs`]: durable background work: the job kinds, the queue port, the runner of
+//!   one job record and the worker loop; [`work`] maps each job kind to its use case.
 //! - [`verify`]: deployment verification: SSRF-safe probe targets and client, checks,
 //!   reports, one verification per run attempt.
-//! - [`store`]: persistence behind one interface.
-//! - [`dispatch`]: dispatch once: starting a workflow run that is never sent twice.
+//! - [`store`]: persistence behind one interface, with the rules beside the records.
+//! - [`deliver`]: edits of deferred replies and channel posts with nonces.
+//! - [`error`]: the typed error of a use case.
 //! - [`dryrun`]: the DRY_RUN gate every request that changes something outside Valine
 //!   passes through.
 //! - [`settings`]: the frontend and API base in use (stored setting over environment).
 //! - [`trace`], [`ratelimit`], [`auth`]: per-command traces, the per-user rate limit,
 //!   authorization.
+//! - [`clock`]: the one clock every lease, poll and expiry reads.
 //! - [`telemetry`]: one flat JSON object per log line; [`secret`]: redaction.
 
 pub mod app;
