@@ -352,24 +352,7 @@ fn extended_message(original: &serde_json::Value, reply: &Reply) -> serde_json::
 mod tests {
     use super::*;
     use crate::discord::api::MAX_NONCE_LEN;
-
-    fn run(conclusion: Option<&str>, attempt: u32) -> RunRecord {
-        RunRecord {
-            id: 30433642,
-            workflow_id: 77,
-            workflow_name: Some("Client deploy".into()),
-            status: "completed".into(),
-            conclusion: conclusion.map(Into::into),
-            branch: Some("main".into()),
-            head_sha: Some("acb5820ced9479c074f688cc328bf03f341a511d".into()),
-            run_attempt: attempt,
-            html_url: Some("https://github.com/o/r/actions/runs/30433642".into()),
-            display_title: None,
-            created_at: Some("2026-01-01T10:00:00Z".into()),
-            updated_at: Some("2026-01-01T10:02:15Z".into()),
-            expires_at: 0,
-        }
-    }
+    use crate::runs::report::tests::run;
 
     fn correlation(token_expires_at_ms: i64) -> CorrelationRecord {
         CorrelationRecord {

@@ -176,10 +176,11 @@ pub fn cancel_button(run_id: u64) -> Button {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn run(conclusion: Option<&str>, attempt: u32) -> RunRecord {
+    /// A deploy run as the store holds it, shared by the run tests.
+    pub(in crate::runs) fn run(conclusion: Option<&str>, attempt: u32) -> RunRecord {
         RunRecord {
             id: 30433642,
             workflow_id: 77,
