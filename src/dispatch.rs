@@ -41,6 +41,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::clock::duration_ms;
 use crate::discord::interaction::ReplyHandle;
 use crate::dryrun::{Mutated, Mutation};
 use crate::github::api::{GitHubClient, GitHubError};
@@ -311,7 +312,7 @@ async fn dispatch_unmarked(
         }
     }
 
-    let dispatched_after = Utc::now();
+    let dispatched_after = app.clock.now();
     let step = tracer.begin("github.dispatch_workflow");
     let outcome = send(app, github, request, &correlation_id).await;
     end_mutation_step(tracer, step, &outcome);
@@ -452,18 +453,15 @@ fn token_expiry(started_at_ms: i64, ttl: Duration) -> i64 {
     started_at_ms.saturating_add(duration_ms(ttl))
 }
 
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
 /// How long an identification that began `elapsed_ms` ago still has out of `timeout`.
 fn time_left(timeout: Duration, elapsed_ms: i64) -> Duration {
     let left = duration_ms(timeout).saturating_sub(elapsed_ms.max(0));
     Duration::from_millis(u64::try_from(left).unwrap_or(0))
 }
 
-fn marker_time(marker: &CorrelationRecord) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(marker.created_at_ms).unwrap_or_else(Utc::now)
+/// When the marker was written: runs created before it cannot be its dispatch's.
+fn marker_time(app: &App, marker: &CorrelationRecord) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(marker.created_at_ms).unwrap_or_else(|| app.clock.now())
 }
 
 /// An earlier attempt of this job wrote the marker, so it may have dispatched: find the
@@ -504,7 +502,7 @@ async fn recover(
                 github,
                 request.action.workflow_id(),
                 &marker.id,
-                marker_time(&marker),
+                marker_time(app, &marker),
                 time_left(app.worker.identify_timeout, elapsed),
                 tracer,
             )
@@ -645,7 +643,7 @@ async fn running_exclusive(
             // Dispatched but never identified (a crash, a missed webhook): GitHub may
             // know the run by its title.
             let found = github
-                .find_correlated_run(workflow_id, &latest.id, marker_time(&latest))
+                .find_correlated_run(workflow_id, &latest.id, marker_time(app, &latest))
                 .await
                 .map_err(DispatchError::GitHub)?;
             if let Some(run) = &found

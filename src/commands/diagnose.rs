@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
 
@@ -154,19 +154,21 @@ pub struct TargetReport {
     /// Resolved addresses, each with whether the probe policy allows it.
     pub dns: Option<Result<Vec<(IpAddr, bool)>, String>>,
     pub endpoints: Vec<Endpoint>,
+    /// Days until the server certificate expires (https targets that answered), as of
+    /// the examination.
+    pub cert_days: Option<i64>,
+}
+
+/// Days from `now` until the certificate the first answering sample presented expires.
+fn cert_days(endpoints: &[Endpoint], now: DateTime<Utc>) -> Option<i64> {
+    let der = endpoints
+        .iter()
+        .flat_map(|e| e.samples.iter())
+        .find_map(|s| s.as_ref().ok()?.peer_certificate.as_deref())?;
+    Some(cert::days_until(cert::not_after(der)?, now))
 }
 
 impl TargetReport {
-    /// Days until the server certificate expires (https targets that answered).
-    pub fn cert_days(&self) -> Option<i64> {
-        let der = self
-            .endpoints
-            .iter()
-            .flat_map(|e| e.samples.iter())
-            .find_map(|s| s.as_ref().ok()?.peer_certificate.as_deref())?;
-        Some(cert::days_until(cert::not_after(der)?, Utc::now()))
-    }
-
     fn problems(&self) -> usize {
         let invalid = usize::from(matches!(self.state, TargetState::Invalid { .. }));
         let dns = usize::from(matches!(&self.dns, Some(Err(_))))
@@ -275,6 +277,7 @@ async fn examine_target(app: &App, side: Side, state: TargetState, source: Strin
             source,
             dns: None,
             endpoints: Vec::new(),
+            cert_days: None,
         };
     };
     let prober = &app.prober;
@@ -303,6 +306,7 @@ async fn examine_target(app: &App, side: Side, state: TargetState, source: Strin
         state,
         source,
         dns: Some(dns),
+        cert_days: cert_days(&endpoints, app.clock.now()),
         endpoints,
     }
 }
@@ -501,7 +505,7 @@ impl Diagnosis {
         let mut warnings = self
             .targets
             .iter()
-            .filter(|t| t.cert_days().is_some_and(|d| d < CERT_WARN_DAYS))
+            .filter(|t| t.cert_days.is_some_and(|d| d < CERT_WARN_DAYS))
             .count();
         match &self.github {
             Err(_) => problems += 1,
@@ -613,7 +617,7 @@ fn target_text(target: &TargetReport) -> String {
         None => {}
     }
     let https = matches!(&target.state, TargetState::Ready(t) if t.url().scheme() == "https");
-    match target.cert_days() {
+    match target.cert_days {
         Some(days) if days < 0 => {
             lines.push(format!("❌ TLS: certificate expired {} days ago", -days))
         }

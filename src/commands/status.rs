@@ -41,7 +41,7 @@ impl Command for Status {
         let count = call.integer("count").unwrap_or(3).clamp(1, 10) as usize;
         let github = app.github()?;
         let branch = app.config.deploy_branch.as_str();
-        let now = Utc::now();
+        let now = app.clock.now();
 
         let runs = super::deploy_runs(app, count, tracer).await?;
         for run in &runs {

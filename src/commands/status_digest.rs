@@ -43,7 +43,7 @@ impl Command for StatusDigest {
         };
         let github = app.github()?;
         let branch = app.config.deploy_branch.as_str();
-        let now = Utc::now();
+        let now = app.clock.now();
 
         let workflow = super::deploy_workflow(app, tracer).await?;
 

@@ -79,6 +79,17 @@ pub enum DiscordError {
     /// 5xx, timeouts and connection errors that persisted through the retries.
     #[error("Discord is unavailable for {endpoint}: {detail}")]
     Unavailable { endpoint: String, detail: String },
+    /// A 2xx whose body is not what the endpoint returns.
+    #[error("Discord answered {endpoint} (HTTP {status}) with a body Valine cannot read")]
+    Unreadable {
+        endpoint: String,
+        status: u16,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The HTTP client could not be built (TLS set-up): no call can be made.
+    #[error("Discord client unavailable: cannot build the HTTP client")]
+    NoClient(#[source] Arc<reqwest::Error>),
     /// A request Valine should never build (e.g. an over-long nonce); never sent.
     #[error("invalid Discord request: {0}")]
     InvalidRequest(String),
@@ -94,7 +105,8 @@ impl DiscordError {
             }
             Self::NotFound { .. } => "discord_not_found",
             Self::RateLimited { .. } => "discord_rate_limited",
-            Self::Api { .. } | Self::InvalidRequest(_) => "discord_api",
+            Self::Api { .. } | Self::Unreadable { .. } | Self::InvalidRequest(_) => "discord_api",
+            Self::NoClient(_) => "discord_unavailable",
             Self::Unavailable { .. } => "discord_unavailable",
         }
     }
@@ -116,7 +128,7 @@ pub struct DiscordClient {
 struct Inner {
     /// A build failure is kept and reported by every call, so that construction (used
     /// at start-up with partial configuration) never panics.
-    http: Result<reqwest::Client, String>,
+    http: Result<reqwest::Client, Arc<reqwest::Error>>,
     api_base: Url,
     bot_token: Option<SecretString>,
 }
@@ -168,7 +180,7 @@ impl DiscordClient {
             .timeout(REQUEST_TIMEOUT)
             .default_headers(headers)
             .build()
-            .map_err(|e| format!("cannot build HTTP client: {}", error_chain(&e)));
+            .map_err(Arc::new);
         Self {
             inner: Arc::new(Inner {
                 http,
@@ -352,7 +364,7 @@ impl DiscordClient {
     async fn execute<T>(
         &self,
         call: Call<'_>,
-        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+        decode: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Result<T, DiscordError> {
         let url = self.endpoint_url(call.segments)?;
         let secrets = self.secrets(call.interaction_token);
@@ -373,10 +385,10 @@ impl DiscordClient {
             )
             .await
             .and_then(|bytes| {
-                decode(&bytes).map_err(|message| DiscordError::Api {
+                decode(&bytes).map_err(|source| DiscordError::Unreadable {
                     endpoint: endpoint.clone(),
                     status: last_status.unwrap_or_default(),
-                    message: scrub(&message, &secrets),
+                    source,
                 })
             });
 
@@ -417,10 +429,7 @@ impl DiscordClient {
             .inner
             .http
             .as_ref()
-            .map_err(|detail| DiscordError::Unavailable {
-                endpoint: endpoint.to_owned(),
-                detail: detail.clone(),
-            })?;
+            .map_err(|e| DiscordError::NoClient(Arc::clone(e)))?;
         let auth = if call.bot_auth {
             Some(self.auth_header()?)
         } else {
@@ -561,16 +570,16 @@ fn commands_path<'a>(application_id: &'a str, guild_id: Option<&'a str>) -> Vec<
     }
 }
 
-fn parse_command_list(bytes: &[u8]) -> Result<Vec<Value>, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("response is not a list of commands: {e}"))
+fn parse_command_list(bytes: &[u8]) -> Result<Vec<Value>, serde_json::Error> {
+    serde_json::from_slice(bytes)
 }
 
 /// Edits and posts answer with the message, which Valine does not need.
-fn parse_message(bytes: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("response is not a message: {e}"))
+fn parse_message(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice(bytes)
 }
 
-fn ignore_body(_: &[u8]) -> Result<(), String> {
+fn ignore_body(_: &[u8]) -> Result<(), serde_json::Error> {
     Ok(())
 }
 

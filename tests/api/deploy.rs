@@ -700,11 +700,13 @@ async fn wait_true_follows_the_run_through_webhooks_to_a_verified_result() {
     assert!(app.discord.posts_to("901").is_empty());
 }
 
-#[tokio::test]
+/// In paused time with the production poll interval (15 s): the clock and every
+/// sleep advance together, so the test waits for nothing.
+#[tokio::test(start_paused = true)]
 async fn polling_follows_the_run_when_webhooks_are_missed() {
     let app = spawn_with(&[], |w| {
         quick(w);
-        w.run_poll = Duration::from_millis(100);
+        w.run_poll = WorkerSettings::default().run_poll;
     })
     .await;
     deploy_and_wait(
@@ -749,12 +751,14 @@ async fn polling_follows_the_run_when_webhooks_are_missed() {
     assert_eq!(run_reads(&app, 9000), polls);
 }
 
-#[tokio::test]
+/// In paused time with Discord's real 15-minute token lifetime and the production
+/// poll interval.
+#[tokio::test(start_paused = true)]
 async fn after_the_token_expires_the_result_goes_to_the_channel() {
     let (app, sites) = spawn_verifying(|w| {
         quick(w);
-        w.interaction_token_ttl = Duration::from_millis(1500);
-        w.run_poll = Duration::from_millis(100);
+        w.interaction_token_ttl = WorkerSettings::default().interaction_token_ttl;
+        w.run_poll = WorkerSettings::default().run_poll;
     })
     .await;
     deploy_and_wait(&app, wait_with_api(&sites.api_dispatched), "tok-late").await;
@@ -762,15 +766,18 @@ async fn after_the_token_expires_the_result_goes_to_the_channel() {
         .as_str()
         .unwrap()
         .to_owned();
+    let clock = &app.app.clock;
     let marker = app
         .app
         .store
-        .get_correlation(&correlation, crate::helpers::now_secs())
+        .get_correlation(&correlation, clock.now_secs())
         .await
         .unwrap()
         .unwrap();
-    eventually(WAIT, || async {
-        (crate::helpers::now_ms() > marker.token_expires_at_ms).then_some(())
+    assert!(marker.token_expires_at_ms - clock.now_ms() > 14 * 60 * 1000);
+    // Fifteen minutes of virtual time, in which the poll chain runs and then stops.
+    eventually(Duration::from_secs(16 * 60), || async {
+        (clock.now_ms() > marker.token_expires_at_ms).then_some(())
     })
     .await;
 
@@ -796,9 +803,10 @@ async fn after_the_token_expires_the_result_goes_to_the_channel() {
 }
 
 /// A process that dies while GitHub holds its dispatch: the job runs again in the next
-/// process after the lease, finds the marker, and never dispatches a second time.
+/// process after the lease, finds the marker, and never dispatches a second time. The
+/// callers run in paused time, so the production lease (15 s) costs no waiting.
 async fn crash_during_dispatch(hang: Hang) -> (TestApp, Value, Arc<Notify>) {
-    let lease = Duration::from_millis(800);
+    let lease = WorkerSettings::default().lease;
     let first = spawn_app_with(Options {
         env: vec![("DEPLOYER_USER_IDS", DEPLOYER.to_owned())],
         lease,
@@ -828,7 +836,7 @@ async fn crash_during_dispatch(hang: Hang) -> (TestApp, Value, Arc<Notify>) {
     (second, edit, gate)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_job_repeated_after_its_dispatch_finds_the_run_instead_of_dispatching_again() {
     let (app, edit, gate) = crash_during_dispatch(Hang::AfterRun).await;
     assert_eq!(app.github.dispatches().len(), 1, "never sent twice");
@@ -845,7 +853,7 @@ async fn a_job_repeated_after_its_dispatch_finds_the_run_instead_of_dispatching_
     gate.notify_waiters();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_job_repeated_after_an_unconfirmed_dispatch_says_so_and_does_not_resend() {
     let (app, edit, gate) = crash_during_dispatch(Hang::BeforeRun).await;
     let text = edit["content"].as_str().unwrap();

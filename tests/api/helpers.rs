@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use valine::app::App;
+use valine::clock::Clock;
 use valine::config::Config;
 
 use crate::fakes::{FakeDiscord, FakeGitHub};
@@ -82,10 +83,15 @@ pub struct TestApp {
     dir_handle: Arc<tempfile::TempDir>,
 }
 
+/// What two processes of one test share: the fakes, the database and the clock.
+pub type Shared = (FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>, Clock);
+
 pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Reuse these fakes and this database (a restarted process).
-    pub reuse: Option<(FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>)>,
+    /// Reuse these fakes, this database and this clock (a second process on the same
+    /// machine reads the same time).
+    pub reuse: Option<Shared>,
     pub lease: Duration,
     /// Use this store instead of the SQLite file (fault injection).
     pub store: Option<valine::store::SharedStore>,
@@ -113,12 +119,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    let (github, discord, dir) = match options.reuse {
+    let (github, discord, dir, clock) = match options.reuse {
         Some(reused) => reused,
         None => (
             FakeGitHub::start().await,
             FakeDiscord::start().await,
             Arc::new(tempfile::tempdir().unwrap()),
+            // Follows tokio's clock: real time normally, virtual time in a test that
+            // pauses it.
+            Clock::tokio(),
         ),
     };
     let db = dir.path().join("valine.db");
@@ -131,6 +140,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         Some(store) => App::with_store(config, store).expect("app starts"),
         None => App::new(config).await.expect("app starts"),
     };
+    app.clock = clock;
     app.worker.lease = options.lease;
     app.worker.poll = Duration::from_millis(50);
     app.worker.backoff_base = Duration::from_millis(50);
@@ -178,12 +188,13 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The fakes and database, for a second process on the same state.
-    pub fn shared(&self) -> (FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>) {
+    /// The fakes, database and clock, for a second process on the same state.
+    pub fn shared(&self) -> Shared {
         (
             self.github.clone(),
             self.discord.clone(),
             self.dir_handle.clone(),
+            self.app.clock.clone(),
         )
     }
 

@@ -10,9 +10,11 @@ use tokio::sync::Notify;
 use crate::fakes::run_json;
 use crate::helpers::{Options, command, eventually, spawn_app_with};
 
-#[tokio::test]
+/// In paused time with the production lease (15 s): the new process takes the job over
+/// once the dead worker's lease runs out, without the test waiting for it.
+#[tokio::test(start_paused = true)]
 async fn a_job_survives_its_process_and_completes_after_restart() {
-    let lease = Duration::from_millis(800);
+    let lease = valine::app::WorkerSettings::default().lease;
     let first = spawn_app_with(Options {
         lease,
         ..Default::default()
@@ -34,6 +36,7 @@ async fn a_job_survives_its_process_and_completes_after_restart() {
     let gate = Arc::new(Notify::new());
     first.github.set_gate(Some(gate.clone()));
 
+    let posted = tokio::time::Instant::now();
     let res = first
         .post_interaction(&command("status", json!([]), "42", &[], "tok-crash"))
         .await;
@@ -58,6 +61,13 @@ async fn a_job_survives_its_process_and_completes_after_restart() {
     })
     .await;
     let edit = second.discord.wait_for_edit("tok-crash").await;
+    // Taken over once the lease ran out (it was claimed after the post), and at most a
+    // few polls later: interrupted work resumes within the lease.
+    let took_over = posted.elapsed();
+    assert!(
+        took_over >= lease && took_over < lease + Duration::from_secs(2),
+        "{took_over:?}"
+    );
     assert!(
         edit["embeds"][0]["description"]
             .as_str()
