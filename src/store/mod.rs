@@ -38,6 +38,8 @@
 //! attribute); reads ignore expired records, so deletion is housekeeping only.
 
 pub mod rules;
+#[cfg(all(feature = "aws", any(test, feature = "conformance")))]
+pub mod dynamodb_local;
 pub mod sqlite;
 
 #[cfg(any(test, feature = "conformance"))]
