@@ -216,8 +216,8 @@ async fn github_webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     let Some(secret) = app.config.github_webhook_secret.as_ref() else {
         return not_configured("GITHUB_WEBHOOK_SECRET");
     };
-    if !webhook::signature_valid(
-        secret.expose_secret().as_bytes(),
+    if !webhook::signed_by_any(
+        secret.expose_secret(),
         &body,
         header(&headers, "x-hub-signature-256"),
     ) {

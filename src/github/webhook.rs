@@ -10,6 +10,17 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+/// `true` when `header` is signed with one of `secrets`, a comma-separated list: during
+/// a rotation the webhook is configured with the old and the new secret, and GitHub
+/// signs with whichever it has.
+pub fn signed_by_any(secrets: &str, body: &[u8], header: Option<&str>) -> bool {
+    secrets
+        .split(',')
+        .map(str::trim)
+        .filter(|secret| !secret.is_empty())
+        .any(|secret| signature_valid(secret.as_bytes(), body, header))
+}
+
 /// `true` when `header` is `sha256=<hex>` of `body` under `secret`.
 pub fn signature_valid(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
     let Some(hex_sig) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
@@ -400,5 +411,14 @@ mod tests {
         ));
         assert!(!signature_valid(b"x", b"y", Some("sha1=abc")));
         assert!(!signature_valid(b"x", b"y", Some("sha256=zz")));
+        // Rotation: either of two configured secrets signs; blanks never do.
+        let both = "old-secret, It's a Secret to Everybody";
+        assert!(signed_by_any(both, b"Hello, World!", Some(header)));
+        assert!(!signed_by_any(
+            "old-secret,",
+            b"Hello, World!",
+            Some(header)
+        ));
+        assert!(!signed_by_any(" , ", b"Hello, World!", Some(header)));
     }
 }

@@ -37,9 +37,9 @@
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
 //! attribute); reads ignore expired records, so deletion is housekeeping only.
 
-pub mod rules;
 #[cfg(all(feature = "aws", any(test, feature = "conformance")))]
 pub mod dynamodb_local;
+pub mod rules;
 pub mod sqlite;
 
 #[cfg(any(test, feature = "conformance"))]

@@ -117,10 +117,11 @@ fn posts_with_nonce(app: &TestApp, channel: &str, nonce: &str) -> Vec<Recorded> 
 
 #[tokio::test]
 async fn githubs_published_signature_vector_passes_the_endpoint() {
+    // Mid-rotation: the old secret and the new one are both configured.
     let app = spawn_app_with(Options {
         env: vec![(
             "GITHUB_WEBHOOK_SECRET",
-            "It's a Secret to Everybody".to_owned(),
+            "old-secret-being-rotated-out,It's a Secret to Everybody".to_owned(),
         )],
         ..Default::default()
     })
