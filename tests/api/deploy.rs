@@ -14,7 +14,9 @@ use valine::app::WorkerSettings;
 use valine::store::{AuditRecord, JobState};
 
 use crate::fakes::{DispatchMode, FakeSite, Hang, healthy_sites, job_json, page, run_json};
-use crate::helpers::{Options, TestApp, command, eventually, spawn_app_with};
+use crate::helpers::{
+    Backend, Options, TestApp, command, eventually, on_each_store, spawn_app_with,
+};
 
 const DEPLOYER: &str = "42";
 const STRANGER: &str = "77";
@@ -86,10 +88,19 @@ fn quick(worker: &mut WorkerSettings) {
 }
 
 async fn spawn_with(extra: &[(&'static str, &str)], tune: fn(&mut WorkerSettings)) -> TestApp {
+    spawn_on(Backend::Sqlite, extra, tune).await
+}
+
+async fn spawn_on(
+    backend: Backend,
+    extra: &[(&'static str, &str)],
+    tune: fn(&mut WorkerSettings),
+) -> TestApp {
     let mut env = vec![("DEPLOYER_USER_IDS", DEPLOYER.to_owned())];
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let app = spawn_app_with(Options {
         env,
+        backend,
         tune: Some(tune),
         ..Default::default()
     })
@@ -500,9 +511,9 @@ async fn without_run_details_the_run_is_found_by_its_correlation_id_never_guesse
     );
 }
 
-#[tokio::test]
-async fn one_deploy_at_a_time_until_github_says_the_run_finished() {
-    let app = spawn(&[]).await;
+on_each_store!(one_deploy_at_a_time_until_github_says_the_run_finished);
+async fn one_deploy_at_a_time_until_github_says_the_run_finished(backend: Backend) {
+    let app = spawn_on(backend, &[], quick).await;
     deploy_and_wait(&app, json!([]), "tok-a").await;
     assert_eq!(app.github.dispatches().len(), 1);
 
@@ -526,9 +537,9 @@ async fn one_deploy_at_a_time_until_github_says_the_run_finished() {
     assert_eq!(app.github.dispatches().len(), 2);
 }
 
-#[tokio::test]
-async fn two_processes_deploying_at_once_dispatch_once() {
-    let first = spawn(&[]).await;
+on_each_store!(two_processes_deploying_at_once_dispatch_once);
+async fn two_processes_deploying_at_once_dispatch_once(backend: Backend) {
+    let first = spawn_on(backend, &[], quick).await;
     let second = spawn_app_with(Options {
         env: vec![("DEPLOYER_USER_IDS", DEPLOYER.to_owned())],
         reuse: Some(first.shared()),

@@ -81,17 +81,61 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     dir_handle: Arc<tempfile::TempDir>,
+    backend: Backend,
+    table: Option<String>,
 }
 
-/// What two processes of one test share: the fakes, the database and the clock.
-pub type Shared = (FakeGitHub, FakeDiscord, Arc<tempfile::TempDir>, Clock);
+/// Runs the async fn `case(backend: Backend)` as one test per store backend:
+/// `<case>::sqlite` and, with the test support feature, `<case>::dynamodb` on DynamoDB
+/// Local. The same test, not a copy: atomic rules must hold on every backend.
+macro_rules! on_each_store {
+    ($case:ident) => {
+        mod $case {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$case(crate::helpers::Backend::Sqlite).await
+            }
+
+            #[cfg(feature = "conformance")]
+            #[tokio::test]
+            async fn dynamodb() {
+                super::$case(crate::helpers::Backend::DynamoDb).await
+            }
+        }
+    };
+}
+pub(crate) use on_each_store;
+
+/// Which store backend a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// A SQLite file in the test's temporary directory.
+    #[default]
+    Sqlite,
+    /// A fresh table on the DynamoDB Local that the test process started.
+    #[cfg(feature = "conformance")]
+    DynamoDb,
+}
+
+/// What two processes of one test share: the fakes, the database (the SQLite file's
+/// directory, or the DynamoDB table) and the clock.
+#[derive(Clone)]
+pub struct Shared {
+    pub github: FakeGitHub,
+    pub discord: FakeDiscord,
+    pub dir: Arc<tempfile::TempDir>,
+    pub clock: Clock,
+    pub backend: Backend,
+    /// The DynamoDB table, when the backend is DynamoDB.
+    pub table: Option<String>,
+}
 
 pub struct Options {
     pub env: Vec<(&'static str, String)>,
-    /// Reuse these fakes and this database (a restarted process).
     /// Reuse these fakes, this database and this clock (a second process on the same
-    /// machine reads the same time).
+    /// machine reads the same time); the backend comes with them.
     pub reuse: Option<Shared>,
+    pub backend: Backend,
     pub lease: Duration,
     /// Use this store instead of the SQLite file (fault injection).
     pub store: Option<valine::store::SharedStore>,
@@ -106,6 +150,7 @@ impl Default for Options {
         Options {
             env: Vec::new(),
             reuse: None,
+            backend: Backend::default(),
             lease: Duration::from_secs(30),
             store: None,
             tune: None,
@@ -119,24 +164,46 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    let (github, discord, dir, clock) = match options.reuse {
+    let shared = match options.reuse {
         Some(reused) => reused,
-        None => (
-            FakeGitHub::start().await,
-            FakeDiscord::start().await,
-            Arc::new(tempfile::tempdir().unwrap()),
+        None => Shared {
+            github: FakeGitHub::start().await,
+            discord: FakeDiscord::start().await,
+            dir: Arc::new(tempfile::tempdir().unwrap()),
             // Follows tokio's clock: real time normally, virtual time in a test that
             // pauses it.
-            Clock::tokio(),
-        ),
+            clock: Clock::tokio(),
+            backend: options.backend,
+            table: None,
+        },
     };
+    let Shared {
+        github,
+        discord,
+        dir,
+        clock,
+        backend,
+        table,
+    } = shared;
     let db = dir.path().join("valine.db");
     let mut env = base_env(&github, &discord, &db);
     for (k, v) in options.env {
         env.insert(k.to_owned(), v);
     }
+    let (store, table) = match (options.store, backend) {
+        (Some(store), _) => (Some(store), table),
+        (None, Backend::Sqlite) => (None, table),
+        #[cfg(feature = "conformance")]
+        (None, Backend::DynamoDb) => {
+            let name = table.unwrap_or_else(|| {
+                valine::store::dynamodb_local::DynamoDbLocal::unique_table("valine-test")
+            });
+            env.insert("VALINE_STORE".into(), format!("dynamodb:{name}"));
+            (Some(dynamodb_store(&name).await), Some(name))
+        }
+    };
     let config = Config::from_vars(env.clone()).expect("test configuration is valid");
-    let mut app = match options.store {
+    let mut app = match store {
         Some(store) => App::with_store(config, store).expect("app starts"),
         None => App::new(config).await.expect("app starts"),
     };
@@ -180,7 +247,21 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         stop: Some(stop),
         server: Some(server),
         dir_handle: dir,
+        backend,
+        table,
     }
+}
+
+/// A store on `table` of the shared DynamoDB Local, creating the table on first use:
+/// each call is a separate client, as a separate process would have.
+#[cfg(feature = "conformance")]
+async fn dynamodb_store(table: &str) -> valine::store::SharedStore {
+    use valine::store::dynamodb::{DynamoDbStore, create_table_if_missing};
+    let client = valine::store::dynamodb_local::DynamoDbLocal::shared().client();
+    create_table_if_missing(&client, table)
+        .await
+        .expect("the test table can be created");
+    Arc::new(DynamoDbStore::new(client, table.to_owned()))
 }
 
 impl TestApp {
@@ -190,12 +271,14 @@ impl TestApp {
 
     /// The fakes, database and clock, for a second process on the same state.
     pub fn shared(&self) -> Shared {
-        (
-            self.github.clone(),
-            self.discord.clone(),
-            self.dir_handle.clone(),
-            self.app.clock.clone(),
-        )
+        Shared {
+            github: self.github.clone(),
+            discord: self.discord.clone(),
+            dir: self.dir_handle.clone(),
+            clock: self.app.clock.clone(),
+            backend: self.backend,
+            table: self.table.clone(),
+        }
     }
 
     /// Posts `body` signed with the test key and a current timestamp.

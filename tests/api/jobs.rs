@@ -8,15 +8,27 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::fakes::run_json;
-use crate::helpers::{Options, command, eventually, spawn_app_with};
+use crate::helpers::{Backend, Options, command, eventually, spawn_app_with};
 
 /// In paused time with the production lease (15 s): the new process takes the job over
 /// once the dead worker's lease runs out, without the test waiting for it.
 #[tokio::test(start_paused = true)]
 async fn a_job_survives_its_process_and_completes_after_restart() {
-    let lease = valine::app::WorkerSettings::default().lease;
+    survives_a_crash(Backend::Sqlite, valine::app::WorkerSettings::default().lease).await;
+}
+
+/// The same on one DynamoDB table, in real time (DynamoDB Local is another process, so
+/// tokio's clock cannot be paused across it) with a two-second lease.
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn a_job_survives_its_process_on_dynamodb() {
+    survives_a_crash(Backend::DynamoDb, Duration::from_secs(2)).await;
+}
+
+async fn survives_a_crash(backend: Backend, lease: Duration) {
     let first = spawn_app_with(Options {
         lease,
+        backend,
         ..Default::default()
     })
     .await;
@@ -48,11 +60,11 @@ async fn a_job_survives_its_process_and_completes_after_restart() {
         .await;
     let shared = first.shared();
     first.crash();
-    assert!(first_edit_count(&shared.1, "tok-crash") == 0);
+    assert!(first_edit_count(&shared.discord, "tok-crash") == 0);
 
     // GitHub recovers; a new process on the same database takes the job over once
     // the dead worker's lease runs out.
-    shared.0.set_gate(None);
+    shared.github.set_gate(None);
     gate.notify_waiters();
     let second = spawn_app_with(Options {
         lease,

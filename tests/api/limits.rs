@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, command, eventually, now_secs, spawn_app_with};
+use crate::helpers::{
+    Backend, Options, TestApp, command, eventually, now_secs, on_each_store, spawn_app_with,
+};
 
 async fn content(app: &TestApp, name: &str, user: &str, roles: &[&str]) -> String {
     let body: Value = app
@@ -28,11 +30,12 @@ async fn fresh_window() {
     .await;
 }
 
-#[tokio::test]
-async fn the_rate_limit_refuses_the_extra_command_and_counts_across_processes() {
+on_each_store!(the_rate_limit_refuses_the_extra_command_and_counts_across_processes);
+async fn the_rate_limit_refuses_the_extra_command_and_counts_across_processes(backend: Backend) {
     let env = vec![("RATE_LIMIT_PER_MINUTE", "3".to_owned())];
     let first = spawn_app_with(Options {
         env: env.clone(),
+        backend,
         ..Default::default()
     })
     .await;

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use valine::store::PendingConfirmation;
 
-use crate::helpers::{Options, TestApp, command, spawn_app_with};
+use crate::helpers::{Backend, Options, TestApp, command, on_each_store, spawn_app_with};
 
 const ADMIN: &str = "7";
 const OTHER_ADMIN: &str = "8";
@@ -24,10 +24,15 @@ fn fp(value: &str) -> String {
 }
 
 async fn spawn(extra: &[(&'static str, &str)]) -> TestApp {
+    spawn_on(Backend::Sqlite, extra).await
+}
+
+async fn spawn_on(backend: Backend, extra: &[(&'static str, &str)]) -> TestApp {
     let mut env = vec![("ADMIN_USER_IDS", format!("{ADMIN},{OTHER_ADMIN}"))];
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     spawn_app_with(Options {
         env,
+        backend,
         ..Options::default()
     })
     .await
@@ -90,9 +95,9 @@ async fn audit(app: &TestApp) -> Vec<valine::store::AuditRecord> {
     app.app.store.list_audit(None, 0, now / 1000).await.unwrap()
 }
 
-#[tokio::test]
-async fn a_preview_is_confirmed_once_by_its_author_and_used_afterwards() {
-    let app = spawn(&[]).await;
+on_each_store!(a_preview_is_confirmed_once_by_its_author_and_used_afterwards);
+async fn a_preview_is_confirmed_once_by_its_author_and_used_afterwards(backend: Backend) {
+    let app = spawn_on(backend, &[]).await;
     app.github
         .add_workflow(77, "Client deploy", "client-deploy.yml");
 

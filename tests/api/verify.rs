@@ -701,7 +701,7 @@ async fn invoke_exits_1_on_a_failed_verification_and_prints_the_report() {
     let mut vars = crate::helpers::base_env(
         &app.github,
         &app.discord,
-        &app.shared().2.path().join("invoke.db"),
+        &app.shared().dir.path().join("invoke.db"),
     );
     vars.insert("SAFE_LOCAL".into(), "true".into());
     vars.insert("FRONTEND_BASE_URL".into(), frontend.url());

@@ -9,7 +9,8 @@ use valine::store::{CorrelationKind, CorrelationRecord, retention};
 
 use crate::fakes::{Recorded, run_json};
 use crate::helpers::{
-    BOT_TOKEN, Options, TestApp, eventually, github_signature, spawn_app, spawn_app_with,
+    BOT_TOKEN, Backend, Options, TestApp, eventually, github_signature, on_each_store, spawn_app,
+    spawn_app_with,
 };
 
 const REPO: &str = "octo-org/octo-repo";
@@ -82,15 +83,23 @@ pub(crate) async fn post(app: &TestApp, event: &str, delivery: &str, body: &Valu
 }
 
 async fn with_status_channel() -> TestApp {
+    with_status_channel_on(Backend::Sqlite).await
+}
+
+async fn with_status_channel_on(backend: Backend) -> TestApp {
     spawn_app_with(Options {
         env: vec![("DISCORD_STATUS_CHANNEL_ID", STATUS_CHANNEL.to_owned())],
+        backend,
+        // One job at a time, so that [`barrier`] holds.
+        tune: Some(|w| w.concurrency = 1),
         ..Default::default()
     })
     .await
 }
 
-/// The worker runs jobs one at a time in the order they were recorded: once the
-/// announcement of a later run has been posted, every job recorded before it is done.
+/// With one job at a time, run in the order they were recorded (these tests' worker
+/// setting): once the announcement of a later run has been posted, every job recorded
+/// before it is done.
 async fn barrier(app: &TestApp, run_id: u64) {
     let body = run_event(
         "completed",
@@ -383,9 +392,9 @@ async fn an_older_attempt_arriving_late_does_not_move_the_run_back() {
     assert_eq!(stored.conclusion, None);
 }
 
-#[tokio::test]
-async fn a_completed_deploy_on_the_deploy_branch_is_announced_once() {
-    let app = with_status_channel().await;
+on_each_store!(a_completed_deploy_on_the_deploy_branch_is_announced_once);
+async fn a_completed_deploy_on_the_deploy_branch_is_announced_once(backend: Backend) {
+    let app = with_status_channel_on(backend).await;
     let done = run_event(
         "completed",
         deploy_run(7400, "main", "completed", Some("success")),
@@ -737,9 +746,11 @@ async fn a_token_discord_refuses_falls_back_to_the_channel() {
     assert_eq!(app.discord.edits_of(token).len(), 1, "tried the edit first");
 }
 
-#[tokio::test]
-async fn a_dispatched_deploy_is_announced_at_any_ref_and_a_duplicate_has_one_effect() {
-    let app = with_status_channel().await;
+on_each_store!(a_dispatched_deploy_is_announced_at_any_ref_and_a_duplicate_has_one_effect);
+async fn a_dispatched_deploy_is_announced_at_any_ref_and_a_duplicate_has_one_effect(
+    backend: Backend,
+) {
+    let app = with_status_channel_on(backend).await;
     let mut quiet = follower("vl-0000000000007900", "tok-7900", 0, Some(7900));
     quiet.wait = false;
     put(&app, &quiet).await;
