@@ -2045,6 +2045,10 @@ mod tests {
         let err = SqliteStore::open(&path).await.expect_err("must refuse");
         assert!(matches!(err, StoreError::Unsupported { .. }), "{err}");
         assert!(!err.is_retryable());
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 
     /// One record of every expiring kind, all expiring at `expires_at`.
@@ -2377,5 +2381,191 @@ mod tests {
         );
         let source = std::error::Error::source(&err).expect("cause kept");
         assert!(source.downcast_ref::<serde_json::Error>().is_some());
+    }
+
+    /// Polls `check` every 25 ms until it holds, failing after `timeout`.
+    async fn eventually<F, Fut>(timeout: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn assert_names(err: &StoreError, path: &Path, words: &str) {
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains(words), "{text}");
+    }
+
+    /// Makes `path` read-only for this process until the guard drops: permission bits
+    /// for an ordinary user, the immutable attribute for root (which ignores the bits).
+    /// `None` when neither works here.
+    fn read_only(path: &Path) -> Option<impl Drop> {
+        use std::os::unix::fs::PermissionsExt;
+        struct Undo(PathBuf, bool);
+        impl Drop for Undo {
+            fn drop(&mut self) {
+                if self.1 {
+                    let _ = std::process::Command::new("chattr")
+                        .arg("-i")
+                        .arg(&self.0)
+                        .status();
+                } else {
+                    let _ =
+                        std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o644));
+                }
+            }
+        }
+        let writable = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).is_ok();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).ok()?;
+        if !writable(path) {
+            return Some(Undo(path.to_owned(), false));
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).ok()?;
+        let undo = Undo(path.to_owned(), true);
+        let made = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        (made && !writable(path)).then_some(undo)
+    }
+
+    #[tokio::test]
+    async fn a_removed_file_stops_the_store_until_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        assert_eq!(store.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+
+        let err = store.hit_rate_window("u", 0, 100).await.expect_err("lost");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+        assert_eq!(err.error_type(), "store_unavailable");
+        assert_names(&err, &path, "removed or replaced");
+        assert_names(&store.ping().await.expect_err("lost"), &path, "restart");
+
+        // Another process creates a new, empty database at the path: not adopted, even
+        // when a reopen is due.
+        let fresh = SqliteStore::open(&path).await.expect("a new file");
+        fresh.ping().await.expect("the new file works");
+        {
+            let mut state = store.inner.state.lock().expect("state");
+            state.stale = true;
+            state.reopen_at = Instant::now();
+        }
+        assert_names(&store.ping().await.expect_err("lost"), &path, "removed");
+        assert_names(
+            &store.get_setting("k").await.expect_err("reads refused too"),
+            &path,
+            "removed",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_replaced_under_the_store_is_not_used() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.ping().await.expect("ping");
+        let other = dir.path().join("other.db");
+        drop(SqliteStore::open(&other).await.expect("other"));
+        std::fs::rename(&other, &path).expect("replace");
+        assert_names(
+            &store.ping().await.expect_err("replaced"),
+            &path,
+            "replaced",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_only_file_at_open_serves_reads_and_heals_once_writable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        drop(SqliteStore::open(&path).await.expect("create"));
+        let Some(guard) = read_only(&path) else {
+            eprintln!("SKIPPED: neither permission bits nor chattr make a file read-only here");
+            return;
+        };
+        let store = SqliteStore::open(&path).await.expect("opens degraded");
+        let err = store.ping().await.expect_err("cannot write");
+        assert!(err.is_retryable());
+        assert_names(&err, &path, "read-only");
+        assert_names(
+            &store.hit_rate_window("u", 0, 100).await.expect_err("write"),
+            &path,
+            "read-only",
+        );
+        assert_eq!(store.get_setting("k").await.expect("reads work"), None);
+
+        drop(guard);
+        eventually(Duration::from_secs(5), || async {
+            store.ping().await.is_ok()
+        })
+        .await;
+        assert_eq!(store.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_database_is_reported_with_its_file_and_clears_when_space_returns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.ping().await.expect("ping");
+        // A page limit at the current size fails the next write that needs a page with
+        // SQLITE_FULL, as a full disk does.
+        let limit = |pages: Option<i64>| {
+            store.call("test", move |conn| {
+                let current: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+                conn.pragma_update(None, "max_page_count", pages.unwrap_or(current))?;
+                Ok(())
+            })
+        };
+        limit(None).await.expect("limit");
+        let trace = |i: usize| crate::store::TraceRecord {
+            id: format!("t{i}"),
+            user_id: "u".into(),
+            command: "status".into(),
+            options: Default::default(),
+            started_at_ms: 0,
+            steps: vec![],
+            duration_ms: None,
+            outcome: None,
+            error: Some("x".repeat(4000)),
+            links: vec![],
+            expires_at: 100,
+        };
+        let mut full = None;
+        for i in 0..10 {
+            if let Err(e) = store.put_trace(&trace(i)).await {
+                full = Some(e);
+                break;
+            }
+        }
+        let err = full.expect("the page limit is reached");
+        assert!(err.is_retryable());
+        assert_names(&err, &path, "is full");
+
+        limit(Some(1_000_000)).await.expect("space again");
+        store.put_trace(&trace(99)).await.expect("writes again");
+        store.ping().await.expect("ping");
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_fails_the_open_naming_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("missing").join("valine.db");
+        let err = SqliteStore::open(&path).await.expect_err("no directory");
+        assert_names(&err, &path, "cannot open");
     }
 }
