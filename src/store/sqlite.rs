@@ -10,6 +10,27 @@
 //! The schema is a list of migration steps in `MIGRATIONS`; `PRAGMA user_version`
 //! records how many have been applied.
 //!
+//! # Faults of the file
+//!
+//! Errors an operator acts on (read-only, cannot open, I/O, disk full, damaged, lost)
+//! are `store_unavailable` (damaged: `store_corrupt`) and name the database file with
+//! what to do; each is logged at ERROR once when it starts and at INFO when a write
+//! lands again, not once per request.
+//!
+//! - `ping` commits a write to a heartbeat row, so `/healthz` reflects whether the store
+//!   can be written, not only read.
+//! - A connection that cannot write (read-only at open, `SQLITE_READONLY`,
+//!   `SQLITE_CANTOPEN`, I/O errors) is replaced by a new one at most once per
+//!   `REOPEN_BACKOFF` (1 s): fixing permissions or a remount heals without a restart. An
+//!   existing file that cannot be written at start-up still opens (degraded); a missing
+//!   directory does not.
+//! - Every call first checks that the path still leads to the file opened at start-up
+//!   (device and inode). If the file was removed or replaced, the store refuses every
+//!   call until a restart: writing on into the deleted inode would answer "ok" and lose
+//!   everything at the next restart. Valine never recreates the file itself (a reopen
+//!   does not create), because a new file is an empty database; only a restart does,
+//!   and it logs a warning when it creates one.
+//!
 //! A conditional write reads the stored row inside its transaction and asks the rule in
 //! [`super::rules`]. Only two conditions stay in SQL: the liveness filter of reads
 //! (`expires_at > now`, [`super::rules::is_live`]), and the choice of a job to claim, whose
@@ -558,11 +579,17 @@ impl SqliteStore {
                 }),
             };
             if let Some((fault, cause)) = fault {
-                let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let err = inner.fault(&mut state, op, fault, cause.as_ref().map(|c| c as _));
-                drop(state);
-                // Serving degraded beats exiting: the fix (permissions, a mount) heals it.
-                tracing::error!(error.type = "store_unavailable", error.message = %err, "starting with a store that cannot be written; commands are refused until it can");
+                let file = inner.file.as_ref().expect("a file store");
+                let err = fault.error(op, &file.path, cause.as_ref().map(|c| c as _));
+                // Logged here instead of on the first call, so the outage is announced
+                // once, at start-up. Serving degraded beats exiting: the fix (permissions,
+                // a remount) heals it without a restart.
+                inner
+                    .state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .fault = Some(fault);
+                tracing::error!(error.type = err.error_type(), error.message = %err, path = %file.path.display(), "the store cannot be written at start-up; commands are refused until it can");
             }
             Ok(inner)
         })
