@@ -99,13 +99,19 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    let store_ok = app.store.ping().await.is_ok();
-    let body = json!({
+    let ping = app.store.ping().await;
+    let store_ok = ping.is_ok();
+    let mut body = json!({
         "status": if store_ok { "ok" } else { "error" },
         "version": crate::VERSION,
         "stage": app.config.stage,
         "store": if store_ok { "ok" } else { "error" },
     });
+    // A store error's text names the operation and what to fix, never record contents,
+    // so whoever watches the health check learns why without reading the logs.
+    if let Err(e) = ping {
+        body["reason"] = Value::String(e.to_string());
+    }
     let status = if store_ok {
         StatusCode::OK
     } else {

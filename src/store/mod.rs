@@ -473,7 +473,10 @@ pub struct PendingConfirmation {
 
 #[async_trait]
 pub trait HealthStore: Send + Sync {
-    /// One cheap round trip; `Err` means the store cannot serve requests.
+    /// One cheap round trip that proves the store can serve requests, writes included
+    /// (a store that answers reads but refuses writes cannot count a rate limit, so every
+    /// command would be refused); `Err` means it cannot. `/healthz` shows the error's
+    /// text, so it names what to fix and never holds record contents or secrets.
     async fn ping(&self) -> StoreResult<()>;
 }
 

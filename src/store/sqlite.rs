@@ -10,6 +10,27 @@
 //! The schema is a list of migration steps in `MIGRATIONS`; `PRAGMA user_version`
 //! records how many have been applied.
 //!
+//! # Faults of the file
+//!
+//! Errors an operator acts on (read-only, cannot open, I/O, disk full, damaged, lost)
+//! are `store_unavailable` (damaged: `store_corrupt`) and name the database file with
+//! what to do; each is logged at ERROR once when it starts and at INFO when a write
+//! lands again, not once per request.
+//!
+//! - `ping` commits a write to a heartbeat row, so `/healthz` reflects whether the store
+//!   can be written, not only read.
+//! - A connection that cannot write (read-only at open, `SQLITE_READONLY`,
+//!   `SQLITE_CANTOPEN`, I/O errors) is replaced by a new one at most once per
+//!   `REOPEN_BACKOFF` (1 s): fixing permissions or a remount heals without a restart. An
+//!   existing file that cannot be written at start-up still opens (degraded); a missing
+//!   directory does not.
+//! - Every call first checks that the path still leads to the file opened at start-up
+//!   (device and inode). If the file was removed or replaced, the store refuses every
+//!   call until a restart: writing on into the deleted inode would answer "ok" and lose
+//!   everything at the next restart. Valine never recreates the file itself (a reopen
+//!   does not create), because a new file is an empty database; only a restart does,
+//!   and it logs a warning when it creates one.
+//!
 //! A conditional write reads the stored row inside its transaction and asks the rule in
 //! [`super::rules`]. Only two conditions stay in SQL: the liveness filter of reads
 //! (`expires_at > now`, [`super::rules::is_live`]), and the choice of a job to claim, whose
@@ -18,13 +39,13 @@
 //! correctness).
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::{
-    Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior, params,
+    Connection, OpenFlags, OptionalExtension, Params, Row, Transaction, TransactionBehavior, params,
 };
 use serde::de::DeserializeOwned;
 
@@ -40,6 +61,19 @@ use super::{
 /// Long enough to ride out another process's write transaction (they are all short),
 /// short enough that a wedged database surfaces as an error instead of a hung command.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a store that cannot write waits before trying a new connection: fixing
+/// the file heals within about this long, and an outage costs one open per interval,
+/// not one per request.
+const REOPEN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One row that `ping` rewrites, proving the file can be written (a read succeeds on a
+/// read-only file or a full disk). It stays outside `MIGRATIONS`: a rollback to an
+/// earlier build must still open the file, and an extra table does not disturb it.
+const HEARTBEAT_TABLE: &str = "CREATE TABLE IF NOT EXISTS heartbeat (\
+     id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1), \
+     beats INTEGER NOT NULL\
+     ) STRICT;";
 
 /// Schema steps, applied in order; step `i` brings `user_version` from `i` to `i + 1`.
 /// Never edit a released step: append a new one.
@@ -215,12 +249,162 @@ const EXPIRING_TABLES: &[&str] = &[
 /// The store on one SQLite database. Cloning shares the connection.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("file", &self.inner.file.as_ref().map(|file| &file.path))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    /// `None` for an in-memory database, which has no file to lose or reopen.
+    file: Option<DbFile>,
+    state: Mutex<State>,
+}
+
+/// The database file and the identity of the file Valine opened at start-up: a file
+/// found at the path later under another identity is not Valine's database.
+struct DbFile {
+    path: PathBuf,
+    id: FileId,
+}
+
+/// Device and inode: what tells "the same file" apart from "a file at the same path".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+
+    /// Without inode numbers only a missing file is detected.
+    #[cfg(not(unix))]
+    fn of(_: &std::fs::Metadata) -> Self {
+        FileId { dev: 0, ino: 0 }
+    }
+}
+
+/// The connection and what is known to be wrong with it.
+struct State {
+    /// `None` when the file could not be opened (at start-up or on a reopen).
+    conn: Option<Connection>,
+    /// The connection cannot write (read-only, unopenable, I/O errors): a new one may,
+    /// once the operator has fixed the cause, so it is replaced after `reopen_at`.
+    stale: bool,
+    /// Reopening costs a few system calls and a schema check: once per backoff, not on
+    /// every request of an outage.
+    reopen_at: Instant,
+    /// The path no longer leads to the file Valine opened: nothing is read or written
+    /// until a restart, so records never go into a deleted file.
+    lost: bool,
+    /// The fault last logged, so an outage is logged once when it starts and once when
+    /// it ends, not on every request.
+    fault: Option<Fault>,
+}
+
+/// Connection-level faults: the operator acts on the file, not on a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    ReadOnly,
+    CannotOpen,
+    Io,
+    Full,
+    Damaged,
+    Lost,
+}
+
+impl Fault {
+    /// Sorts the SQLite errors an operator can act on; `None` for everything else
+    /// (contention, constraints, misuse), which keeps its usual class.
+    fn of(err: &rusqlite::Error) -> Option<Fault> {
+        use rusqlite::ErrorCode as C;
+        let rusqlite::Error::SqliteFailure(e, _) = err else {
+            return None;
+        };
+        match e.code {
+            C::ReadOnly => Some(Fault::ReadOnly),
+            C::CannotOpen | C::PermissionDenied => Some(Fault::CannotOpen),
+            C::SystemIoFailure => Some(Fault::Io),
+            C::DiskFull => Some(Fault::Full),
+            C::NotADatabase | C::DatabaseCorrupt => Some(Fault::Damaged),
+            _ => None,
+        }
+    }
+
+    /// Whether a new connection may cure it: a full disk or a damaged file does not
+    /// depend on the connection, a read-only or failed file handle does.
+    fn needs_reopen(self) -> bool {
+        matches!(self, Fault::ReadOnly | Fault::CannotOpen | Fault::Io)
+    }
+
+    /// What is wrong and what the operator does about it, naming the file.
+    fn describe(self, path: &Path) -> String {
+        let path = path.display();
+        match self {
+            Fault::ReadOnly => format!(
+                "cannot write the database file {path} (read-only): make it, its -wal and \
+                 -shm files and its directory writable for Valine, which then reopens it \
+                 by itself"
+            ),
+            Fault::CannotOpen => format!(
+                "cannot open the database file {path}: check that it and its directory exist \
+                 and that Valine may read, write and create files there; Valine retries by \
+                 itself"
+            ),
+            Fault::Io => format!(
+                "disk I/O error on the database file {path}: check the disk and the file \
+                 system; Valine reopens the file by itself"
+            ),
+            Fault::Full => format!(
+                "the disk holding the database file {path} is full: free space; Valine \
+                 retries by itself"
+            ),
+            Fault::Damaged => format!(
+                "the database file {path} is damaged or not a SQLite database: restore it \
+                 from a backup and restart Valine"
+            ),
+            Fault::Lost => format!(
+                "the database file {path} was removed or replaced while Valine was running; \
+                 Valine stopped using it so that no record goes into a deleted file: restore \
+                 the file and restart Valine (a restart without it starts a new, empty \
+                 database)"
+            ),
+        }
+    }
+
+    /// The error a call reports, with the engine's words (generic for these codes, never
+    /// a stored value) after the operator's.
+    fn error(
+        self,
+        op: &'static str,
+        path: &Path,
+        cause: Option<&dyn std::fmt::Display>,
+    ) -> StoreError {
+        let mut reason = self.describe(path);
+        if let Some(cause) = cause {
+            reason.push_str(&format!(" ({cause})"));
+        }
+        match self {
+            Fault::Damaged => StoreError::Corrupt {
+                op,
+                what: format!("database file {}", path.display()).into(),
+                source: reason.into(),
+            },
+            _ => StoreError::unavailable(op, reason),
+        }
     }
 }
 
@@ -254,12 +438,31 @@ impl Fail {
         }
     }
 
-    fn into_store_error(self, op: &'static str) -> StoreError {
-        match self {
-            Fail::Sqlite(err) => sqlite_error(op, err),
-            Fail::Corrupt { what, source } => StoreError::Corrupt { op, what, source },
-            Fail::Encode { what, source } => StoreError::Encode { op, what, source },
-            Fail::Unsupported(reason) => StoreError::Unsupported { op, reason },
+    /// Names the error after `op`; errors an operator acts on also name the database
+    /// file, when there is one.
+    fn into_store_error(self, op: &'static str, path: Option<&Path>) -> StoreError {
+        match (self, path) {
+            (Fail::Sqlite(err), Some(path)) => match Fault::of(&err) {
+                Some(fault) => fault.error(op, path, Some(&err)),
+                None if is_busy(&err) => StoreError::unavailable(
+                    op,
+                    format!(
+                        "the database file {} stayed locked by another process for {} s: \
+                         look for a process holding a write transaction on it ({err})",
+                        path.display(),
+                        BUSY_TIMEOUT.as_secs()
+                    ),
+                ),
+                None => sqlite_error(op, err),
+            },
+            (Fail::Sqlite(err), None) => sqlite_error(op, err),
+            (Fail::Corrupt { what, source }, _) => StoreError::Corrupt { op, what, source },
+            (Fail::Encode { what, source }, _) => StoreError::Encode { op, what, source },
+            (Fail::Unsupported(reason), Some(path)) => StoreError::Unsupported {
+                op,
+                reason: format!("{reason} (database file {})", path.display()).into(),
+            },
+            (Fail::Unsupported(reason), None) => StoreError::Unsupported { op, reason },
         }
     }
 }
@@ -296,6 +499,14 @@ fn sqlite_error(op: &'static str, err: rusqlite::Error) -> StoreError {
     }
 }
 
+fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Whether SQLite may accept the same statement later: contention and I/O pass, a broken
 /// constraint or a damaged file does not.
 fn sqlite_retryable(err: &rusqlite::Error) -> bool {
@@ -322,58 +533,97 @@ type FResult<T> = Result<T, Fail>;
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     /// Safe while other processes have the same file open.
+    ///
+    /// An existing file that cannot be written now (read-only, unopenable, I/O errors)
+    /// still gives a store: it reports the fault on every call, `/healthz` answers 503,
+    /// and it reopens the file by itself once the operator has fixed it. A path where no
+    /// file can be created (a missing directory) is an error: there is nothing to wait for.
     pub async fn open(path: &Path) -> StoreResult<Self> {
         let path = path.to_owned();
-        Self::open_with("open", move || {
-            // Switching a fresh file to WAL takes an exclusive lock for which SQLite does
-            // not always call the busy handler, so processes opening the same new file
-            // at once may see "database is locked": retry that within the busy timeout.
-            let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-            let (mut conn, mode) = loop {
-                match open_file(&path) {
-                    Ok(opened) => break opened,
-                    Err(rusqlite::Error::SqliteFailure(e, _))
-                        if matches!(
-                            e.code,
-                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                        ) && std::time::Instant::now() < deadline =>
-                    {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => return Err(e.into()),
+        let op = "open";
+        let joined = tokio::task::spawn_blocking(move || {
+            let existed = path.try_exists().unwrap_or(true);
+            if !existed {
+                tracing::warn!(path = %path.display(), "no database file at {}: creating a new, empty one (expected on the first start only)", path.display());
+            }
+            let opened = open_existing_or_new(&path, OpenFlags::default());
+            let id = match std::fs::metadata(&path) {
+                Ok(meta) => FileId::of(&meta),
+                Err(e) => {
+                    return Err(match opened {
+                        Err(Fail::Sqlite(err)) => {
+                            Fault::of(&err).unwrap_or(Fault::CannotOpen).error(op, &path, Some(&err))
+                        }
+                        Err(fail) => fail.into_store_error(op, Some(&path)),
+                        Ok(_) => Fault::CannotOpen.error(op, &path, Some(&e)),
+                    });
                 }
             };
-            if !mode.eq_ignore_ascii_case("wal") {
-                return Err(Fail::Unsupported(
-                    "the database cannot use WAL journal mode".into(),
-                ));
+            let (conn, fault) = match opened {
+                Ok((conn, true)) => (Some(conn), None),
+                Ok((conn, false)) => (Some(conn), Some((Fault::ReadOnly, None))),
+                Err(Fail::Sqlite(err)) => match Fault::of(&err) {
+                    Some(fault) if fault.needs_reopen() => (None, Some((fault, Some(err)))),
+                    _ => return Err(Fail::Sqlite(err).into_store_error(op, Some(&path))),
+                },
+                Err(fail) => return Err(fail.into_store_error(op, Some(&path))),
+            };
+            let inner = Inner {
+                file: Some(DbFile { path, id }),
+                state: Mutex::new(State {
+                    conn,
+                    stale: fault.is_some(),
+                    reopen_at: Instant::now() + REOPEN_BACKOFF,
+                    lost: false,
+                    fault: None,
+                }),
+            };
+            if let Some((fault, cause)) = fault {
+                let file = inner.file.as_ref().expect("a file store");
+                let err = fault.error(op, &file.path, cause.as_ref().map(|c| c as _));
+                // Logged here instead of on the first call, so the outage is announced
+                // once, at start-up. Serving degraded beats exiting: the fix (permissions,
+                // a remount) heals it without a restart.
+                inner
+                    .state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .fault = Some(fault);
+                tracing::error!(error.type = err.error_type(), error.message = %err, path = %file.path.display(), "the store cannot be written at start-up; commands are refused until it can");
             }
-            migrate(&mut conn)?;
-            Ok(conn)
+            Ok(inner)
         })
-        .await
+        .await;
+        match joined {
+            Ok(inner) => Ok(SqliteStore {
+                inner: Arc::new(inner?),
+            }),
+            Err(source) => Err(StoreError::Task { op, source }),
+        }
     }
 
     /// A private database that lives as long as this store (and its clones).
     pub async fn open_in_memory() -> StoreResult<Self> {
-        Self::open_with("open_in_memory", || {
+        let op = "open_in_memory";
+        let conn = tokio::task::spawn_blocking(|| -> FResult<Connection> {
             let mut conn = Connection::open_in_memory()?;
             migrate(&mut conn)?;
             Ok(conn)
         })
         .await
-    }
-
-    async fn open_with<F>(op: &'static str, open: F) -> StoreResult<Self>
-    where
-        F: FnOnce() -> FResult<Connection> + Send + 'static,
-    {
-        let conn = tokio::task::spawn_blocking(open)
-            .await
-            .map_err(|source| StoreError::Task { op, source })?
-            .map_err(|fail| fail.into_store_error(op))?;
+        .map_err(|source| StoreError::Task { op, source })?
+        .map_err(|fail| fail.into_store_error(op, None))?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            inner: Arc::new(Inner {
+                file: None,
+                state: Mutex::new(State {
+                    conn: Some(conn),
+                    stale: false,
+                    reopen_at: Instant::now(),
+                    lost: false,
+                    fault: None,
+                }),
+            }),
         })
     }
 
@@ -399,39 +649,190 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> FResult<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
+        let inner = Arc::clone(&self.inner);
         let joined = tokio::task::spawn_blocking(move || {
             // A panic while the lock was held unwound through `Transaction::drop`, which
             // rolled back, so the connection is consistent and still usable.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
+            let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+            inner.run(&mut state, op, f)
         })
         .await;
         match joined {
-            Ok(result) => result.map_err(|fail| fail.into_store_error(op)),
+            Ok(result) => result,
             Err(source) => Err(StoreError::Task { op, source }),
         }
     }
 }
 
-/// Applies the migration steps this database has not seen, in one transaction so that
-/// processes opening a fresh file together apply them exactly once.
-/// Opens the file in WAL mode; returns the journal mode SQLite settled on.
-fn open_file(path: &Path) -> rusqlite::Result<(Connection, String)> {
-    let conn = Connection::open(path)?;
+impl Inner {
+    fn run<T>(
+        &self,
+        state: &mut State,
+        op: &'static str,
+        f: impl FnOnce(&mut Connection) -> FResult<T>,
+    ) -> StoreResult<T> {
+        let Some(file) = &self.file else {
+            let conn = state
+                .conn
+                .as_mut()
+                .expect("an in-memory store keeps its connection");
+            return f(conn).map_err(|fail| fail.into_store_error(op, None));
+        };
+        if state.lost {
+            return Err(Fault::Lost.error(op, &file.path, None));
+        }
+        if state.stale && Instant::now() >= state.reopen_at {
+            self.reopen(state, op, file);
+        }
+        // Checked on every call, not only by /healthz: a write into a deleted file
+        // answers "ok" and is gone at the next restart.
+        match std::fs::metadata(&file.path) {
+            Ok(meta) if FileId::of(&meta) == file.id => {}
+            Ok(_) => return Err(self.lose(state, op, "another file is at its path")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.lose(state, op, "nothing is at its path"));
+            }
+            // Cannot tell (e.g. the directory became unreadable): refuse this call
+            // without concluding that the file is gone.
+            Err(e) => return Err(self.fault(state, op, Fault::CannotOpen, Some(&e))),
+        }
+        let Some(conn) = state.conn.as_mut() else {
+            let fault = state.fault.unwrap_or(Fault::CannotOpen);
+            return Err(fault.error(op, &file.path, None));
+        };
+        let before = conn.total_changes();
+        match f(conn) {
+            Ok(value) => {
+                // Only a write that landed proves the fault gone: a read succeeds on a
+                // read-only file or a full disk.
+                let wrote = conn.total_changes() > before;
+                if wrote && !state.stale && state.fault.take().is_some() {
+                    tracing::info!(path = %file.path.display(), "the database file {} can be written again", file.path.display());
+                }
+                Ok(value)
+            }
+            Err(Fail::Sqlite(err)) => match Fault::of(&err) {
+                Some(fault) => {
+                    if fault.needs_reopen() && !state.stale {
+                        state.stale = true;
+                        state.reopen_at = Instant::now() + REOPEN_BACKOFF;
+                    }
+                    Err(self.fault(state, op, fault, Some(&err)))
+                }
+                None => Err(Fail::Sqlite(err).into_store_error(op, Some(&file.path))),
+            },
+            Err(fail) => Err(fail.into_store_error(op, Some(&file.path))),
+        }
+    }
+
+    /// Records `fault` (logging it when it differs from the one last logged) and returns
+    /// the error for `op`.
+    fn fault(
+        &self,
+        state: &mut State,
+        op: &'static str,
+        fault: Fault,
+        cause: Option<&dyn std::fmt::Display>,
+    ) -> StoreError {
+        let path = self
+            .file
+            .as_ref()
+            .map_or(Path::new(":memory:"), |f| &f.path);
+        let err = fault.error(op, path, cause);
+        if state.fault != Some(fault) {
+            state.fault = Some(fault);
+            tracing::error!(error.type = err.error_type(), error.message = %err, path = %path.display(), "SQLite store fault");
+        }
+        err
+    }
+
+    /// The path no longer leads to the file Valine opened: stop using it for good.
+    fn lose(&self, state: &mut State, op: &'static str, what: &str) -> StoreError {
+        state.lost = true;
+        self.fault(state, op, Fault::Lost, Some(&what))
+    }
+
+    /// Replaces a connection that cannot write. Never creates the file: a missing file
+    /// is a lost database, not a fresh start.
+    fn reopen(&self, state: &mut State, op: &'static str, file: &DbFile) {
+        state.reopen_at = Instant::now() + REOPEN_BACKOFF;
+        let flags = OpenFlags::default().difference(OpenFlags::SQLITE_OPEN_CREATE);
+        match open_existing_or_new(&file.path, flags) {
+            Ok((conn, writable)) => {
+                // A read-only connection still serves reads while the fault lasts.
+                state.conn = Some(conn);
+                state.stale = !writable;
+                if writable {
+                    tracing::info!(path = %file.path.display(), "reopened the database file {}", file.path.display());
+                }
+            }
+            Err(Fail::Sqlite(err)) => {
+                let fault = Fault::of(&err).unwrap_or(Fault::CannotOpen);
+                self.fault(state, op, fault, Some(&err));
+            }
+            Err(fail) => {
+                let err = fail.into_store_error(op, Some(&file.path));
+                tracing::error!(error.type = err.error_type(), error.message = %err, path = %file.path.display(), "cannot reopen the database file");
+            }
+        }
+    }
+}
+
+/// Opens the file as [`open_file`] does, then brings the schema up to date; returns the
+/// connection and whether it can write. A read-only connection is not migrated.
+///
+/// Switching a fresh file to WAL takes an exclusive lock for which SQLite does not
+/// always call the busy handler, so processes opening the same new file at once may see
+/// "database is locked": that is retried within the busy timeout.
+fn open_existing_or_new(path: &Path, flags: OpenFlags) -> FResult<(Connection, bool)> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let (mut conn, mode) = loop {
+        match open_file(path, flags) {
+            Ok(opened) => break opened,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let Some(mode) = mode else {
+        check_version(&conn)?;
+        return Ok((conn, false));
+    };
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Fail::Unsupported(
+            "the database cannot use WAL journal mode".into(),
+        ));
+    }
+    migrate(&mut conn)?;
+    Ok((conn, true))
+}
+
+/// Opens the file in WAL mode; returns the journal mode SQLite settled on, or `None`
+/// when SQLite could only open the file read-only (it falls back to that silently).
+fn open_file(path: &Path, flags: OpenFlags) -> rusqlite::Result<(Connection, Option<String>)> {
+    let conn = Connection::open_with_flags(path, flags)?;
     // Set first: switching to WAL and migrating both wait for other processes.
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Ok((conn, None));
+    }
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     // With WAL, NORMAL loses at most the last commits on power loss, never
     // consistency; FULL would fsync every rate-limit hit.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok((conn, mode))
+    Ok((conn, Some(mode)))
 }
 
-fn migrate(conn: &mut Connection) -> FResult<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+/// Refuses a schema newer than this build, which would misread its records.
+fn check_version(conn: &Connection) -> FResult<usize> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let applied = usize::try_from(version).map_err(|e| Fail::corrupt("schema version", e))?;
     if applied > MIGRATIONS.len() {
         return Err(Fail::Unsupported(
@@ -442,12 +843,21 @@ fn migrate(conn: &mut Connection) -> FResult<()> {
             .into(),
         ));
     }
+    Ok(applied)
+}
+
+/// Applies the migration steps this database has not seen, in one transaction so that
+/// processes opening a fresh file together apply them exactly once.
+fn migrate(conn: &mut Connection) -> FResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let applied = check_version(&tx)?;
     for step in &MIGRATIONS[applied..] {
         tx.execute_batch(step)?;
     }
     if applied < MIGRATIONS.len() {
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     }
+    tx.execute_batch(HEARTBEAT_TABLE)?;
     tx.commit()?;
     Ok(())
 }
@@ -845,8 +1255,15 @@ fn job_state_str(state: JobState) -> &'static str {
 #[async_trait]
 impl HealthStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
+        // A committed write, not a read: a read-only file or a full disk answers reads.
         self.call("ping", |conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO heartbeat (id, beats) VALUES (1, 1) \
+                 ON CONFLICT (id) DO UPDATE SET beats = beats + 1",
+                [],
+            )?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -869,7 +1286,7 @@ impl TraceStore for SqliteStore {
             ))
         };
         let (options, steps, links, duration_ms) =
-            encode().map_err(|fail| fail.into_store_error(op))?;
+            encode().map_err(|fail| fail.into_store_error(op, None))?;
         let trace = trace.clone();
         self.call(op, move |conn| {
             conn.prepare_cached(&format!(
@@ -960,7 +1377,7 @@ impl RateLimitStore for SqliteStore {
 impl JobStore for SqliteStore {
     async fn enqueue_job(&self, job: &NewJob, now_ms: i64) -> StoreResult<()> {
         let op = "enqueue_job";
-        let row = JobRow::new(job).map_err(|fail| fail.into_store_error(op))?;
+        let row = JobRow::new(job).map_err(|fail| fail.into_store_error(op, None))?;
         self.call(op, move |conn| row.insert(conn, now_ms)).await
     }
 
@@ -1237,7 +1654,7 @@ impl DeliveryStore for SqliteStore {
             .iter()
             .map(JobRow::new)
             .collect::<FResult<Vec<_>>>()
-            .map_err(|fail| fail.into_store_error(op))?;
+            .map_err(|fail| fail.into_store_error(op, None))?;
         let delivery_id = effects.delivery_id.clone();
         let expires_at = effects.expires_at;
         let run = effects.run.clone();
@@ -1299,7 +1716,7 @@ impl DeliveryStore for SqliteStore {
 
     async fn failed_step(&self, run_id: u64, now: i64) -> StoreResult<Option<FailedStepRecord>> {
         let op = "failed_step";
-        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op, None))?;
         self.call(op, move |conn| {
             query_opt(
                 conn,
@@ -1316,7 +1733,7 @@ impl DeliveryStore for SqliteStore {
 
     async fn get_run(&self, id: u64, now: i64) -> StoreResult<Option<RunRecord>> {
         let op = "get_run";
-        let id = to_i64(id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        let id = to_i64(id, "run id").map_err(|fail| fail.into_store_error(op, None))?;
         self.call(op, move |conn| {
             query_opt(
                 conn,
@@ -1354,7 +1771,7 @@ impl VerificationStore for SqliteStore {
     ) -> StoreResult<VerificationRecord> {
         let op = "put_verification";
         let v = verification.clone();
-        let run_id = to_i64(v.run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        let run_id = to_i64(v.run_id, "run id").map_err(|fail| fail.into_store_error(op, None))?;
         self.call(op, move |conn| {
             let report = to_json(&v.report, "verification report")?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1397,7 +1814,7 @@ impl VerificationStore for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<VerificationRecord>> {
         let op = "get_verification";
-        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op, None))?;
         self.call(op, move |conn| {
             query_opt(
                 conn,
@@ -1426,7 +1843,7 @@ impl CorrelationStore for SqliteStore {
             .run_id
             .map(|id| to_i64(id, "run id"))
             .transpose()
-            .map_err(|fail| fail.into_store_error(op))?;
+            .map_err(|fail| fail.into_store_error(op, None))?;
         self.call(op, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let stored: Option<i64> = tx
@@ -1482,7 +1899,7 @@ impl CorrelationStore for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<CorrelationRecord>> {
         let op = "correlation_for_run";
-        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op))?;
+        let run_id = to_i64(run_id, "run id").map_err(|fail| fail.into_store_error(op, None))?;
         self.call(op, move |conn| {
             query_opt(
                 conn,
@@ -1655,6 +2072,10 @@ mod tests {
         let err = SqliteStore::open(&path).await.expect_err("must refuse");
         assert!(matches!(err, StoreError::Unsupported { .. }), "{err}");
         assert!(!err.is_retryable());
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 
     /// One record of every expiring kind, all expiring at `expires_at`.
@@ -1896,7 +2317,7 @@ mod tests {
     }
 
     fn classify(err: rusqlite::Error) -> StoreError {
-        Fail::from(err).into_store_error("test")
+        Fail::from(err).into_store_error("test", None)
     }
 
     #[test]
@@ -1987,5 +2408,191 @@ mod tests {
         );
         let source = std::error::Error::source(&err).expect("cause kept");
         assert!(source.downcast_ref::<serde_json::Error>().is_some());
+    }
+
+    /// Polls `check` every 25 ms until it holds, failing after `timeout`.
+    async fn eventually<F, Fut>(timeout: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn assert_names(err: &StoreError, path: &Path, words: &str) {
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains(words), "{text}");
+    }
+
+    /// Makes `path` read-only for this process until the guard drops: permission bits
+    /// for an ordinary user, the immutable attribute for root (which ignores the bits).
+    /// `None` when neither works here.
+    fn read_only(path: &Path) -> Option<impl Drop> {
+        use std::os::unix::fs::PermissionsExt;
+        struct Undo(PathBuf, bool);
+        impl Drop for Undo {
+            fn drop(&mut self) {
+                if self.1 {
+                    let _ = std::process::Command::new("chattr")
+                        .arg("-i")
+                        .arg(&self.0)
+                        .status();
+                } else {
+                    let _ =
+                        std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o644));
+                }
+            }
+        }
+        let writable = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).is_ok();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).ok()?;
+        if !writable(path) {
+            return Some(Undo(path.to_owned(), false));
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).ok()?;
+        let undo = Undo(path.to_owned(), true);
+        let made = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        (made && !writable(path)).then_some(undo)
+    }
+
+    #[tokio::test]
+    async fn a_removed_file_stops_the_store_until_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        assert_eq!(store.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+
+        let err = store.hit_rate_window("u", 0, 100).await.expect_err("lost");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+        assert_eq!(err.error_type(), "store_unavailable");
+        assert_names(&err, &path, "removed or replaced");
+        assert_names(&store.ping().await.expect_err("lost"), &path, "restart");
+
+        // Another process creates a new, empty database at the path: not adopted, even
+        // when a reopen is due.
+        let fresh = SqliteStore::open(&path).await.expect("a new file");
+        fresh.ping().await.expect("the new file works");
+        {
+            let mut state = store.inner.state.lock().expect("state");
+            state.stale = true;
+            state.reopen_at = Instant::now();
+        }
+        assert_names(&store.ping().await.expect_err("lost"), &path, "removed");
+        assert_names(
+            &store.get_setting("k").await.expect_err("reads refused too"),
+            &path,
+            "removed",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_replaced_under_the_store_is_not_used() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.ping().await.expect("ping");
+        let other = dir.path().join("other.db");
+        drop(SqliteStore::open(&other).await.expect("other"));
+        std::fs::rename(&other, &path).expect("replace");
+        assert_names(
+            &store.ping().await.expect_err("replaced"),
+            &path,
+            "replaced",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_only_file_at_open_serves_reads_and_heals_once_writable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        drop(SqliteStore::open(&path).await.expect("create"));
+        let Some(guard) = read_only(&path) else {
+            eprintln!("SKIPPED: neither permission bits nor chattr make a file read-only here");
+            return;
+        };
+        let store = SqliteStore::open(&path).await.expect("opens degraded");
+        let err = store.ping().await.expect_err("cannot write");
+        assert!(err.is_retryable());
+        assert_names(&err, &path, "read-only");
+        assert_names(
+            &store.hit_rate_window("u", 0, 100).await.expect_err("write"),
+            &path,
+            "read-only",
+        );
+        assert_eq!(store.get_setting("k").await.expect("reads work"), None);
+
+        drop(guard);
+        eventually(Duration::from_secs(5), || async {
+            store.ping().await.is_ok()
+        })
+        .await;
+        assert_eq!(store.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_database_is_reported_with_its_file_and_clears_when_space_returns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.ping().await.expect("ping");
+        // A page limit at the current size fails the next write that needs a page with
+        // SQLITE_FULL, as a full disk does.
+        let limit = |pages: Option<i64>| {
+            store.call("test", move |conn| {
+                let current: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+                conn.pragma_update(None, "max_page_count", pages.unwrap_or(current))?;
+                Ok(())
+            })
+        };
+        limit(None).await.expect("limit");
+        let trace = |i: usize| crate::store::TraceRecord {
+            id: format!("t{i}"),
+            user_id: "u".into(),
+            command: "status".into(),
+            options: Default::default(),
+            started_at_ms: 0,
+            steps: vec![],
+            duration_ms: None,
+            outcome: None,
+            error: Some("x".repeat(4000)),
+            links: vec![],
+            expires_at: 100,
+        };
+        let mut full = None;
+        for i in 0..10 {
+            if let Err(e) = store.put_trace(&trace(i)).await {
+                full = Some(e);
+                break;
+            }
+        }
+        let err = full.expect("the page limit is reached");
+        assert!(err.is_retryable());
+        assert_names(&err, &path, "is full");
+
+        limit(Some(1_000_000)).await.expect("space again");
+        store.put_trace(&trace(99)).await.expect("writes again");
+        store.ping().await.expect("ping");
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_fails_the_open_naming_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("missing").join("valine.db");
+        let err = SqliteStore::open(&path).await.expect_err("no directory");
+        assert_names(&err, &path, "cannot open");
     }
 }

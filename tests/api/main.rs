@@ -14,5 +14,6 @@ mod jobs;
 mod limits;
 mod settings;
 mod status;
+mod store_faults;
 mod verify;
 mod webhook;
