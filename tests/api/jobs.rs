@@ -14,7 +14,11 @@ use crate::helpers::{Backend, Options, command, eventually, spawn_app_with};
 /// once the dead worker's lease runs out, without the test waiting for it.
 #[tokio::test(start_paused = true)]
 async fn a_job_survives_its_process_and_completes_after_restart() {
-    survives_a_crash(Backend::Sqlite, valine::app::WorkerSettings::default().lease).await;
+    survives_a_crash(
+        Backend::Sqlite,
+        valine::app::WorkerSettings::default().lease,
+    )
+    .await;
 }
 
 /// The same on one DynamoDB table, in real time (DynamoDB Local is another process, so
