@@ -84,7 +84,9 @@ impl DynamoDbLocal {
                 if let Some(mut stderr) = shell.stderr.take() {
                     let _ = stderr.read_to_string(&mut err);
                 }
-                return Err(format!("the server exited ({status}): {err}; is Java 17 installed?"));
+                return Err(format!(
+                    "the server exited ({status}): {err}; is Java 17 installed?"
+                ));
             }
             if Instant::now() >= give_up {
                 return Err(format!("no answer on {endpoint} within {START_TIMEOUT:?}"));
@@ -104,7 +106,13 @@ pub fn client_for(endpoint: &str) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("valinetest", "valinetest", None, None, "test"))
+        .credentials_provider(Credentials::new(
+            "valinetest",
+            "valinetest",
+            None,
+            None,
+            "test",
+        ))
         .endpoint_url(endpoint)
         .build();
     Client::from_conf(config)
@@ -135,8 +143,8 @@ fn jar_dir() -> Result<PathBuf, String> {
 }
 
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| format!("no free port: {e}"))?;
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("no free port: {e}"))?;
     listener
         .local_addr()
         .map(|addr| addr.port())

@@ -37,9 +37,11 @@
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
 //! attribute); reads ignore expired records, so deletion is housekeeping only.
 
-pub mod rules;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 #[cfg(all(feature = "aws", any(test, feature = "conformance")))]
 pub mod dynamodb_local;
+pub mod rules;
 pub mod sqlite;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -721,14 +723,58 @@ impl std::str::FromStr for StoreLocation {
     }
 }
 
-/// Opens the store the location names.
+/// Opens the store the location names. A DynamoDB table must exist already (`valine
+/// init` creates it): a missing one is [`StoreError::Unsupported`] naming the table and
+/// `valine init`.
 pub async fn open(location: &StoreLocation) -> StoreResult<SharedStore> {
     match location {
         StoreLocation::SqliteFile(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
         StoreLocation::SqliteMemory => Ok(Arc::new(sqlite::SqliteStore::open_in_memory().await?)),
-        StoreLocation::DynamoDb(_) => Err(StoreError::Unsupported {
-            op: "open",
-            reason: "the DynamoDB store is not part of this build yet; use sqlite:<path>".into(),
-        }),
+        #[cfg(feature = "aws")]
+        StoreLocation::DynamoDb(table) => Ok(Arc::new(dynamodb::DynamoDbStore::open(table).await?)),
+        #[cfg(not(feature = "aws"))]
+        StoreLocation::DynamoDb(_) => Err(without_aws("open")),
+    }
+}
+
+/// Prepares the store the location names (`valine init`) and says what it created or
+/// found, one line per part: for SQLite the database file and its schema (migrations run
+/// as on every open), for DynamoDB the table, each index and TTL. Idempotent.
+pub async fn init(location: &StoreLocation) -> StoreResult<Vec<String>> {
+    match location {
+        StoreLocation::SqliteFile(path) => {
+            let existed = tokio::fs::try_exists(path).await.unwrap_or(false);
+            sqlite::SqliteStore::open(path).await?;
+            let found = if existed { "found" } else { "created" };
+            Ok(vec![
+                format!("SQLite database {}: {found}", path.display()),
+                "schema migrations: up to date".to_owned(),
+            ])
+        }
+        StoreLocation::SqliteMemory => {
+            sqlite::SqliteStore::open_in_memory().await?;
+            Ok(vec![
+                "SQLite in memory: nothing to prepare (it lasts as long as the process)".to_owned(),
+            ])
+        }
+        #[cfg(feature = "aws")]
+        StoreLocation::DynamoDb(table) => {
+            let client = dynamodb::client_from_env().await;
+            Ok(dynamodb::create_table_if_missing(&client, table)
+                .await?
+                .lines())
+        }
+        #[cfg(not(feature = "aws"))]
+        StoreLocation::DynamoDb(_) => Err(without_aws("init")),
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+fn without_aws(op: &'static str) -> StoreError {
+    StoreError::Unsupported {
+        op,
+        reason: "this build has no DynamoDB support (built without the `aws` feature); \
+                 use sqlite:<path>"
+            .into(),
     }
 }
