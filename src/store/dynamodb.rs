@@ -134,6 +134,8 @@ const MAX_RACES: u32 = 8;
 /// Claim candidates tried per claim at most: enough to get past the jobs other workers
 /// are claiming at the same moment, bounded so one claim stays a few round trips.
 const CLAIM_CANDIDATES: usize = 100;
+/// Queue entries read per page while claiming.
+const CLAIM_PAGE: i32 = 10;
 
 /// A transaction holds at most 100 items (DynamoDB's limit).
 const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -938,24 +940,27 @@ impl DynamoDbStore {
 
     /// Like [`open`](Self::open) with a client of the caller's.
     pub async fn connect(client: Client, table: &str) -> StoreResult<Self> {
-        let op = "open";
-        match client.describe_table().table_name(table).send().await {
-            Ok(_) => Ok(Self::new(client, table)),
-            Err(err)
-                if err.as_service_error().and_then(ProvideErrorMetadata::code)
-                    == Some("ResourceNotFoundException") =>
-            {
+        let store = Self::new(client, table);
+        // A data-plane read rather than DescribeTable, so the functions need no
+        // control-plane permission to start.
+        match store.ping().await {
+            Ok(()) => Ok(store),
+            Err(StoreError::Backend { source, .. }) if source.is::<TableMissing>() => {
                 Err(StoreError::Unsupported {
-                    op,
-                    reason: TableMissing {
-                        table: table.to_owned(),
-                        source: None,
-                    }
-                    .to_string()
-                    .into(),
+                    op: "open",
+                    reason: source.to_string().into(),
                 })
             }
-            Err(err) => Err(sdk_error(op, table, err)),
+            Err(err) => Err(match err {
+                StoreError::Backend {
+                    retryable, source, ..
+                } => StoreError::Backend {
+                    op: "open",
+                    retryable,
+                    source,
+                },
+                other => other,
+            }),
         }
     }
 
@@ -1068,8 +1073,8 @@ impl DynamoDbStore {
         }
     }
 
-    /// Every item a query finds, page after page, keeping those `keep` accepts, until
-    /// `max` are kept. `index` `None` queries the table (consistently).
+    /// Every item a query finds, page after page, until `max` are found. `index` `None`
+    /// queries the table (consistently); an index is read eventually consistently.
     #[allow(clippy::too_many_arguments)]
     async fn query(
         &self,
@@ -1083,38 +1088,67 @@ impl DynamoDbStore {
     ) -> StoreResult<Vec<Item>> {
         let mut found = Vec::new();
         let mut start: Option<Item> = None;
-        let mut exprs = vec![key_condition];
-        exprs.extend(filter);
-        let names = names(&exprs);
-        let values = values(vals);
+        let page = i32::try_from(max).unwrap_or(i32::MAX).clamp(25, 100);
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(self.table.as_ref())
-                .set_index_name(index.map(str::to_owned))
-                .consistent_read(index.is_none())
-                .key_condition_expression(key_condition)
-                .set_filter_expression(filter.map(str::to_owned))
-                .set_expression_attribute_names(names.clone())
-                .set_expression_attribute_values(values.clone())
-                .scan_index_forward(forward)
-                .limit(i32::try_from(max).unwrap_or(i32::MAX).clamp(25, 100))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.err(op, e))?;
-            for item in out.items.unwrap_or_default() {
+            let (items, next) = self
+                .query_page(
+                    op,
+                    index,
+                    key_condition,
+                    filter,
+                    vals.clone(),
+                    forward,
+                    page,
+                    start.take(),
+                )
+                .await?;
+            for item in items {
                 found.push(item);
                 if found.len() >= max {
                     return Ok(found);
                 }
             }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(found),
+            match next {
+                Some(key) => start = Some(key),
+                None => return Ok(found),
             }
         }
+    }
+
+    /// One page of a query: at most `limit` items read (before `filter`), and where the
+    /// next page starts, if there is one.
+    #[allow(clippy::too_many_arguments)]
+    async fn query_page(
+        &self,
+        op: &'static str,
+        index: Option<&str>,
+        key_condition: &str,
+        filter: Option<&str>,
+        vals: Vec<(&str, AttributeValue)>,
+        forward: bool,
+        limit: i32,
+        start: Option<Item>,
+    ) -> StoreResult<(Vec<Item>, Option<Item>)> {
+        let mut exprs = vec![key_condition];
+        exprs.extend(filter);
+        let out = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .set_index_name(index.map(str::to_owned))
+            .consistent_read(index.is_none())
+            .key_condition_expression(key_condition)
+            .set_filter_expression(filter.map(str::to_owned))
+            .set_expression_attribute_names(names(&exprs))
+            .set_expression_attribute_values(values(vals))
+            .scan_index_forward(forward)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| self.err(op, e))?;
+        let next = out.last_evaluated_key.filter(|key| !key.is_empty());
+        Ok((out.items.unwrap_or_default(), next))
     }
 
     /// Sends a transaction. `Ok(Err(cancelled))` when DynamoDB cancelled it for a
@@ -1319,6 +1353,47 @@ impl DynamoDbStore {
         Ok(Some([attach, holder]))
     }
 
+    /// Claims job `id` if it is claimable now, in one conditional update.
+    async fn try_claim(
+        &self,
+        op: &'static str,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>> {
+        // The index may lag; the condition is checked on the job itself. It is
+        // `JobRecord::claimable_at`, and the update is `JobRecord::claimed`: one more
+        // attempt and the lease (the conformance check `job_claim_agrees_with_claimable_at`
+        // holds them together).
+        let claimed = self
+            .update_if(
+                op,
+                keys::job(id),
+                "SET #state = :running, #attempts = #attempts + :one, \
+                 #lease_owner = :owner, #lease_until_ms = :lease_until, \
+                 #gsi1sk = :due, #gsi2pk = :lease_pk, #gsi2sk = :id",
+                "(#state = :pending AND #run_after_ms <= :now) \
+                 OR (#state = :running AND #lease_until_ms < :now)",
+                vec![
+                    (":running", s(job_state_str(JobState::Running))),
+                    (":pending", s(job_state_str(JobState::Pending))),
+                    (":one", n(1)),
+                    (":owner", s(owner)),
+                    (":lease_until", n(lease_until_ms)),
+                    (
+                        ":due",
+                        s(keys::job_due(lease_until_ms.saturating_add(1), id)),
+                    ),
+                    (":lease_pk", s(keys::lease(owner))),
+                    (":id", s(id)),
+                    (":now", n(now_ms)),
+                ],
+            )
+            .await?;
+        claimed.map(|item| job_from_item(op, &item)).transpose()
+    }
+
     /// Moves a job its `owner` holds with one conditional update; `false` when the lease
     /// has passed to another worker or the job is no longer running.
     async fn update_held_job(
@@ -1451,50 +1526,36 @@ impl JobStore for DynamoDbStore {
         // means `run_after_ms <= now` while pending and `lease_until_ms < now` while
         // running, which is why a running job's entry sits at `lease_until_ms + 1`.
         let due_by = padded(now_ms.saturating_add(1));
-        let candidates = self
-            .query(
-                op,
-                Some(GSI1.name),
-                "#gsi1pk = :pk AND #gsi1sk < :due_by",
-                None,
-                vec![(":pk", s(keys::JOB_QUEUE)), (":due_by", s(due_by))],
-                true,
-                CLAIM_CANDIDATES,
-            )
-            .await?;
-        for candidate in &candidates {
-            let id = ItemReader::new(op, "job", candidate).s("id")?;
-            // The index may lag; the condition is checked on the job itself. It is
-            // `JobRecord::claimable_at`, and the update is `JobRecord::claimed`: one more
-            // attempt and the lease (the conformance check
-            // `job_claim_agrees_with_claimable_at` holds them together).
-            let claimed = self
-                .update_if(
+        let mut start = None;
+        let mut tried = 0;
+        while tried < CLAIM_CANDIDATES {
+            // Small pages: the first due job is usually claimable, and every entry read
+            // costs its whole item (the index projects payloads too).
+            let (candidates, next) = self
+                .query_page(
                     op,
-                    keys::job(&id),
-                    "SET #state = :running, #attempts = #attempts + :one, \
-                     #lease_owner = :owner, #lease_until_ms = :lease_until, \
-                     #gsi1sk = :due, #gsi2pk = :lease_pk, #gsi2sk = :id",
-                    "(#state = :pending AND #run_after_ms <= :now) \
-                     OR (#state = :running AND #lease_until_ms < :now)",
-                    vec![
-                        (":running", s(job_state_str(JobState::Running))),
-                        (":pending", s(job_state_str(JobState::Pending))),
-                        (":one", n(1)),
-                        (":owner", s(owner)),
-                        (":lease_until", n(lease_until_ms)),
-                        (
-                            ":due",
-                            s(keys::job_due(lease_until_ms.saturating_add(1), &id)),
-                        ),
-                        (":lease_pk", s(keys::lease(owner))),
-                        (":id", s(id.as_str())),
-                        (":now", n(now_ms)),
-                    ],
+                    Some(GSI1.name),
+                    "#gsi1pk = :pk AND #gsi1sk < :due_by",
+                    None,
+                    vec![(":pk", s(keys::JOB_QUEUE)), (":due_by", s(due_by.as_str()))],
+                    true,
+                    CLAIM_PAGE,
+                    start.take(),
                 )
                 .await?;
-            if let Some(item) = claimed {
-                return job_from_item(op, &item).map(Some);
+            for candidate in &candidates {
+                tried += 1;
+                let id = ItemReader::new(op, "job", candidate).s("id")?;
+                if let Some(job) = self
+                    .try_claim(op, &id, owner, now_ms, lease_until_ms)
+                    .await?
+                {
+                    return Ok(Some(job));
+                }
+            }
+            match next {
+                Some(key) => start = Some(key),
+                None => break,
             }
         }
         Ok(None)
@@ -1722,7 +1783,11 @@ impl SettingsStore for DynamoDbStore {
                 Ok(()) => return Ok(true),
                 Err(cancelled) if cancelled.condition_failed(0) => return Ok(false),
                 Err(cancelled) => {
-                    audit_exists = cancelled.condition_failed(1) != audit_exists;
+                    // The audit item is not as assumed (there, or gone again): write it
+                    // the other way next time.
+                    if cancelled.condition_failed(1) {
+                        audit_exists = !audit_exists;
+                    }
                     race_pause(attempt).await;
                 }
             }
