@@ -59,6 +59,7 @@ use aws_sdk_dynamodb::types::{
     Put, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
     TransactWriteItem, Update,
 };
+use futures_util::future::{try_join, try_join_all, try_join4};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -1287,6 +1288,25 @@ impl DynamoDbStore {
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
+    /// Puts a versioned item (runs, failing steps) over the `stored` version it was
+    /// computed from, or where none was stored: a concurrent writer makes it fail.
+    fn tx_put_versioned(
+        &self,
+        op: &'static str,
+        stored: Option<u64>,
+        item: impl FnOnce(u64) -> Item,
+    ) -> StoreResult<TransactWriteItem> {
+        match stored {
+            Some(version) => self.tx_put(
+                op,
+                item(version.saturating_add(1)),
+                Some("#ver = :ver"),
+                vec![(":ver", n(version))],
+            ),
+            None => self.tx_put(op, item(1), Some("attribute_not_exists(#pk)"), vec![]),
+        }
+    }
+
     /// Reads what attaching `run_id` to correlation `id` depends on and asks
     /// [`CorrelationRecord::can_attach`]. When allowed, returns the two writes that attach
     /// it, each conditional on what the rule was given, so a transaction carrying them
@@ -1298,11 +1318,15 @@ impl DynamoDbStore {
         run_id: u64,
         now: i64,
     ) -> StoreResult<Option<[TransactWriteItem; 2]>> {
-        let Some(item) = self.get(op, keys::correlation(id)).await? else {
+        let (item, holder_item) = try_join(
+            self.get(op, keys::correlation(id)),
+            self.get(op, keys::run_correlation(run_id)),
+        )
+        .await?;
+        let Some(item) = item else {
             return Ok(None);
         };
         let target = correlation_from_item(op, &item)?;
-        let holder_item = self.get(op, keys::run_correlation(run_id)).await?;
         let holder_id = holder_item
             .as_ref()
             .map(|item| ItemReader::new(op, "run correlation", item).s("corr_id"))
@@ -1898,6 +1922,42 @@ impl DeliveryStore for DynamoDbStore {
             }
         }
         for attempt in 0..MAX_RACES {
+            // What the effects' rules depend on, read consistently and side by side.
+            let run_read = async {
+                match &effects.run {
+                    Some(run) => self
+                        .get(op, keys::run(run.id))
+                        .await?
+                        .map(|item| run_from_item(op, &item))
+                        .transpose(),
+                    None => Ok(None),
+                }
+            };
+            let step_read = async {
+                match &effects.failed_step {
+                    Some(step) => self
+                        .get(op, keys::failed_step(step.run_id))
+                        .await?
+                        .map(|item| failed_step_from_item(op, &item))
+                        .transpose(),
+                    None => Ok(None),
+                }
+            };
+            let attach_read = async {
+                match &effects.attach {
+                    Some(attach) => {
+                        self.plan_attach(op, &attach.correlation_id, attach.run_id, now)
+                            .await
+                    }
+                    None => Ok(None),
+                }
+            };
+            let jobs_read = try_join_all(jobs.iter().map(|(id, _)| async move {
+                Ok::<_, StoreError>(self.get(op, keys::job(id)).await?.is_some())
+            }));
+            let (stored_run, stored_step, attach_writes, jobs_present) =
+                try_join4(run_read, step_read, attach_read, jobs_read).await?;
+
             // Dedup: the delivery id is free (`rules::is_free`). Always item 0, so a
             // cancellation that names it means "already accepted".
             let mut items = vec![
@@ -1913,68 +1973,31 @@ impl DeliveryStore for DynamoDbStore {
             if let Some(run) = &effects.run {
                 // `RunRecord::merge` over the stored run, written only if the run is
                 // still the version it was computed from.
-                let stored = self
-                    .get(op, keys::run(run.id))
-                    .await?
-                    .map(|item| run_from_item(op, &item))
-                    .transpose()?;
-                let merged = RunRecord::merge(stored.as_ref().map(|(r, _)| r), run, now);
-                let item = match &stored {
-                    Some((_, version)) => self.tx_put(
-                        op,
-                        run_item(&merged, version.saturating_add(1)),
-                        Some("#ver = :ver"),
-                        vec![(":ver", n(version))],
-                    )?,
-                    None => self.tx_put(
-                        op,
-                        run_item(&merged, 1),
-                        Some("attribute_not_exists(#pk)"),
-                        vec![],
-                    )?,
-                };
-                items.push(item);
+                let merged = RunRecord::merge(stored_run.as_ref().map(|(r, _)| r), run, now);
+                items.push(self.tx_put_versioned(
+                    op,
+                    stored_run.as_ref().map(|(_, version)| *version),
+                    |version| run_item(&merged, version),
+                )?);
             }
             if let Some(step) = &effects.failed_step {
                 // `FailedStepRecord::replaces`, against the version it was decided on.
-                let stored = self
-                    .get(op, keys::failed_step(step.run_id))
-                    .await?
-                    .map(|item| failed_step_from_item(op, &item))
-                    .transpose()?;
-                if step.replaces(stored.as_ref().map(|(s, _)| s), now) {
-                    let item = match &stored {
-                        Some((_, version)) => self.tx_put(
-                            op,
-                            failed_step_item(step, version.saturating_add(1)),
-                            Some("#ver = :ver"),
-                            vec![(":ver", n(version))],
-                        )?,
-                        None => self.tx_put(
-                            op,
-                            failed_step_item(step, 1),
-                            Some("attribute_not_exists(#pk)"),
-                            vec![],
-                        )?,
-                    };
-                    items.push(item);
+                if step.replaces(stored_step.as_ref().map(|(s, _)| s), now) {
+                    items.push(self.tx_put_versioned(
+                        op,
+                        stored_step.as_ref().map(|(_, version)| *version),
+                        |version| failed_step_item(step, version),
+                    )?);
                 }
             }
-            if let Some(attach) = &effects.attach {
-                // A refused attachment (another run got there first) is not a failure of
-                // the delivery: the run is simply not this correlation's.
-                if let Some(writes) = self
-                    .plan_attach(op, &attach.correlation_id, attach.run_id, now)
-                    .await?
-                {
-                    items.extend(writes);
-                }
-            }
-            for (id, item) in &jobs {
+            // A refused attachment (another run got there first) is not a failure of the
+            // delivery: the run is simply not this correlation's.
+            items.extend(attach_writes.into_iter().flatten());
+            for ((_, item), present) in jobs.iter().zip(jobs_present) {
                 // A job id already present keeps its first version; a job that appears
-                // between this read and the write cancels the transaction, which then
+                // between the read and the write cancels the transaction, which then
                 // starts again and leaves it out.
-                if self.get(op, keys::job(id)).await?.is_none() {
+                if !present {
                     items.push(self.tx_put(
                         op,
                         item.clone(),
