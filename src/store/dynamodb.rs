@@ -2804,6 +2804,33 @@ mod tests {
         assert!(!err.to_string().contains("not json"));
     }
 
+    #[tokio::test]
+    async fn delivery_beyond_the_transaction_limit_is_refused_whole() {
+        let ((), store) = fresh_store().await;
+        let jobs = (0..MAX_TRANSACTION_ITEMS)
+            .map(|i| NewJob {
+                id: format!("j{i}"),
+                payload: serde_json::json!({}),
+                run_after_ms: 0,
+                deadline_ms: 1,
+                trace_id: None,
+            })
+            .collect();
+        let effects = DeliveryEffects {
+            delivery_id: "d1".into(),
+            expires_at: 10,
+            jobs,
+            ..Default::default()
+        };
+        let err = store
+            .accept_delivery(&effects, 0)
+            .await
+            .expect_err("too big");
+        assert!(matches!(err, StoreError::Unsupported { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+        assert!(store.get_job("j0").await.expect("get").is_none());
+    }
+
     // Pure mapping: item <-> record.
 
     fn sample_trace() -> TraceRecord {
