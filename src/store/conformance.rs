@@ -1,5 +1,5 @@
 //! Behaviour every store backend must show, written only against the traits of
-//! [`crate::store`], so the SQLite backend and the later DynamoDB one run the same checks.
+//! [`crate::store`], so the SQLite and DynamoDB backends run the same checks.
 //!
 //! Each `pub async fn` takes a fresh, empty store and panics on a violation.
 //! [`shared_between_instances`] needs two handles on the same storage and is run by hand.

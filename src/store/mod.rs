@@ -12,31 +12,38 @@
 //! so every backend applies the same rules and only maps rows and keeps writes atomic.
 //!
 //! Times are passed in by the caller (`now`), never read inside a backend: tests control
-//! the clock, and the DynamoDB backend of a later issue computes nothing on its own.
+//! the clock, and the DynamoDB backend computes nothing on its own.
 //!
 //! # Layout on one DynamoDB table (`valine-orchestrator-runs-{STAGE}`)
 //!
-//! | record | `pk` | `sk` |
-//! |---|---|---|
-//! | trace | `TRACE#{id}` | `TRACE` |
-//! | a user's trace index | `USERTRACE#{user}` | `{started_at_ms:013}#{id}` |
-//! | job | `JOB#{id}` | `JOB` (SQS carries the id in Lambda mode) |
-//! | rate window | `RATE#{user}` | `{window_start}` (`ADD count :1`) |
-//! | setting | `SETTING` | `{key}` (transaction with its audit item) |
-//! | audit | `AUDIT` | `{at_ms:013}#{id}` |
-//! | delivery | `DELIVERY#{id}` | `DELIVERY` (`attribute_not_exists(pk)` in the effects' transaction) |
-//! | run | `RUN` | `{run_id:020}` |
-//! | lock | `LOCK#{name}` | `LOCK` (conditional on expiry or owner) |
-//! | correlation | `CORR#{id}` | `CORR` (put: `attribute_not_exists(pk) OR expires_at <= :now`) |
-//! | a deploy correlation by time | `CORRDEPLOY` | `{created_at_ms:013}#{id}` (put with the correlation in one transaction; newest = Query descending, `Limit 1`) |
-//! | a run's correlation | `CORRRUN#{run_id:020}` | `CORRRUN` (`attach_run`: one transaction updating the correlation on `attribute_not_exists(run_id) OR run_id = :run` and putting this item on absent, expired or same correlation) |
-//! | failing job and step of a run | `RUNFAIL#{run_id:020}` | `RUNFAIL` (in the delivery's transaction; kept unless absent, expired or of an earlier attempt) |
-//! | pending confirmation | `PENDING#{id}` | `PENDING` (delete with condition = consume) |
-//! | verification of a run attempt | `VERIFY#{run_id:020}#{attempt}` | `VERIFY` (put: `attribute_not_exists(pk) OR expires_at <= :now`, then a consistent read) |
+//! Partition key `pk`, sort key `sk` (both strings), TTL attribute `expires_at`, on-demand
+//! capacity. Numbers in keys are zero-padded to 20 digits (`{n:020}`) so string order is
+//! numeric order. Two overloaded, sparse global secondary indexes (`gsi1`: `gsi1pk`/`gsi1sk`,
+//! `gsi2`: `gsi2pk`/`gsi2sk`, all attributes projected) serve the queries the keys cannot;
+//! `dynamodb::TABLE_SCHEMA` is the one description of the table.
+//!
+//! | record | `pk` | `sk` | indexes and writes |
+//! |---|---|---|---|
+//! | trace | `TRACE#{id}` | `TRACE` | `gsi1`: `USERTRACE#{user}` / `{started_at_ms:020}#{id}` (a user's newest, queried descending) |
+//! | job | `JOB#{id}` | `JOB` | put on `attribute_not_exists(pk)`; while pending or running `gsi1`: `JOBQ` / `{due_ms:020}#{id}` (`run_after_ms` pending, `lease_until_ms + 1` running: the claim queue, each claim a conditional update); failed `gsi1`: `JOBFAILED` / `{created_at_ms:020}#{id}`; running `gsi2`: `LEASE#{owner}` / `{id}` (release at shutdown) |
+//! | rate window | `RATE#{user}` | `{window_start}` | `ADD count :1`, returning the new count |
+//! | setting | `SETTING` | `{key}` | transaction with its audit item, conditioned on the expected value |
+//! | audit | `AUDIT#{id}` | `AUDIT` | put on `attribute_not_exists(pk)` (a repeated id keeps the first); `gsi1`: `AUDIT` / `{at_ms:020}#{id}`; `gsi2`: `AUDITUSER#{user}` / `{at_ms:020}#{id}` |
+//! | delivery | `DELIVERY#{id}` | `DELIVERY` | `attribute_not_exists(pk) OR expires_at <= :now` in the effects' transaction |
+//! | run | `RUN` | `{run_id:020}` | merged from a consistent read, put on `ver = :read_version`; recent runs = Query descending |
+//! | lock | `LOCK#{name}` | `LOCK` | put on free, expired or same owner; delete on same owner |
+//! | correlation | `CORR#{id}` | `CORR` | put on `attribute_not_exists(pk) OR expires_at <= :now` |
+//! | a deploy correlation by time | `CORRDEPLOY` | `{created_at_ms:020}#{id}` | put with the correlation in one transaction; newest live = Query descending |
+//! | a run's correlation | `CORRRUN#{run_id:020}` | `CORRRUN` | `attach_run`: one transaction updating the correlation (live, same creation, `attribute_not_exists(run_id) OR run_id = :run`) and putting this item as read (absent, or the holder the rule allowed) |
+//! | failing job and step of a run | `RUNFAIL#{run_id:020}` | `RUNFAIL` | in the delivery's transaction, put on `ver = :read_version` when it replaces the stored one |
+//! | pending confirmation | `PENDING#{id}` | `PENDING` | consumed by a delete on `expires_at > :now` returning the old item |
+//! | verification of a run attempt | `VERIFY#{run_id:020}#{attempt}` | `VERIFY` | put on `attribute_not_exists(pk) OR expires_at <= :now`, then a consistent read |
 //!
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
 //! attribute); reads ignore expired records, so deletion is housekeeping only.
 
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 #[cfg(all(feature = "aws", any(test, feature = "conformance")))]
 pub mod dynamodb_local;
 pub mod rules;
@@ -724,14 +731,79 @@ impl std::str::FromStr for StoreLocation {
     }
 }
 
-/// Opens the store the location names.
+/// Opens the store the location names. A DynamoDB table must exist already (`valine
+/// init` creates it): a missing one is [`StoreError::Unsupported`] naming the table and
+/// `valine init`.
 pub async fn open(location: &StoreLocation) -> StoreResult<SharedStore> {
     match location {
         StoreLocation::SqliteFile(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
         StoreLocation::SqliteMemory => Ok(Arc::new(sqlite::SqliteStore::open_in_memory().await?)),
-        StoreLocation::DynamoDb(_) => Err(StoreError::Unsupported {
-            op: "open",
-            reason: "the DynamoDB store is not part of this build yet; use sqlite:<path>".into(),
-        }),
+        #[cfg(feature = "aws")]
+        StoreLocation::DynamoDb(table) => Ok(Arc::new(dynamodb::DynamoDbStore::open(table).await?)),
+        #[cfg(not(feature = "aws"))]
+        StoreLocation::DynamoDb(_) => Err(without_aws("open")),
+    }
+}
+
+/// Prepares the store the location names (`valine init`) and says what it created or
+/// found, one line per part: for SQLite the database file and its schema (migrations run
+/// as on every open), for DynamoDB the table, each index and TTL. Idempotent.
+pub async fn init(location: &StoreLocation) -> StoreResult<Vec<String>> {
+    match location {
+        StoreLocation::SqliteFile(path) => {
+            let existed = tokio::fs::try_exists(path).await.unwrap_or(false);
+            sqlite::SqliteStore::open(path).await?;
+            let found = if existed { "found" } else { "created" };
+            Ok(vec![
+                format!("SQLite database {}: {found}", path.display()),
+                "schema migrations: up to date".to_owned(),
+            ])
+        }
+        StoreLocation::SqliteMemory => {
+            sqlite::SqliteStore::open_in_memory().await?;
+            Ok(vec![
+                "SQLite in memory: nothing to prepare (it lasts as long as the process)".to_owned(),
+            ])
+        }
+        #[cfg(feature = "aws")]
+        StoreLocation::DynamoDb(table) => {
+            let client = dynamodb::client_from_env().await;
+            Ok(dynamodb::create_table_if_missing(&client, table)
+                .await?
+                .lines())
+        }
+        #[cfg(not(feature = "aws"))]
+        StoreLocation::DynamoDb(_) => Err(without_aws("init")),
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+fn without_aws(op: &'static str) -> StoreError {
+    StoreError::Unsupported {
+        op,
+        reason: "this build has no DynamoDB support (built without the `aws` feature); \
+                 use sqlite:<path>"
+            .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_init_creates_then_finds_the_database() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let location = StoreLocation::SqliteFile(dir.path().join("valine.db"));
+        let first = init(&location).await.expect("init");
+        assert!(first[0].contains("created"), "{first:?}");
+        let second = init(&location).await.expect("init again");
+        assert!(second[0].contains("found"), "{second:?}");
+        open(&location)
+            .await
+            .expect("open")
+            .ping()
+            .await
+            .expect("ping");
     }
 }
