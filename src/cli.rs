@@ -73,6 +73,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prepare the store VALINE_STORE names: SQLite migrations, or the DynamoDB table
+    /// with its indexes and TTL. Idempotent: prints what it created or found.
+    Init,
     /// AWS Lambda entry (not part of this build yet).
     Lambda,
 }
@@ -109,8 +112,25 @@ fn load_config(log_to: LogTarget) -> Result<Config, Exit> {
 async fn open_app(config: Config) -> Result<Arc<App>, Exit> {
     App::new(config).await.map(Arc::new).map_err(|e| match e {
         crate::app::AppError::Config(e) => Exit::usage(e.to_string()),
+        // A store that was never prepared is a set-up mistake, like a bad variable:
+        // `serve` creates no DynamoDB table of its own.
+        crate::app::AppError::Store(e) if e.needs_init() => Exit::usage(format!(
+            "{e}: run `valine init` to create it (VALINE_STORE names it)"
+        )),
         crate::app::AppError::Store(e) => Exit::failed(e.to_string()),
     })
+}
+
+/// `valine init`: prepares the store and prints what it created or found.
+async fn init() -> Result<u8, Exit> {
+    let config = load_config(LogTarget::Stderr)?;
+    let lines = crate::store::init(&config.store)
+        .await
+        .map_err(|e| Exit::failed(format!("cannot prepare the store: {e}")))?;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(exit::OK)
 }
 
 pub async fn run(cli: Cli) -> Result<u8, Exit> {
@@ -124,6 +144,7 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
         } => invoke(&line, user, roles, json).await,
         Command::RegisterCommands { guild, dry_run } => register(guild, dry_run).await,
         Command::Audit { user, since, json } => audit(user, &since, json).await,
+        Command::Init => init().await,
         Command::Lambda => Err(Exit::usage(
             "the Lambda entry is not part of this build yet; run `valine serve`",
         )),

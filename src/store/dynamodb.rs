@@ -785,9 +785,8 @@ where
         SdkError::ServiceError(service) => {
             let code = service.err().code();
             if code == Some("ResourceNotFoundException") {
-                return StoreError::Backend {
+                return StoreError::NotInitialised {
                     op,
-                    retryable: false,
                     source: Box::new(TableMissing {
                         table: table.to_owned(),
                         source: Some(Box::new(err)),
@@ -934,7 +933,7 @@ pub async fn client_from_env() -> Client {
 impl DynamoDbStore {
     /// Opens the store on `table` with a client from the standard AWS chain
     /// ([`client_from_env`]), checking that the table exists: a missing table is
-    /// [`StoreError::Unsupported`] naming it and `valine init`, which creates it.
+    /// [`StoreError::NotInitialised`] naming it and `valine init`, which creates it.
     pub async fn open(table: &str) -> StoreResult<Self> {
         Self::connect(client_from_env().await, table).await
     }
@@ -946,11 +945,8 @@ impl DynamoDbStore {
         // control-plane permission to start.
         match store.ping().await {
             Ok(()) => Ok(store),
-            Err(StoreError::Backend { source, .. }) if source.is::<TableMissing>() => {
-                Err(StoreError::Unsupported {
-                    op: "open",
-                    reason: source.to_string().into(),
-                })
+            Err(StoreError::NotInitialised { source, .. }) => {
+                Err(StoreError::NotInitialised { op: "open", source })
             }
             Err(err) => Err(match err {
                 StoreError::Backend {
@@ -2755,7 +2751,8 @@ mod tests {
         let err = DynamoDbStore::connect(local.client(), &table)
             .await
             .expect_err("no table");
-        assert!(matches!(err, StoreError::Unsupported { op: "open", .. }));
+        assert!(matches!(err, StoreError::NotInitialised { op: "open", .. }));
+        assert!(err.needs_init());
         let text = err.to_string();
         assert!(
             text.contains(&table) && text.contains("valine init"),

@@ -121,6 +121,14 @@ pub enum StoreError {
         op: &'static str,
         reason: std::borrow::Cow<'static, str>,
     },
+    /// The store was never prepared (a DynamoDB table that does not exist): `valine
+    /// init` creates it; waiting does not help.
+    #[error("store {op}: {source}")]
+    NotInitialised {
+        op: &'static str,
+        #[source]
+        source: BoxError,
+    },
     /// This store can never serve the operation as configured (wrong engine, a schema
     /// newer than this build): waiting does not help.
     #[error("store {op} unsupported: {reason}")]
@@ -169,6 +177,7 @@ impl StoreError {
             | StoreError::Corrupt { op, .. }
             | StoreError::Encode { op, .. }
             | StoreError::Unavailable { op, .. }
+            | StoreError::NotInitialised { op, .. }
             | StoreError::Unsupported { op, .. } => op,
         }
     }
@@ -184,8 +193,14 @@ impl StoreError {
             StoreError::Unavailable { .. } => true,
             StoreError::Corrupt { .. }
             | StoreError::Encode { .. }
+            | StoreError::NotInitialised { .. }
             | StoreError::Unsupported { .. } => false,
         }
+    }
+
+    /// Whether `valine init` is what the store needs (`serve` then exits 2 naming it).
+    pub fn needs_init(&self) -> bool {
+        matches!(self, StoreError::NotInitialised { .. })
     }
 
     /// A stable class for logs and metrics (`error.type`).
@@ -196,6 +211,7 @@ impl StoreError {
             StoreError::Backend { .. }
             | StoreError::Task { .. }
             | StoreError::Unavailable { .. }
+            | StoreError::NotInitialised { .. }
             | StoreError::Unsupported { .. } => "store_unavailable",
         }
     }
@@ -732,7 +748,7 @@ impl std::str::FromStr for StoreLocation {
 }
 
 /// Opens the store the location names. A DynamoDB table must exist already (`valine
-/// init` creates it): a missing one is [`StoreError::Unsupported`] naming the table and
+/// init` creates it): a missing one is [`StoreError::NotInitialised`] naming the table and
 /// `valine init`.
 pub async fn open(location: &StoreLocation) -> StoreResult<SharedStore> {
     match location {

@@ -445,3 +445,72 @@ async fn register_commands_overwrites_once_and_reports_the_diff() {
         "dry run sends nothing"
     );
 }
+
+#[test]
+fn init_prepares_a_sqlite_store_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    let vars: HashMap<String, String> = [(
+        "VALINE_STORE".to_owned(),
+        format!("sqlite:{}", path.display()),
+    )]
+    .into();
+    let first = valine(&vars).arg("init").output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    let said = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(said.contains(&path.display().to_string()), "{said}");
+    assert!(path.is_file());
+    let again = valine(&vars).arg("init").output().unwrap();
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    assert!(!String::from_utf8_lossy(&again.stdout).is_empty());
+}
+
+/// The binary reaches DynamoDB Local through the standard AWS variables, as an operator
+/// points it at any endpoint.
+#[cfg(feature = "conformance")]
+fn dynamodb_vars(table: &str) -> HashMap<String, String> {
+    let local = valine::store::dynamodb_local::DynamoDbLocal::shared();
+    [
+        ("VALINE_STORE", format!("dynamodb:{table}")),
+        ("AWS_ENDPOINT_URL_DYNAMODB", local.endpoint().to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        // DynamoDB Local takes any credentials with an alphanumeric access key.
+        ("AWS_ACCESS_KEY_ID", "valinetest".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "valinetest".to_owned()),
+        ("HOME", std::env::temp_dir().display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+#[cfg(feature = "conformance")]
+#[test]
+fn serve_on_a_missing_table_exits_2_and_init_creates_it_once() {
+    let table = valine::store::dynamodb_local::DynamoDbLocal::unique_table("valine-init");
+    let vars = dynamodb_vars(&table);
+    let mut serve_vars = vars.clone();
+    serve_vars.insert("VALINE_LISTEN".into(), format!("127.0.0.1:{}", free_port()));
+    let refused = valine(&serve_vars).arg("serve").output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("valine init") && stderr.contains(&table),
+        "{stderr}"
+    );
+
+    let created = valine(&vars).arg("init").output().unwrap();
+    assert_eq!(created.status.code(), Some(0), "{created:?}");
+    let first = String::from_utf8_lossy(&created.stdout).to_string();
+    assert!(
+        first.contains(&table) && first.contains("created"),
+        "{first}"
+    );
+    let found = valine(&vars).arg("init").output().unwrap();
+    assert_eq!(found.status.code(), Some(0), "{found:?}");
+    let second = String::from_utf8_lossy(&found.stdout).to_string();
+    assert!(
+        second.contains(&table) && !second.contains("created"),
+        "{second}"
+    );
+}

@@ -261,7 +261,7 @@ async fn dynamodb_store(table: &str) -> valine::store::SharedStore {
     create_table_if_missing(&client, table)
         .await
         .expect("the test table can be created");
-    Arc::new(DynamoDbStore::new(client, table.to_owned()))
+    Arc::new(DynamoDbStore::new(client, table))
 }
 
 impl TestApp {

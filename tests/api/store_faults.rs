@@ -19,7 +19,9 @@ use valine::store::HealthStore;
 use valine::store::sqlite::SqliteStore;
 
 use crate::fakes::{FakeDiscord, FakeGitHub};
-use crate::helpers::{Options, TestApp, command, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, Options, Shared, TestApp, command, eventually, spawn_app, spawn_app_with,
+};
 
 const FAIL_CLOSED: &str = "❌ Valine cannot check the rate limit";
 
@@ -96,7 +98,7 @@ async fn removing_the_database_directory_while_serving_answers_503_and_refuses_c
     let app = spawn_app().await;
     let (status, body) = health(&app).await;
     assert_eq!((status, &body["store"]), (200, &json!("ok")), "{body}");
-    let (_, _, dir, _) = app.shared();
+    let dir = app.shared().dir;
     let path = dir.path().join("valine.db");
     let shown = path.display().to_string();
 
@@ -155,12 +157,14 @@ async fn a_read_only_database_at_start_up_answers_503_and_heals_without_a_restar
         }
     };
     let app = spawn_app_with(Options {
-        reuse: Some((
-            FakeGitHub::start().await,
-            FakeDiscord::start().await,
+        reuse: Some(Shared {
+            github: FakeGitHub::start().await,
+            discord: FakeDiscord::start().await,
             dir,
-            Clock::tokio(),
-        )),
+            clock: Clock::tokio(),
+            backend: Backend::Sqlite,
+            table: None,
+        }),
         ..Default::default()
     })
     .await;
