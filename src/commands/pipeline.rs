@@ -45,6 +45,11 @@ fn options_json(options: &OptionMap) -> Map<String, Value> {
         .collect()
 }
 
+/// How long the rate-limit count may take on the request path. A store that retries
+/// for longer (throttling, an unreachable endpoint) is answered as one that cannot
+/// count, well inside Discord's 3 s.
+const RATE_LIMIT_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Checks that apply to commands and buttons alike, in the documented order: blocked
 /// users (before anything else, not counted), the guild, the rate limit (fail closed).
 /// `Some` is the refusal to send.
@@ -64,14 +69,23 @@ async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
         ));
     }
     let limit = app.config.rate_limit_per_minute;
-    match ratelimit::check(
-        app.store.as_ref(),
-        &caller.user_id,
-        limit,
-        app.clock.now_secs(),
+    let counted = tokio::time::timeout(
+        RATE_LIMIT_BUDGET,
+        ratelimit::check(
+            app.store.as_ref(),
+            &caller.user_id,
+            limit,
+            app.clock.now_secs(),
+        ),
     )
     .await
-    {
+    .unwrap_or_else(|_| {
+        Err(crate::store::StoreError::unavailable(
+            "hit_rate_window",
+            "no answer within the interaction's budget",
+        ))
+    });
+    match counted {
         Ok(RateDecision::Allowed) => None,
         Ok(RateDecision::Limited { retry_in_secs }) => Some((
             Reply::ephemeral(format!("⏳ Rate limited: try again in {retry_in_secs} s")),

@@ -773,18 +773,63 @@ const RETRYABLE_CODES: &[&str] = &[
     "TransactionInProgressException",
 ];
 
-/// Sorts an SDK error into the store's classes, keeping it as the source.
+/// Service error codes that mean the credentials were refused or lack a permission.
+const CREDENTIAL_CODES: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+    "ExpiredTokenException",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+];
+
+/// Sorts an SDK error into the store's classes, keeping it as the source. The failures
+/// an operator fixes outside Valine (an unreachable endpoint, credentials, throttling
+/// past the SDK's retries) say so and name the table.
 fn sdk_error<E>(op: &'static str, table: &str, err: SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
+    let failed = |problem: String, retryable: bool, err: SdkError<E>| StoreError::Failed {
+        op,
+        problem,
+        retryable,
+        source: Box::new(err),
+    };
+    // Credentials are resolved while the request is prepared: none found fails it
+    // before anything is sent, whatever class the SDK gives that failure.
+    if matches!(
+        err,
+        SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_)
+    ) && error_chain_mentions(&err, "credential")
+    {
+        return failed(
+            format!(
+                "no AWS credentials for DynamoDB table `{table}`: set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, a profile, or run with a role"
+            ),
+            false,
+            err,
+        );
+    }
+    match &err {
+        SdkError::TimeoutError(_) => failed(
+            format!("DynamoDB table `{table}`: no answer in time (the SDK retried)"),
+            true,
+            err,
+        ),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => failed(
+            format!(
+                "DynamoDB table `{table}`: the endpoint cannot be reached; check AWS_REGION, \
+                 AWS_ENDPOINT_URL_DYNAMODB and the network"
+            ),
+            true,
+            err,
+        ),
         SdkError::ServiceError(service) => {
-            let code = service.err().code();
-            if code == Some("ResourceNotFoundException") {
+            let code = service.err().code().unwrap_or_default();
+            if code == "ResourceNotFoundException" {
                 return StoreError::NotInitialised {
                     op,
                     source: Box::new(TableMissing {
@@ -793,17 +838,51 @@ where
                     }),
                 };
             }
-            service.raw().status().is_server_error()
-                || code.is_some_and(|code| RETRYABLE_CODES.contains(&code))
+            if CREDENTIAL_CODES.contains(&code) {
+                return failed(
+                    format!(
+                        "DynamoDB refused the credentials for table `{table}` ({code}): check \
+                         the AWS credentials and their permissions on the table"
+                    ),
+                    false,
+                    err,
+                );
+            }
+            if RETRYABLE_CODES.contains(&code) || service.raw().status().is_server_error() {
+                return failed(
+                    format!(
+                        "DynamoDB table `{table}` throttled or unavailable past the SDK's \
+                         retries ({code})"
+                    ),
+                    true,
+                    err,
+                );
+            }
+            StoreError::Backend {
+                op,
+                retryable: false,
+                source: Box::new(err),
+            }
         }
-        // Construction failures (a request this code built wrongly) and anything new.
-        _ => false,
-    };
-    StoreError::Backend {
-        op,
-        retryable,
-        source: Box::new(err),
+        // A request this code built wrongly, and anything new.
+        _ => StoreError::Backend {
+            op,
+            retryable: false,
+            source: Box::new(err),
+        },
     }
+}
+
+/// Whether any error in `err`'s chain says `word`.
+fn error_chain_mentions(err: &(dyn std::error::Error + 'static), word: &str) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.to_string().to_ascii_lowercase().contains(word) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 fn build_error(op: &'static str, err: BuildError) -> StoreError {

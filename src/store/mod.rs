@@ -92,6 +92,17 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The engine failed for a reason an operator can act on: the message says what
+    /// (the endpoint cannot be reached, credentials refused, throttled past the retries)
+    /// and names the table or file.
+    #[error("store {op}: {problem}")]
+    Failed {
+        op: &'static str,
+        problem: String,
+        retryable: bool,
+        #[source]
+        source: BoxError,
+    },
     /// The task that ran the operation panicked or was cancelled before it finished.
     #[error("store {op} did not finish")]
     Task {
@@ -173,6 +184,7 @@ impl StoreError {
     pub fn op(&self) -> &'static str {
         match self {
             StoreError::Backend { op, .. }
+            | StoreError::Failed { op, .. }
             | StoreError::Task { op, .. }
             | StoreError::Corrupt { op, .. }
             | StoreError::Encode { op, .. }
@@ -186,7 +198,9 @@ impl StoreError {
     /// (the job worker, a redelivered webhook) waits only for these.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Backend { retryable, .. } => *retryable,
+            StoreError::Backend { retryable, .. } | StoreError::Failed { retryable, .. } => {
+                *retryable
+            }
             // A panic repeats with the same input; a cancelled task said nothing about
             // the operation.
             StoreError::Task { source, .. } => source.is_cancelled(),
@@ -209,6 +223,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => "store_corrupt",
             StoreError::Encode { .. } => "store_invalid",
             StoreError::Backend { .. }
+            | StoreError::Failed { .. }
             | StoreError::Task { .. }
             | StoreError::Unavailable { .. }
             | StoreError::NotInitialised { .. }

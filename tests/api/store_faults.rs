@@ -194,3 +194,132 @@ async fn a_read_only_database_at_start_up_answers_503_and_heals_without_a_restar
         "the command runs again"
     );
 }
+
+/// The DynamoDB table deleted under a serving Valine: `/healthz` answers 503 naming the
+/// table and `valine init`, commands are refused with the fail-closed message, and once
+/// the table is back everything works again without a restart.
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn a_dynamodb_table_gone_while_serving_answers_503_and_heals_when_it_is_back() {
+    use valine::store::dynamodb::create_table_if_missing;
+    use valine::store::dynamodb_local::DynamoDbLocal;
+
+    let app = spawn_app_with(Options {
+        backend: Backend::DynamoDb,
+        ..Default::default()
+    })
+    .await;
+    let table = app.shared().table.expect("a DynamoDB test app has a table");
+    let (status, body) = health(&app).await;
+    assert_eq!((status, &body["store"]), (200, &json!("ok")), "{body}");
+
+    let client = DynamoDbLocal::shared().client();
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = health(&app).await;
+    assert_eq!((status, &body["store"]), (503, &json!("error")), "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&table) && reason.contains("valine init"),
+        "{reason}"
+    );
+    assert_fail_closed(&status_command(&app, "tok-ddb-gone").await);
+
+    create_table_if_missing(&client, &table).await.unwrap();
+    let (status, _) = health(&app).await;
+    assert_eq!(status, 200, "healed without a restart");
+    let answer = status_command(&app, "tok-ddb-back").await;
+    assert_eq!(answer, json!({"type": 5}));
+}
+
+/// DynamoDB unreachable (nothing listens at the endpoint) or reached without
+/// credentials: 503 with a reason naming the table, commands fail closed, no panic.
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn an_unreachable_or_unauthenticated_dynamodb_answers_503_and_refuses_commands() {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+    use valine::store::dynamodb::DynamoDbStore;
+    use valine::store::dynamodb_local::{DynamoDbLocal, client_for};
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let unreachable = client_for(&format!("http://127.0.0.1:{closed}"));
+    let no_credentials = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(DynamoDbLocal::shared().endpoint())
+            .build(),
+    );
+    for (client, what) in [
+        (unreachable, "cannot be reached"),
+        (no_credentials, "credentials"),
+    ] {
+        let table = DynamoDbLocal::unique_table("valine-fault");
+        let app = spawn_app_with(Options {
+            store: Some(Arc::new(DynamoDbStore::new(client, &table))),
+            ..Default::default()
+        })
+        .await;
+        let (status, body) = health(&app).await;
+        assert_eq!(status, 503, "{what}: {body}");
+        let reason = body["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(&table) && reason.contains(what),
+            "{what}: {reason}"
+        );
+        assert_fail_closed(&status_command(&app, "tok-ddb-down").await);
+    }
+}
+
+/// DynamoDB throttling every request, past the SDK's retries: 503 naming the table and
+/// the throttling, commands fail closed; the SDK did retry with backoff first.
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn dynamodb_throttling_past_the_retries_answers_503_and_refuses_commands() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use valine::store::dynamodb::DynamoDbStore;
+    use valine::store::dynamodb_local::{DynamoDbLocal, client_for};
+
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    let throttling = axum::Router::new().fallback(move || {
+        let counted = Arc::clone(&counted);
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::BAD_REQUEST,
+                [("content-type", "application/x-amz-json-1.0")],
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, throttling).await });
+
+    let table = DynamoDbLocal::unique_table("valine-throttled");
+    let app = spawn_app_with(Options {
+        store: Some(Arc::new(DynamoDbStore::new(client_for(&endpoint), &table))),
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = health(&app).await;
+    assert_eq!(status, 503, "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&table) && reason.contains("throttled"),
+        "{reason}"
+    );
+    assert!(
+        requests.load(Ordering::SeqCst) >= 2,
+        "the SDK retried before giving up"
+    );
+    assert_fail_closed(&status_command(&app, "tok-throttled").await);
+}
