@@ -37,6 +37,7 @@
 //! | a run's correlation | `CORRRUN#{run_id:020}` | `CORRRUN` | `attach_run`: one transaction updating the correlation (live, same creation, `attribute_not_exists(run_id) OR run_id = :run`) and putting this item as read (absent, or the holder the rule allowed) |
 //! | failing job and step of a run | `RUNFAIL#{run_id:020}` | `RUNFAIL` | in the delivery's transaction, put on `ver = :read_version` when it replaces the stored one |
 //! | pending confirmation | `PENDING#{id}` | `PENDING` | consumed by a delete on `expires_at > :now` returning the old item |
+//! | health heartbeat | `HEALTH` | `HEALTH` | overwritten by every health check, which so proves the table can be written |
 //! | verification of a run attempt | `VERIFY#{run_id:020}#{attempt}` | `VERIFY` | put on `attribute_not_exists(pk) OR expires_at <= :now`, then a consistent read |
 //!
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
