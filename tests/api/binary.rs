@@ -514,3 +514,57 @@ fn serve_on_a_missing_table_exits_2_and_init_creates_it_once() {
         "{second}"
     );
 }
+
+/// Two `valine serve` processes on one DynamoDB table, as two hosts or Lambda instances
+/// run: the per-user rate limit counts across both, and a job enqueued through one is
+/// run (once) by one of them.
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn two_serve_processes_share_one_dynamodb_table() {
+    let table = valine::store::dynamodb_local::DynamoDbLocal::unique_table("valine-two");
+    let mut env = env().await;
+    env.vars.extend(dynamodb_vars(&table));
+    env.vars
+        .insert("RATE_LIMIT_PER_MINUTE".into(), "3".to_owned());
+    let init = valine(&env.vars).arg("init").output().unwrap();
+    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    let (a, b) = (
+        Server::start(&env.vars).await,
+        Server::start(&env.vars).await,
+    );
+
+    // Three commands in the window, spread over both processes, then a fourth refused.
+    eventually(Duration::from_secs(15), || async {
+        (now_secs() % 60 < 45).then_some(())
+    })
+    .await;
+    let mut answers = Vec::new();
+    for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let body = command("status", json!([]), "42", &[], &format!("tok-two-{i}"));
+        let res = post_signed(&server.url("/discord/interactions"), &body).await;
+        answers.push(res.json::<Value>().await.unwrap());
+    }
+    for answer in &answers[..3] {
+        assert_eq!(answer, &json!({"type": 5}), "{answers:?}");
+    }
+    let refused = answers[3]["data"]["content"].as_str().unwrap_or_default();
+    assert!(refused.starts_with("⏳ Rate limited"), "{answers:?}");
+
+    // Each deferred /status is run by exactly one of the two workers: one edit each.
+    for i in 0..3 {
+        let token = format!("tok-two-{i}");
+        env.discord.wait_for_edit(&token).await;
+    }
+    eventually(Duration::from_secs(10), || async {
+        (0..3)
+            .all(|i| env.discord.edits_of(&format!("tok-two-{i}")).len() == 1)
+            .then_some(())
+    })
+    .await;
+    let (code_a, _) = a.stop().await;
+    let (code_b, _) = b.stop().await;
+    assert_eq!((code_a, code_b), (0, 0));
+    for i in 0..3 {
+        assert_eq!(env.discord.edits_of(&format!("tok-two-{i}")).len(), 1);
+    }
+}
