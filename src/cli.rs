@@ -163,16 +163,40 @@ async fn serve(listen: Option<std::net::SocketAddr>) -> Result<u8, Exit> {
         );
     }
     let addr = config.listen;
+    let metrics_addr = config.metrics_listen;
     let app = open_app(config).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Exit::failed(format!("cannot listen on {addr}: {e}")))?;
+    // Held until `serve` returns: dropping it stops the metrics listener with the rest.
+    let _metrics = match metrics_addr {
+        Some(metrics_addr) => Some(serve_metrics(metrics_addr).await?),
+        None => None,
+    };
     tracing::info!(listen = %addr, version = crate::VERSION, "valine serving");
     crate::server::run(listener, app, shutdown_signal())
         .await
         .map_err(|e| Exit::failed(format!("server error: {e}")))?;
     tracing::info!("valine stopped");
     Ok(exit::OK)
+}
+
+/// Installs the metrics recorder and serves `GET /metrics` on `addr` (its own listener,
+/// never the public one) until the returned task is dropped.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+) -> Result<crate::jobs::AbortOnDrop<std::io::Result<()>>, Exit> {
+    let handle = crate::metrics::install()
+        .map_err(|e| Exit::failed(format!("cannot start the metrics recorder: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Exit::failed(format!(
+            "cannot listen on {addr} (VALINE_METRICS_LISTEN): {e}"
+        ))
+    })?;
+    tracing::info!(metrics_listen = %addr, "metrics served at /metrics");
+    Ok(crate::jobs::AbortOnDrop(tokio::spawn(
+        crate::metrics::serve(listener, handle, std::future::pending()),
+    )))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -78,6 +78,8 @@ pub struct Config {
     pub worker_concurrency: usize,
     pub store: StoreLocation,
     pub listen: SocketAddr,
+    /// Where `serve` answers `GET /metrics` (`VALINE_METRICS_LISTEN`); off when unset.
+    pub metrics_listen: Option<SocketAddr>,
     pub log: String,
     missing: Vec<&'static str>,
 }
@@ -270,6 +272,17 @@ impl Config {
                 format!("expected host:port, got {listen_raw:?}"),
             )
         })?;
+        let metrics_listen = src
+            .get("VALINE_METRICS_LISTEN")?
+            .map(|raw| {
+                raw.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        "VALINE_METRICS_LISTEN",
+                        format!("expected host:port, got {raw:?}"),
+                    )
+                })
+            })
+            .transpose()?;
         let allowed_domains = list(src.get("ALLOWED_DOMAINS")?)
             .map(|d| {
                 let d = d.to_ascii_lowercase();
@@ -325,6 +338,7 @@ impl Config {
             worker_concurrency,
             store,
             listen,
+            metrics_listen,
             log: src.string("VALINE_LOG", "info")?,
             missing: Vec::new(),
         };
@@ -382,6 +396,7 @@ mod tests {
             StoreLocation::SqliteFile("./valine.db".into())
         );
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.metrics_listen, None);
         assert_eq!(
             config.discord_api_base.as_str(),
             "https://discord.com/api/v10"
@@ -402,6 +417,7 @@ mod tests {
             ("DRY_RUN", "maybe"),
             ("ADMIN_USER_IDS", "12,abc"),
             ("VALINE_LISTEN", "nowhere"),
+            ("VALINE_METRICS_LISTEN", "9090"),
             ("VERIFY_API_PATHS", "health"),
             ("GITHUB_TOKEN", "ssm:/valine/token"),
         ];

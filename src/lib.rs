@@ -55,6 +55,7 @@ pub mod error;
 pub mod format;
 pub mod github;
 pub mod jobs;
+pub mod metrics;
 pub mod ratelimit;
 pub mod runs;
 pub mod secret;

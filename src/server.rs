@@ -204,6 +204,7 @@ async fn respond(app: &App, decision: Decision, caller: &Caller, name: &str) -> 
                 Ok(_) => response::deferred(ephemeral),
                 Err(e) => {
                     let span = tracing::info_span!("command", trace_id = %trace_id, user_id = %caller.user_id, command = %name);
+                    crate::metrics::command(name, "error", Duration::ZERO);
                     span.in_scope(|| {
                         tracing::error!(error.type = "store_unavailable", error.message = %e, duration_ms = 0u64, outcome = "error", "job not enqueued");
                     });
@@ -254,7 +255,7 @@ async fn github_webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: B
             app.clock.now_ms(),
         )
         .await;
-        received.log_completion(started.elapsed());
+        received.log_completion(event, started.elapsed());
         let (status, body) = match received {
             Received::Ping | Received::Accepted => (StatusCode::OK, json!({"status": "ok"})),
             Received::Duplicate => (StatusCode::OK, json!({"status": "duplicate"})),

@@ -20,6 +20,20 @@
 //! through a call site that forgot to scrub: every string is passed through
 //! [`crate::secret::scrub`] and webhook URLs through
 //! [`crate::secret::redact_webhook_path`], and token-like field names are never written.
+//!
+//! Under Lambda (`AWS_LAMBDA_FUNCTION_NAME` set, or [`JsonLayer::with_emf`]) every
+//! completion line (one with `duration_ms` and `outcome`) is also a CloudWatch Embedded
+//! Metric Format record, so CloudWatch turns the logs into metrics without an agent or
+//! API calls: `_aws` names the namespace `Valine`, the dimensions (`stage` with
+//! `command`, `event` for a webhook, or `job`) and the metrics `duration_ms`
+//! (Milliseconds) and `error` (Count, 0 or 1), whose values sit at the top level. EMF
+//! needs `error` to be that number, so on such a line the error object, if any, is
+//! written as `error_detail`.
+//!
+//! [`with_xray_trace_id`] scopes an invocation's X-Ray trace id: every line written
+//! from inside the scope carries `xray_trace_id`. It is a Tokio task-local, so it
+//! covers the future it wraps (and everything that future awaits) but not tasks that
+//! future spawns; the Lambda edge wraps each invocation's handling in it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,6 +52,56 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::secret::{redact_webhook_path, scrub};
+
+tokio::task_local! {
+    /// The X-Ray trace id of the invocation being handled, for [`with_xray_trace_id`].
+    static XRAY_TRACE_ID: String;
+}
+
+/// Runs `work` with the X-Ray trace id of `header` (a `Lambda-Runtime-Trace-Id` or
+/// `_X_AMZN_TRACE_ID` value) set: every line it logs carries `xray_trace_id`. A header
+/// without a readable `Root=` runs `work` as is.
+pub async fn with_xray_trace_id<F: std::future::Future>(header: &str, work: F) -> F::Output {
+    match xray_root(header) {
+        Some(root) => XRAY_TRACE_ID.scope(root.to_owned(), work).await,
+        None => work.await,
+    }
+}
+
+/// [`with_xray_trace_id`] for synchronous code.
+pub fn with_xray_trace_id_sync<R>(header: &str, work: impl FnOnce() -> R) -> R {
+    match xray_root(header) {
+        Some(root) => XRAY_TRACE_ID.sync_scope(root.to_owned(), work),
+        None => work(),
+    }
+}
+
+/// The bare root trace id (`1-5759e988-bd862e3fe1be46a994272793`) from the `Root=` part
+/// of an X-Ray trace header (`Root=…;Parent=…;Sampled=1`, parts in any order). Only the
+/// documented shape is accepted, since the value is written into every log line.
+pub fn xray_root(header: &str) -> Option<&str> {
+    let root = header
+        .split(';')
+        .map(str::trim)
+        .find_map(|part| part.strip_prefix("Root="))?;
+    let mut pieces = root.split('-');
+    let shaped = pieces.next() == Some("1")
+        && pieces.next().is_some_and(|t| t.len() == 8 && is_hex(t))
+        && pieces.next().is_some_and(|u| u.len() == 24 && is_hex(u))
+        && pieces.next().is_none();
+    shaped.then_some(root)
+}
+
+fn is_hex(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The CloudWatch namespace of the EMF metrics.
+const EMF_NAMESPACE: &str = "Valine";
+
+/// The field that names what a completion line measured, in order of precedence: a
+/// deferred command's job line has `command` and is counted as the command.
+const EMF_DIMENSIONS: [&str; 3] = ["command", "event", "job"];
 
 /// What a redacted value is replaced with (the same marker [`crate::secret`] uses).
 const REDACTED: &str = "[REDACTED]";
@@ -73,9 +137,11 @@ pub fn init(filter: &str, stage: &str, secrets: Vec<String>, to: LogTarget) {
         LogTarget::Stdout => BoxMakeWriter::new(io::stdout),
         LogTarget::Stderr => BoxMakeWriter::new(io::stderr),
     };
+    // Lambda sets this in every function's environment; CloudWatch reads EMF from logs.
+    let emf = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
     let installed = tracing_subscriber::registry()
         .with(env_filter)
-        .with(layer(stage, secrets, writer))
+        .with(layer(stage, secrets, writer).with_emf(emf))
         .try_init()
         .is_ok();
     // Only warn through our own subscriber: when another one is in charge, the filter
@@ -104,6 +170,7 @@ where
         stage: stage.to_owned(),
         redactor: Redactor::new(secrets),
         make_writer: writer,
+        emf: false,
     }
 }
 
@@ -127,6 +194,16 @@ pub struct JsonLayer<W> {
     stage: String,
     redactor: Redactor,
     make_writer: W,
+    /// Completion lines are also CloudWatch EMF records.
+    emf: bool,
+}
+
+impl<W> JsonLayer<W> {
+    /// Makes every completion line also a CloudWatch Embedded Metric Format record.
+    pub fn with_emf(mut self, emf: bool) -> Self {
+        self.emf = emf;
+        self
+    }
 }
 
 impl<W> fmt::Debug for JsonLayer<W> {
@@ -134,6 +211,7 @@ impl<W> fmt::Debug for JsonLayer<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonLayer")
             .field("stage", &self.stage)
+            .field("emf", &self.emf)
             .field(
                 "secrets",
                 &format_args!("{} redacted", self.redactor.secrets.len()),
@@ -188,6 +266,9 @@ where
         // data like any other and gets renamed below with the other reserved names.
         let message = own.take("message");
         fields.merge(&own);
+        if let Ok(id) = XRAY_TRACE_ID.try_with(Clone::clone) {
+            fields.set("xray_trace_id", Value::String(id));
+        }
 
         let line = self.format(event.metadata(), message, fields);
         // Logging has nowhere to report its own failure (a closed stdout, say), and
@@ -208,7 +289,8 @@ impl<W> JsonLayer<W> {
         message: Option<Value>,
         mut fields: FieldSet,
     ) -> Vec<u8> {
-        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let now = chrono::Utc::now();
+        let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let message = match message {
             Some(Value::String(text)) => self.redactor.clean(&text),
             Some(other) => self.redactor.clean(&other.to_string()),
@@ -226,6 +308,11 @@ impl<W> JsonLayer<W> {
         entries.push(("stage".into(), Value::String(self.stage.clone())));
 
         let error = self.error_object(&mut fields);
+        let emf = if self.emf {
+            emf_metadata(&fields, now.timestamp_millis())
+        } else {
+            None
+        };
         for (name, value) in fields.0 {
             let value = self.redactor.value(name, value);
             let key: Cow<'static, str> = if RESERVED.contains(&name) {
@@ -235,8 +322,16 @@ impl<W> JsonLayer<W> {
             };
             entries.push((key, value));
         }
-        if let Some(error) = error {
-            entries.push(("error".into(), error));
+        match (emf, error) {
+            (Some((aws, failed)), error) => {
+                if let Some(error) = error {
+                    entries.push(("error_detail".into(), error));
+                }
+                entries.push(("error".into(), Value::from(u8::from(failed))));
+                entries.push(("_aws".into(), aws));
+            }
+            (None, Some(error)) => entries.push(("error".into(), error)),
+            (None, None) => {}
         }
 
         let mut line = Vec::with_capacity(256);
@@ -281,6 +376,40 @@ impl<W> JsonLayer<W> {
         }
         Some(Value::Object(error))
     }
+}
+
+/// The `_aws` member of a completion line and whether it failed, or `None` when the line
+/// is not a completion line (no numeric `duration_ms`, no `outcome`, or nothing to name
+/// as its dimension). `outcome = error` counts as an error; `denied`, `invalid` and the
+/// other refusals are answers given as intended.
+fn emf_metadata(fields: &FieldSet, timestamp_ms: i64) -> Option<(Value, bool)> {
+    let get = |name: &str| {
+        fields
+            .0
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    };
+    if !get("duration_ms").is_some_and(Value::is_number) {
+        return None;
+    }
+    let failed = get("outcome")?.as_str()? == "error";
+    let dimension = EMF_DIMENSIONS
+        .into_iter()
+        .find(|name| get(name).is_some_and(Value::is_string))?;
+    let aws = serde_json::json!({
+        "Timestamp": timestamp_ms,
+        "CloudWatchMetrics": [{
+            "Namespace": EMF_NAMESPACE,
+            "Dimensions": [["stage", dimension]],
+            "Metrics": [
+                {"Name": "duration_ms", "Unit": "Milliseconds"},
+                {"Name": "error", "Unit": "Count"},
+            ],
+        }],
+    });
+    Some((aws, failed))
 }
 
 /// Serialises key/value pairs as a JSON object in the given order (serde_json's `Map`
@@ -871,6 +1000,171 @@ mod tests {
         let layer = layer("prod", vec![SECRET.to_owned()], Capture::default());
         let text = format!("{layer:?}");
         assert!(!text.contains(SECRET) && text.contains("prod"), "{text}");
+    }
+
+    /// Runs `f` under a capturing subscriber whose layer writes EMF.
+    fn capture_emf(f: impl FnOnce()) -> Vec<Value> {
+        let capture = Capture::default();
+        let layer = layer("prod", vec![], capture.clone()).with_emf(true);
+        tracing::subscriber::with_default(Registry::default().with(layer), f);
+        capture.lines()
+    }
+
+    /// The structure the EMF specification requires of a record: an integer
+    /// `_aws.Timestamp`, a namespace, at most 30 dimensions per set, each dimension and
+    /// metric a top-level member (dimensions strings, metrics numbers), units from the
+    /// CloudWatch list.
+    fn assert_valid_emf(line: &Value) {
+        const UNITS: [&str; 4] = ["Milliseconds", "Count", "Seconds", "None"];
+        let aws = &line["_aws"];
+        assert!(aws["Timestamp"].is_i64(), "{line}");
+        let directives = aws["CloudWatchMetrics"].as_array().expect("directives");
+        assert_eq!(directives.len(), 1, "{line}");
+        let directive = &directives[0];
+        assert_eq!(directive["Namespace"], "Valine");
+        for set in directive["Dimensions"].as_array().expect("dimension sets") {
+            let set = set.as_array().expect("dimension set");
+            assert!(!set.is_empty() && set.len() <= 30, "{line}");
+            for name in set {
+                let name = name.as_str().expect("dimension name");
+                assert!(
+                    line[name].is_string(),
+                    "dimension {name} not a top-level string: {line}"
+                );
+            }
+        }
+        let metrics = directive["Metrics"].as_array().expect("metrics");
+        assert!(!metrics.is_empty() && metrics.len() <= 100, "{line}");
+        for metric in metrics {
+            let name = metric["Name"].as_str().expect("metric name");
+            assert!(
+                line[name].is_number(),
+                "metric {name} not a top-level number: {line}"
+            );
+            assert!(
+                UNITS.contains(&metric["Unit"].as_str().expect("unit")),
+                "{line}"
+            );
+        }
+    }
+
+    fn dimension_sets(line: &Value) -> &Value {
+        &line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    }
+
+    #[test]
+    fn completion_lines_are_emf_records() {
+        let lines = capture_emf(|| {
+            let command = info_span!("command", trace_id = "t", command = "status");
+            command.in_scope(|| {
+                info!("not a completion line");
+                info!(duration_ms = 812_u64, outcome = "ok", "command finished");
+            });
+            let webhook = info_span!("webhook", event = "workflow_run", delivery_id = "d");
+            webhook.in_scope(|| {
+                error!(duration_ms = 3_u64, outcome = "error", error.type = "store_unavailable", error.message = "down", "webhook finished");
+            });
+            info!(
+                job = "poll_run",
+                duration_ms = 40_u64,
+                outcome = "ok",
+                "job finished"
+            );
+        });
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].get("_aws").is_none() && lines[0].get("error").is_none());
+
+        let command = &lines[1];
+        assert_valid_emf(command);
+        assert_eq!(
+            dimension_sets(command),
+            &serde_json::json!([["stage", "command"]])
+        );
+        assert_eq!(command["stage"], "prod");
+        assert_eq!(command["command"], "status");
+        assert_eq!(command["duration_ms"], 812);
+        assert_eq!(command["error"], 0);
+
+        let webhook = &lines[2];
+        assert_valid_emf(webhook);
+        assert_eq!(
+            dimension_sets(webhook),
+            &serde_json::json!([["stage", "event"]])
+        );
+        assert_eq!(webhook["error"], 1);
+        assert_eq!(webhook["error_detail"]["type"], "store_unavailable");
+
+        let job = &lines[3];
+        assert_valid_emf(job);
+        assert_eq!(dimension_sets(job), &serde_json::json!([["stage", "job"]]));
+    }
+
+    #[test]
+    fn without_emf_completion_lines_stay_plain() {
+        let line = single(
+            || error!(command = "status", duration_ms = 1_u64, outcome = "error", error.type = "x", "done"),
+        );
+        assert!(line.get("_aws").is_none());
+        assert_eq!(line["error"]["type"], "x");
+    }
+
+    #[test]
+    fn xray_root_is_parsed_from_the_trace_header() {
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        assert_eq!(
+            xray_root(header),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        assert_eq!(
+            xray_root("Sampled=0; Root=1-5759e988-bd862e3fe1be46a994272793"),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        for bad in [
+            "",
+            "Parent=53995c3f42cd8ad8",
+            "Root=1-5759e988",
+            "Root=2-5759e988-bd862e3fe1be46a994272793",
+            "Root=1-5759e98z-bd862e3fe1be46a994272793",
+            "Root=1-5759e988-bd862e3fe1be46a994272793-extra",
+        ] {
+            assert_eq!(xray_root(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn lines_inside_the_xray_scope_carry_its_trace_id() {
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let (lines, _) = capture(|| {
+            info!("before");
+            with_xray_trace_id_sync(header, || {
+                let span = info_span!("command", command = "status");
+                span.in_scope(|| info!("inside"));
+            });
+            info!("after");
+        });
+        assert!(lines[0].get("xray_trace_id").is_none());
+        assert_eq!(
+            lines[1]["xray_trace_id"],
+            "1-5759e988-bd862e3fe1be46a994272793"
+        );
+        assert_eq!(lines[1]["command"], "status");
+        assert!(lines[2].get("xray_trace_id").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_xray_scope_covers_awaited_work() {
+        let capture = Capture::default();
+        let _default = tracing::dispatcher::set_default(&dispatch(&capture));
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793";
+        with_xray_trace_id(header, async {
+            tokio::task::yield_now().await;
+            info!("awaited");
+        })
+        .await;
+        assert_eq!(
+            capture.lines()[0]["xray_trace_id"],
+            "1-5759e988-bd862e3fe1be46a994272793"
+        );
     }
 
     #[test]

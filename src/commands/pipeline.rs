@@ -137,8 +137,10 @@ where
         let started = std::time::Instant::now();
         let decision = decide(trace_id.clone()).await;
         if let Decision::Reply { outcome, .. } | Decision::Update { outcome, .. } = &decision {
+            let elapsed = started.elapsed();
+            crate::metrics::command(name, outcome.as_str(), elapsed);
             tracing::info!(
-                duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
                 outcome = outcome.as_str(),
                 "command finished"
             );
@@ -441,11 +443,13 @@ pub async fn run_deferred(app: &App, job: &DeferredCommand) -> (Reply, Outcome) 
         if let Err(e) = app.store.put_trace(&record).await {
             tracing::warn!(error.type = "store_unavailable", error.message = %e, "trace not saved");
         }
-        tracing::info!(
-            duration_ms = record.duration_ms.unwrap_or(0),
-            outcome = outcome.as_str(),
-            "command finished"
+        let duration_ms = record.duration_ms.unwrap_or(0);
+        crate::metrics::command(
+            &job.command,
+            outcome.as_str(),
+            std::time::Duration::from_millis(duration_ms),
         );
+        tracing::info!(duration_ms, outcome = outcome.as_str(), "command finished");
         (reply, outcome)
     }
     .instrument(span)

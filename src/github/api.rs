@@ -889,6 +889,7 @@ impl GitHubClient {
             Ok(reply) => {
                 let remaining = header_u64(&reply.headers, "x-ratelimit-remaining");
                 let status = reply.status.as_u16();
+                crate::metrics::github_request(Some(status), remaining);
                 if reply.status.is_success() {
                     // INFO: operators follow a command's GitHub calls by trace id.
                     tracing::info!(
@@ -908,13 +909,16 @@ impl GitHubClient {
                     );
                 }
             }
-            Err(e) => tracing::warn!(
-                github_endpoint = endpoint,
-                github_duration_ms = elapsed_ms,
-                error.type = "github_unavailable",
-                error.message = %e,
-                "GitHub call failed"
-            ),
+            Err(e) => {
+                crate::metrics::github_request(None, None);
+                tracing::warn!(
+                    github_endpoint = endpoint,
+                    github_duration_ms = elapsed_ms,
+                    error.type = "github_unavailable",
+                    error.message = %e,
+                    "GitHub call failed"
+                )
+            }
         }
         outcome
     }

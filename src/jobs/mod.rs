@@ -96,6 +96,19 @@ pub enum Job {
     DeliverReply(PendingReply),
 }
 
+impl Job {
+    /// The job's kind as its payload spells it (`kind`), for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Command(_) => "command",
+            Job::AnnounceRun(_) => "announce_run",
+            Job::FollowRun(_) => "follow_run",
+            Job::PollRun(_) => "poll_run",
+            Job::DeliverReply(_) => "deliver_reply",
+        }
+    }
+}
+
 /// A finished reply still to be delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingReply {

@@ -75,6 +75,7 @@ impl StoreQueue {
 impl JobQueue for StoreQueue {
     async fn submit(&self, job: &NewJob, now_ms: i64) -> Result<(), QueueError> {
         self.store.enqueue_job(job, now_ms).await?;
+        crate::metrics::jobs_submitted(1);
         self.ready.notify_one();
         Ok(())
     }

@@ -76,11 +76,13 @@ impl Runner {
 
     /// Runs one attempt of a job claimed by this runner's owner and records the result.
     pub async fn run(&self, record: JobRecord) -> Result<Step, StoreError> {
+        crate::metrics::job_taken();
         let job: Job = match serde_json::from_value(record.payload.clone()) {
             Ok(job) => job,
             Err(e) => {
                 let error = JobError::Decode(e);
                 tracing::error!(job_id = %record.id, error.type = error.error_type(), error.message = %error, "unreadable job");
+                crate::metrics::job("unreadable", "error");
                 self.store
                     .fail_job(
                         &record.id,
@@ -143,6 +145,7 @@ impl Runner {
                 self.store
                     .complete_job(&record.id, &self.owner, self.failed_expiry())
                     .await?;
+                crate::metrics::job(job.kind(), "ok");
                 return Ok(Step::Done { job_id: record.id });
             }
             Err(error) => error,
@@ -157,6 +160,8 @@ impl Runner {
             self.store
                 .retry_job(&record.id, &self.owner, next, &error.to_string())
                 .await?;
+            crate::metrics::job(job.kind(), "retry");
+            crate::metrics::jobs_submitted(1);
             Ok(Step::Retrying {
                 job_id: record.id,
                 attempts,
@@ -172,6 +177,7 @@ impl Runner {
         self.store
             .fail_job(&record.id, &self.owner, error, self.failed_expiry())
             .await?;
+        crate::metrics::job(job.kind(), "error");
         Ok(Step::Failed {
             job_id: record.id,
             attempts: record.attempts,

@@ -56,10 +56,12 @@ impl Received {
         }
     }
 
-    /// The webhook's completion line, inside its `event`/`delivery_id` span.
-    pub fn log_completion(&self, elapsed: Duration) {
+    /// The webhook's completion line, inside its `event`/`delivery_id` span, and its
+    /// count in the metrics.
+    pub fn log_completion(&self, event: &str, elapsed: Duration) {
         let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         let outcome = self.outcome().as_str();
+        crate::metrics::webhook(event, outcome);
         match self {
             Received::Unavailable(e) => {
                 tracing::error!(duration_ms, outcome, error.type = "store_unavailable", error.message = %e, "webhook finished")
@@ -249,6 +251,7 @@ pub async fn receive(
     match app.store.accept_delivery(&effects, now).await {
         Ok(true) => {
             if !effects.jobs.is_empty() {
+                crate::metrics::jobs_submitted(effects.jobs.len());
                 app.queue.submitted_elsewhere();
             }
             Received::Accepted
@@ -320,6 +323,7 @@ pub(crate) async fn record_polled(
     let accepted = app.store.accept_delivery(&effects, now).await?;
     if accepted {
         tracing::info!(status = %event.status, "poll saw news of the run");
+        crate::metrics::jobs_submitted(effects.jobs.len());
         app.queue.submitted_elsewhere();
     }
     Ok(())

@@ -12,6 +12,7 @@ mod followups;
 mod interactions;
 mod jobs;
 mod limits;
+mod metrics;
 mod settings;
 mod status;
 mod store_faults;
