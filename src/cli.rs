@@ -103,8 +103,12 @@ impl Exit {
     }
 }
 
-fn load_config(log_to: LogTarget) -> Result<Config, Exit> {
-    let config = Config::from_env().map_err(|e| Exit::usage(e.to_string()))?;
+/// The configuration, `ssm:` values resolved; any failure is a bad configuration (exit
+/// code 2) naming the variable (and for SSM, the parameter).
+async fn load_config(log_to: LogTarget) -> Result<Config, Exit> {
+    let config = Config::load()
+        .await
+        .map_err(|e| Exit::usage(e.to_string()))?;
     telemetry::init(&config.log, &config.stage, config.secret_values(), log_to);
     Ok(config)
 }
@@ -123,7 +127,7 @@ async fn open_app(config: Config) -> Result<Arc<App>, Exit> {
 
 /// `valine init`: prepares the store and prints what it created or found.
 async fn init() -> Result<u8, Exit> {
-    let config = load_config(LogTarget::Stderr)?;
+    let config = load_config(LogTarget::Stderr).await?;
     let lines = crate::store::init(&config.store)
         .await
         .map_err(|e| Exit::failed(format!("cannot prepare the store: {e}")))?;
@@ -152,7 +156,7 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
 }
 
 async fn serve(listen: Option<std::net::SocketAddr>) -> Result<u8, Exit> {
-    let mut config = load_config(LogTarget::Stdout)?;
+    let mut config = load_config(LogTarget::Stdout).await?;
     if let Some(listen) = listen {
         config.listen = listen;
     }
@@ -223,7 +227,7 @@ async fn shutdown_signal() {
 
 async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Result<u8, Exit> {
     let (command, options) = commands::parse_invoke_line(line).map_err(Exit::usage)?;
-    let config = load_config(LogTarget::Stderr)?;
+    let config = load_config(LogTarget::Stderr).await?;
     let app = open_app(config).await?;
     let caller = Caller {
         user_id: user,
@@ -250,7 +254,7 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
 }
 
 async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {
-    let config = load_config(LogTarget::Stderr)?;
+    let config = load_config(LogTarget::Stderr).await?;
     // `--guild` (or the environment) wins; a guild set only in the config file counts too.
     let guild = guild.or_else(|| config.discord_guild_id.clone());
     let desired = commands::registration_set();
@@ -359,7 +363,7 @@ fn rfc3339(at_ms: i64) -> String {
 
 async fn audit(user: Option<String>, since: &str, json: bool) -> Result<u8, Exit> {
     let since_secs = parse_since(since).map_err(Exit::usage)?;
-    let config = load_config(LogTarget::Stderr)?;
+    let config = load_config(LogTarget::Stderr).await?;
     let app = open_app(config).await?;
     let now = app.clock.now_ms();
     let since_ms = now.saturating_sub(since_secs.saturating_mul(1000));

@@ -5,8 +5,13 @@
 //! start-up with a message naming the variable (exit code 2) instead of failing later.
 //! Variables that are merely missing are allowed (`valine serve` starts with partial
 //! configuration) and reported by [`Config::missing`].
+//!
+//! A value `ssm:<parameter name>` is read from AWS SSM Parameter Store by
+//! [`Config::load`] before parsing (the `aws` feature; see [`crate::ssm`]) and kept as a
+//! secret. [`Config::from_vars`] stays synchronous and makes no AWS call: there an
+//! unresolved `ssm:` value is an error naming its variable.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use secrecy::SecretString;
@@ -21,6 +26,29 @@ use crate::store::StoreLocation;
 pub struct ConfigError {
     pub var: String,
     pub reason: String,
+}
+
+/// Why [`Config::load`] could not produce a configuration; every case is a bad
+/// configuration (exit code 2, in Lambda an init error) naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// An `ssm:` value whose parameter is missing or could not be read.
+    #[cfg(feature = "aws")]
+    #[error(transparent)]
+    Ssm(#[from] crate::ssm::SsmError),
+}
+
+impl LoadError {
+    /// The variable at fault.
+    pub fn var(&self) -> &str {
+        match self {
+            LoadError::Invalid(e) => &e.var,
+            #[cfg(feature = "aws")]
+            LoadError::Ssm(e) => e.var(),
+        }
+    }
 }
 
 fn invalid(var: &str, reason: impl Into<String>) -> ConfigError {
@@ -82,6 +110,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub log: String,
     missing: Vec<&'static str>,
+    /// Variable → SSM parameter, for each variable whose value was read from SSM.
+    ssm_parameters: BTreeMap<String, String>,
+    /// The values read from SSM, whatever variable they fill: all are secrets.
+    ssm_secrets: Vec<SecretString>,
 }
 
 /// Raw key/value pairs, upper-case keys; the environment layered over the file.
@@ -93,10 +125,7 @@ impl Source {
     fn get(&self, var: &str) -> Result<Option<&str>, ConfigError> {
         match self.values.get(var).map(|v| v.trim()) {
             None | Some("") => Ok(None),
-            Some(v) if v.starts_with("ssm:") => Err(invalid(
-                var,
-                "ssm: parameters are read only by the AWS build, which this binary is not",
-            )),
+            Some(v) if v.starts_with("ssm:") => Err(invalid(var, UNRESOLVED_SSM)),
             Some(v) => Ok(Some(v)),
         }
     }
@@ -150,6 +179,14 @@ impl Source {
     }
 }
 
+/// Why an `ssm:` value reached the parser unresolved.
+#[cfg(feature = "aws")]
+const UNRESOLVED_SSM: &str = "ssm: values are read by Config::load, and an SSM parameter's own \
+                              value cannot be another ssm: reference";
+#[cfg(not(feature = "aws"))]
+const UNRESOLVED_SSM: &str = "ssm: parameters are read only by a build with AWS support \
+                              (feature `aws`), which this binary lacks";
+
 fn list(value: Option<&str>) -> impl Iterator<Item = String> + '_ {
     value
         .unwrap_or("")
@@ -195,14 +232,54 @@ fn toml_to_string(value: &toml::Value) -> Option<String> {
 }
 
 impl Config {
-    /// Reads the process environment (and the file it names).
+    /// Reads the process environment (and the file it names), without SSM: an `ssm:`
+    /// value is an error. The edges use [`load`](Self::load).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Reads the process environment (and the file it names), resolving `ssm:` values
+    /// first. What every edge calls once at start-up.
+    pub async fn load() -> Result<Self, LoadError> {
+        Self::load_vars(std::env::vars().collect()).await
+    }
+
+    /// Like [`from_vars`](Self::from_vars), but every `ssm:` value among the pairs and
+    /// the file's keys is first read from SSM Parameter Store (one batched read; no AWS
+    /// call when there is none) and kept as a secret.
+    pub async fn load_vars(env: HashMap<String, String>) -> Result<Self, LoadError> {
+        let values = Self::merge(env)?;
+        let ssm_parameters: BTreeMap<String, String> = values
+            .iter()
+            .filter_map(|(var, value)| {
+                let parameter = value.trim().strip_prefix("ssm:")?;
+                Some((var.clone(), parameter.trim().to_owned()))
+            })
+            .collect();
+        #[cfg(feature = "aws")]
+        let values = crate::ssm::resolve_ssm(values).await?;
+        let ssm_secrets = ssm_parameters
+            .keys()
+            .filter_map(|var| values.get(var))
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| SecretString::from(v.clone()))
+            .collect();
+        let mut config = Self::from_source(&Source { values })?;
+        config.ssm_parameters = ssm_parameters;
+        config.ssm_secrets = ssm_secrets;
+        Ok(config)
     }
 
     /// Builds the configuration from environment-like pairs; `VALINE_CONFIG` among
     /// them names an optional TOML file whose lower-case keys the pairs override.
     pub fn from_vars(env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_source(&Source {
+            values: Self::merge(env)?,
+        })
+    }
+
+    /// The file's keys (upper-cased) with `env` layered over them.
+    fn merge(env: HashMap<String, String>) -> Result<HashMap<String, String>, ConfigError> {
         let mut values = HashMap::new();
         if let Some(path) = env.get("VALINE_CONFIG").filter(|p| !p.trim().is_empty()) {
             let text = std::fs::read_to_string(path)
@@ -218,7 +295,7 @@ impl Config {
             }
         }
         values.extend(env);
-        Self::from_source(&Source { values })
+        Ok(values)
     }
 
     fn from_source(src: &Source) -> Result<Self, ConfigError> {
@@ -341,6 +418,8 @@ impl Config {
             metrics_listen,
             log: src.string("VALINE_LOG", "info")?,
             missing: Vec::new(),
+            ssm_parameters: BTreeMap::new(),
+            ssm_secrets: Vec::new(),
         };
         config.missing = OPTIONAL_BUT_EXPECTED
             .iter()
@@ -355,18 +434,28 @@ impl Config {
         &self.missing
     }
 
-    /// Every secret value, so the log layer can scrub them from any text.
+    /// The variables read from SSM, each with its parameter name.
+    pub fn ssm_parameters(&self) -> &BTreeMap<String, String> {
+        &self.ssm_parameters
+    }
+
+    /// Every secret value, so the log layer can scrub them from any text: the secret
+    /// variables and every value read from SSM.
     pub fn secret_values(&self) -> Vec<String> {
         use secrecy::ExposeSecret;
-        [
+        let mut values: Vec<String> = [
             &self.discord_bot_token,
             &self.github_token,
             &self.github_webhook_secret,
         ]
         .into_iter()
         .flatten()
+        .chain(&self.ssm_secrets)
         .map(|s| s.expose_secret().to_owned())
-        .collect()
+        .collect();
+        values.sort();
+        values.dedup();
+        values
     }
 }
 

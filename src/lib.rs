@@ -61,6 +61,8 @@ pub mod runs;
 pub mod secret;
 pub mod server;
 pub mod settings;
+#[cfg(feature = "aws")]
+pub mod ssm;
 pub mod store;
 pub mod telemetry;
 pub mod trace;

@@ -568,3 +568,88 @@ async fn two_serve_processes_share_one_dynamodb_table() {
         assert_eq!(env.discord.edits_of(&format!("tok-two-{i}")).len(), 1);
     }
 }
+
+/// The binary reaches moto's SSM through the standard AWS variables, with a SQLite store.
+#[cfg(feature = "conformance")]
+fn ssm_vars(dir: &std::path::Path, bot_token: &str) -> HashMap<String, String> {
+    let moto = valine::store::dynamodb_local::DynamoDbLocal::moto();
+    [
+        ("STAGE", "test".to_owned()),
+        (
+            "VALINE_STORE",
+            format!("sqlite:{}", dir.join("v.db").display()),
+        ),
+        ("DISCORD_BOT_TOKEN", bot_token.to_owned()),
+        ("AWS_ENDPOINT_URL_SSM", moto.endpoint().to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "valinetest".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "valinetest".to_owned()),
+        ("HOME", std::env::temp_dir().display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn serve_reads_ssm_values_and_a_missing_parameter_exits_2_naming_both() {
+    use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
+
+    let dir = tempfile::tempdir().unwrap();
+    let parameter = format!("/valine/test/bot-{}", uuid::Uuid::new_v4().simple());
+
+    // Not there yet: exit 2 naming the variable and the parameter.
+    let mut vars = ssm_vars(dir.path(), &format!("ssm:{parameter}"));
+    vars.insert("VALINE_LISTEN".into(), format!("127.0.0.1:{}", free_port()));
+    let refused = valine(&vars).arg("serve").output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("DISCORD_BOT_TOKEN") && stderr.contains(&parameter),
+        "{stderr}"
+    );
+
+    // Put as a SecureString: `serve` starts, and the value never shows.
+    let secret = format!("valine-ssm-bot-secret-{}", uuid::Uuid::new_v4().simple());
+    let moto = valine::store::dynamodb_local::DynamoDbLocal::moto();
+    let client = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "valinetest",
+                "valinetest",
+                None,
+                None,
+                "test",
+            ))
+            .endpoint_url(moto.endpoint())
+            .build(),
+    );
+    client
+        .put_parameter()
+        .name(&parameter)
+        .value(&secret)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let server = Server::start(&ssm_vars(dir.path(), &format!("ssm:{parameter}"))).await;
+    let (code, lines) = server.stop().await;
+    assert_eq!(code, 0);
+    assert!(
+        lines.iter().any(|l| l.contains("valine serving")),
+        "{lines:?}"
+    );
+    // The token is set: no warning that it is missing.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("\"WARN\"") && l.contains("DISCORD_BOT_TOKEN")),
+        "{lines:?}"
+    );
+    for line in &lines {
+        assert!(!line.contains(&secret), "secret in log line: {line}");
+    }
+}
