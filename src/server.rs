@@ -284,7 +284,10 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stopping = stop_rx.clone();
     let grace = app.worker.shutdown_grace;
-    let mut worker = jobs::AbortOnDrop(tokio::spawn(crate::work::worker(&app).run(stop_rx)));
+    let mut worker = jobs::AbortOnDrop(tokio::spawn(crate::work::consume(
+        Arc::clone(&app),
+        stop_rx,
+    )));
     let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new jobs will be claimed");

@@ -75,6 +75,7 @@ macro_rules! store_conformance_suite {
             job_claim_sets_lease,
             job_expired_lease_is_reclaimed,
             job_claim_agrees_with_claimable_at,
+            job_claim_id_agrees_with_claimable_at,
             job_renew_extends_lease,
             job_complete,
             job_retry,
@@ -640,6 +641,60 @@ pub async fn job_claim_agrees_with_claimable_at(store: SharedStore) {
             .expect("complete")
     );
     assert!(check(&store, "j1", "a", LATER * 2000).await.is_none());
+}
+
+pub async fn job_claim_id_agrees_with_claimable_at(store: SharedStore) {
+    // As `job_claim_agrees_with_claimable_at`, claiming by id with another job older
+    // and due in the queue: the named job is the one claimed, or none.
+    async fn check(store: &SharedStore, id: &str, owner: &str, now_ms: i64) -> Option<JobRecord> {
+        let before = job(store, id).await;
+        let lease_until_ms = now_ms + 1000;
+        let claimed = store
+            .claim_job_id(id, owner, now_ms, lease_until_ms)
+            .await
+            .expect("claim_job_id");
+        let expected = before
+            .claimable_at(now_ms)
+            .then(|| before.claimed(owner, lease_until_ms));
+        assert_eq!(claimed, expected, "claim of {id} at {now_ms}");
+        if let Some(claimed) = &claimed {
+            assert_eq!(&job(store, id).await, claimed, "stored claim of {id}");
+        }
+        claimed
+    }
+
+    store
+        .enqueue_job(&new_job("older", NOW_MS - 50), NOW_MS - 60)
+        .await
+        .expect("enqueue");
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS - 10)
+        .await
+        .expect("enqueue");
+    assert!(
+        store
+            .claim_job_id("missing", "a", NOW_MS, NOW_MS + 1000)
+            .await
+            .expect("claim_job_id")
+            .is_none()
+    );
+    assert!(check(&store, "j1", "a", NOW_MS - 1).await.is_none());
+    let first = check(&store, "j1", "a", NOW_MS).await.expect("due");
+    assert_eq!(first.attempts, 1);
+    let lease_until = first.lease_until_ms.expect("leased");
+    assert!(check(&store, "j1", "b", lease_until).await.is_none());
+    let second = check(&store, "j1", "b", lease_until + 1)
+        .await
+        .expect("lease ended");
+    assert_eq!(second.attempts, 2);
+    assert!(
+        store
+            .complete_job("j1", "b", LATER)
+            .await
+            .expect("complete")
+    );
+    assert!(check(&store, "j1", "a", LATER * 2000).await.is_none());
+    assert_eq!(job(&store, "older").await.state, JobState::Pending);
 }
 
 pub async fn job_renew_extends_lease(store: SharedStore) {

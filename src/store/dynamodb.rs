@@ -997,16 +997,7 @@ impl std::fmt::Debug for DynamoDbStore {
 /// The SDK's standard retry mode retries throttling, transient and 5xx errors with
 /// exponential backoff and jitter; timeouts keep a hung connection from hanging a command.
 pub async fn client_from_env() -> Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(5))
-        .operation_timeout(Duration::from_secs(20))
-        .build();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    Client::new(&config)
+    Client::new(&crate::aws::sdk_config().await)
 }
 
 impl DynamoDbStore {
@@ -1660,6 +1651,17 @@ impl JobStore for DynamoDbStore {
             }
         }
         Ok(None)
+    }
+
+    async fn claim_job_id(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>> {
+        self.try_claim("claim_job_id", id, owner, now_ms, lease_until_ms)
+            .await
     }
 
     async fn renew_job_lease(

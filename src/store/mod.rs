@@ -557,6 +557,16 @@ pub trait JobStore: Send + Sync {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> StoreResult<Option<JobRecord>>;
+    /// Claims the job `id` as [`JobStore::claim_job`] would if it were the oldest due
+    /// job: for a queue that hands out job ids itself (SQS). `None` when the job does
+    /// not exist or is not claimable now (not due yet, leased, finished).
+    async fn claim_job_id(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>>;
     /// Extends the lease; `false` if `owner` no longer holds it.
     async fn renew_job_lease(
         &self,

@@ -1423,6 +1423,35 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn claim_job_id(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.call("claim_job_id", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let job = query_opt(
+                &tx,
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [&id],
+                job_from_row,
+            )?;
+            match job {
+                Some(job) if job.claimable_at(now_ms) => {
+                    let claimed = job.claimed(&owner, lease_until_ms);
+                    write_job_state(&tx, &claimed)?;
+                    tx.commit()?;
+                    Ok(Some(claimed))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn renew_job_lease(
         &self,
         id: &str,

@@ -900,6 +900,12 @@ const EXPIRED_TOKEN_PREFIX: &str = "expired-";
 /// Edits with such a token fail with 502 for their first four attempts (one Discord
 /// client call with its retries), then succeed.
 const FLAKY_TOKEN_PREFIX: &str = "flaky-";
+/// Edits with such a token fail with 502 every time (a job that keeps failing), except
+/// a give-up notice, so a test sees the notice land.
+const DOWN_TOKEN_PREFIX: &str = "down-";
+/// Edits with such a token fail with 502 for their first 8 calls (the command's own
+/// delivery, then one attempt of the delivery job), then succeed.
+const BLIP_TOKEN_PREFIX: &str = "blip-";
 
 async fn discord_edit(
     State((log, _)): State<DcState>,
@@ -910,11 +916,19 @@ async fn discord_edit(
     body: Bytes,
 ) -> Response {
     log.push(&method, &uri, &headers, &body);
-    if token.starts_with(FLAKY_TOKEN_PREFIX)
-        && log
-            .matching("PATCH", &format!("/{token}/messages/@original"))
-            .len()
-            <= 4
+    let failing = match token {
+        _ if token.starts_with(FLAKY_TOKEN_PREFIX) => 4,
+        _ if token.starts_with(DOWN_TOKEN_PREFIX) => {
+            let notice = String::from_utf8_lossy(&body).contains("Gave up");
+            if notice { 0 } else { usize::MAX }
+        }
+        _ if token.starts_with(BLIP_TOKEN_PREFIX) => 8,
+        _ => 0,
+    };
+    if log
+        .matching("PATCH", &format!("/{token}/messages/@original"))
+        .len()
+        <= failing
     {
         return (
             StatusCode::BAD_GATEWAY,

@@ -57,6 +57,15 @@ impl JobStore for DownStore {
     async fn claim_job(&self, _: &str, _: i64, _: i64) -> StoreResult<Option<JobRecord>> {
         down()
     }
+    async fn claim_job_id(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> StoreResult<Option<JobRecord>> {
+        down()
+    }
     async fn renew_job_lease(&self, _: &str, _: &str, _: i64) -> StoreResult<bool> {
         down()
     }

@@ -11,8 +11,12 @@ mod faults;
 mod followups;
 mod interactions;
 mod jobs;
+#[cfg(feature = "conformance")]
+mod lambda;
 mod limits;
 mod metrics;
+#[cfg(feature = "conformance")]
+mod runtime_api;
 mod settings;
 mod status;
 mod store_faults;
