@@ -158,18 +158,7 @@ async fn environment() -> HashMap<String, String> {
         .expect("valine init runs");
     assert!(init.status.success(), "valine init: {init:?}");
 
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "valinetest",
-            "valinetest",
-            None,
-            None,
-            "bench",
-        ))
-        .endpoint_url(moto.endpoint())
-        .load()
-        .await;
+    let config = valine::store::dynamodb_local::sdk_config_for(moto.endpoint());
     let queue = aws_sdk_sqs::Client::new(&config)
         .create_queue()
         .queue_name(format!("valine-bench-{}", uuid::Uuid::new_v4().simple()))

@@ -201,24 +201,11 @@ async fn resolve_with(
 mod tests {
     use super::*;
     use crate::store::dynamodb_local::DynamoDbLocal;
-    use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_ssm::types::ParameterType;
 
     fn client() -> Client {
         let endpoint = DynamoDbLocal::moto().endpoint();
-        let config = aws_sdk_ssm::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "valinetest",
-                "valinetest",
-                None,
-                None,
-                "test",
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        Client::from_conf(config)
+        Client::new(&crate::store::dynamodb_local::sdk_config_for(endpoint))
     }
 
     /// A parameter prefix no other test uses.

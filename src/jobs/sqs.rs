@@ -583,22 +583,10 @@ mod tests {
     }
 
     async fn setup() -> Setup {
-        use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
         let moto = crate::store::dynamodb_local::DynamoDbLocal::moto();
-        let client = Client::from_conf(
-            aws_sdk_sqs::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new(
-                    "valinetest",
-                    "valinetest",
-                    None,
-                    None,
-                    "test",
-                ))
-                .endpoint_url(moto.endpoint())
-                .build(),
-        );
+        let client = Client::new(&crate::store::dynamodb_local::sdk_config_for(
+            moto.endpoint(),
+        ));
         let url = client
             .create_queue()
             .queue_name(format!("valine-unit-{}", uuid::Uuid::new_v4().simple()))

@@ -5,7 +5,6 @@
 //! reported as failures); `serve` with `VALINE_QUEUE_URL` consumes the same queue.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::binary::{Server, dynamodb_vars, post_signed, valine};
+use crate::binary::{Server, collect_stdout, dynamodb_vars, post_signed, valine};
 use crate::fakes::{FakeDiscord, FakeGitHub, run_json};
 use crate::helpers::{
     WEBHOOK_SECRET, base_env, command, eventually, github_signature, now_secs, sign,
@@ -27,40 +26,16 @@ fn moto_endpoint() -> String {
         .to_owned()
 }
 
+fn aws_config() -> aws_config::SdkConfig {
+    valine::store::dynamodb_local::sdk_config_for(&moto_endpoint())
+}
+
 fn sqs_client() -> aws_sdk_sqs::Client {
-    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "valinetest",
-                "valinetest",
-                None,
-                None,
-                "test",
-            ))
-            .endpoint_url(moto_endpoint())
-            .build(),
-    )
+    aws_sdk_sqs::Client::new(&aws_config())
 }
 
 fn ssm_client() -> aws_sdk_ssm::Client {
-    use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_ssm::Client::from_conf(
-        aws_sdk_ssm::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "valinetest",
-                "valinetest",
-                None,
-                None,
-                "test",
-            ))
-            .endpoint_url(moto_endpoint())
-            .build(),
-    )
+    aws_sdk_ssm::Client::new(&aws_config())
 }
 
 /// The fakes, a fresh DynamoDB table and SQS queue, and the function's environment.
@@ -272,14 +247,7 @@ impl Lambda {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (lines, _reader) = collect_stdout(&mut child);
         Lambda {
             runtime,
             child: Some(child),
