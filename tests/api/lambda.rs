@@ -707,6 +707,26 @@ async fn lambda_job_retries_through_batch_item_failures_and_gives_up() {
         world.receive(Duration::from_secs(1)).await.is_empty(),
         "no loop"
     );
+
+    // Each attempt of the delivery job wrote a completion line, an EMF record with the
+    // `job` dimension: retries, then the give-up.
+    let logs = lambda.logs();
+    let attempts: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["job"] == "deliver_reply" && l["message"] == "job finished")
+        .collect();
+    assert!(
+        attempts
+            .iter()
+            .any(|l| l["outcome"] == "retry" && l["error"] == 0),
+        "{attempts:?}"
+    );
+    let gave_up = attempts
+        .iter()
+        .find(|l| l["outcome"] == "error")
+        .expect("the give-up's completion line");
+    assert_emf(gave_up, "job");
+    assert_eq!(gave_up["error"], 1);
 }
 
 #[tokio::test]
