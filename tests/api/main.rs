@@ -16,5 +16,6 @@ mod metrics;
 mod settings;
 mod status;
 mod store_faults;
+mod tolerant;
 mod verify;
 mod webhook;
