@@ -394,6 +394,15 @@ pub fn command(name: &str, options: Value, user: &str, roles: &[&str], token: &s
     })
 }
 
+/// Posts `body` and returns the text of its immediate ephemeral answer (type 4, flag
+/// 64), failing when the answer is anything else.
+pub async fn ephemeral_text(app: &TestApp, body: &Value) -> String {
+    let answer: Value = app.post_interaction(body).await.json().await.unwrap();
+    assert_eq!(answer["type"], 4, "{answer}");
+    assert_eq!(answer["data"]["flags"], 64, "{answer}");
+    answer["data"]["content"].as_str().unwrap().to_owned()
+}
+
 /// Polls `check` until it returns `Some`, failing after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
 where

@@ -5,6 +5,7 @@ mod fakes;
 mod helpers;
 
 mod binary;
+mod block;
 mod deploy;
 mod diagnose_dispatch;
 mod faults;
