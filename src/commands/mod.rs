@@ -8,6 +8,7 @@ pub mod debug_last;
 pub mod deploy_client;
 pub mod diagnose;
 pub mod pipeline;
+pub mod rollback;
 pub mod set_api_base;
 pub mod set_frontend;
 pub mod set_url;
@@ -280,6 +281,12 @@ pub trait Command: Sync {
     /// Name, options, who may run it and how it answers.
     fn spec(&self) -> CommandSpec;
 
+    /// How this call is answered: the spec's, unless the options decide (a preview is
+    /// ephemeral, the action itself public).
+    fn answer(&self, _call: &Call) -> Answer {
+        self.spec().answer
+    }
+
     /// The buttons this command renders, each with its handler.
     fn buttons(&'static self) -> Vec<ButtonSpec> {
         Vec::new()
@@ -316,6 +323,7 @@ pub static COMMANDS: &[&dyn Command] = &[
     &status_digest::StatusDigest,
     &block::Block,
     &block::Unblock,
+    &rollback::Rollback,
 ];
 
 /// The command Discord names; `None` is the registry's unknown case (a name Discord
@@ -535,7 +543,8 @@ mod tests {
                 "debug-last",
                 "status-digest",
                 "block",
-                "unblock"
+                "unblock",
+                "rollback"
             ]
         );
         for c in COMMANDS {

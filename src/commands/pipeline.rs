@@ -218,7 +218,7 @@ async fn decide_inner(
     }
     tracer.end::<(), String>(step, &Ok(()));
 
-    match spec.answer {
+    match command.answer(&call) {
         Answer::Immediate { .. } => {
             let result = command.run(app, &call, &mut tracer).await;
             answer_now(app, tracer, result, |reply, outcome| Decision::Reply {

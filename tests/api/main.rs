@@ -14,6 +14,7 @@ mod interactions;
 mod jobs;
 mod limits;
 mod metrics;
+mod rollback;
 mod settings;
 mod status;
 mod store_faults;
