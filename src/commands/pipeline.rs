@@ -338,9 +338,7 @@ async fn decide_component_inner(
     if let Some((reply, outcome)) = gate(app, caller).await {
         return Decision::now(reply, outcome);
     }
-    let parsed = custom_id
-        .strip_prefix("valine:")
-        .and_then(|rest| rest.split_once(':'))
+    let parsed = parse_custom_id(custom_id)
         .and_then(|(action, id)| super::button(action).map(|b| (b, id)))
         // A follow-up step is Valine's own job, never something a user presses.
         .filter(|((_, button), _)| button.answer != ButtonAnswer::FollowUp);
@@ -395,6 +393,21 @@ async fn decide_component_inner(
             Outcome::Invalid,
         ),
     }
+}
+
+/// `valine:<action>:<id>` as Valine renders it: an action of lower-case letters, digits
+/// and `-`, an id of ASCII letters, digits, `-` and `_`. Anything else (a trailing
+/// newline, spaces, another prefix) is not a button Valine made.
+fn parse_custom_id(custom_id: &str) -> Option<(&str, &str)> {
+    let (action, id) = custom_id.strip_prefix("valine:")?.split_once(':')?;
+    let action_ok = !action.is_empty()
+        && action
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let id_ok = id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (action_ok && id_ok).then_some((action, id))
 }
 
 /// Runs a deferred command's body (or button press) and returns its reply; the trace
@@ -492,4 +505,34 @@ async fn run_body(
     spec.handler
         .press(app, &press.action, &press.id, call, tracer)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_ids_are_exactly_what_valine_renders() {
+        assert_eq!(
+            parse_custom_id("valine:reverify:9000"),
+            Some(("reverify", "9000"))
+        );
+        assert_eq!(
+            parse_custom_id("valine:rollback-confirm:1700000900-0a1b2c3d-00ff"),
+            Some(("rollback-confirm", "1700000900-0a1b2c3d-00ff"))
+        );
+        assert_eq!(parse_custom_id("valine:sync:"), Some(("sync", "")));
+        for bad in [
+            "valine:reverify:9000\n",
+            "valine:reverify:9000 ",
+            "valine:reverify:90\u{0}00",
+            "valine:Reverify:9000",
+            "valine::9000",
+            "valine:reverify",
+            "other:reverify:9000",
+            "valine:reverify:9000:extra",
+        ] {
+            assert_eq!(parse_custom_id(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod binary;
 mod block;
 mod deploy;
 mod diagnose_dispatch;
+mod edges;
 mod faults;
 mod followups;
 mod interactions;
