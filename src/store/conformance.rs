@@ -40,9 +40,9 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{
-    AuditRecord, CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord, JobRecord,
-    JobState, NewJob, Outcome, PendingConfirmation, RunAttachment, RunRecord, SettingRecord,
-    SharedStore, StepStatus, TraceRecord, TraceStep, VerificationRecord,
+    AuditRecord, BlockRecord, CorrelationKind, CorrelationRecord, DeliveryEffects,
+    FailedStepRecord, JobRecord, JobState, NewJob, Outcome, PendingConfirmation, RunAttachment,
+    RunRecord, SettingRecord, SharedStore, StepStatus, TraceRecord, TraceStep, VerificationRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from
@@ -100,6 +100,9 @@ macro_rules! store_conformance_suite {
             delivery_records_failed_step,
             verification_first_live_one_wins,
             recent_runs_newest_first_without_expired,
+            block_put_get_and_replace,
+            block_expires_at_its_instant,
+            block_remove_only_a_live_one_with_its_audit,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -1733,6 +1736,143 @@ pub async fn shared_between_instances(a: SharedStore, b: SharedStore) {
     a.put_pending(&pending("p1", LATER)).await.expect("put");
     assert!(b.take_pending("p1", NOW).await.expect("take").is_some());
     assert!(a.take_pending("p1", NOW).await.expect("take").is_none());
+
+    // A block written by one process is honoured by the other at once, and so is its
+    // removal.
+    a.put_block(
+        &block("u9", None, None),
+        &audit("b9", "admin", NOW_MS, LATER),
+    )
+    .await
+    .expect("block");
+    assert!(b.get_block("u9", NOW).await.expect("get").is_some());
+    assert!(
+        b.remove_block("u9", &audit("r9", "admin", NOW_MS, LATER), NOW)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(a.get_block("u9", NOW).await.expect("get"), None);
+}
+
+fn block(user: &str, reason: Option<&str>, expires_at: Option<i64>) -> BlockRecord {
+    BlockRecord {
+        user_id: user.into(),
+        reason: reason.map(Into::into),
+        blocked_by: "admin".into(),
+        at_ms: NOW_MS,
+        expires_at,
+    }
+}
+
+async fn audit_ids(store: &SharedStore) -> Vec<String> {
+    store
+        .list_audit(None, 0, NOW)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|a| a.id)
+        .collect()
+}
+
+pub async fn block_put_get_and_replace(store: SharedStore) {
+    assert_eq!(store.get_block("u1", NOW).await.expect("get"), None);
+    let first = block("u1", Some("spam"), None);
+    store
+        .put_block(&first, &audit("b1", "admin", NOW_MS, LATER))
+        .await
+        .expect("block");
+    assert_eq!(store.get_block("u1", NOW).await.expect("get"), Some(first));
+    assert_eq!(store.get_block("u2", NOW).await.expect("get"), None);
+    // Blocking again replaces the reason and the expiry, and is audited again.
+    let second = block("u1", None, Some(NOW + 60));
+    store
+        .put_block(&second, &audit("b2", "admin", NOW_MS + 1, LATER))
+        .await
+        .expect("block again");
+    assert_eq!(store.get_block("u1", NOW).await.expect("get"), Some(second));
+    assert_eq!(audit_ids(&store).await, ["b2", "b1"]);
+}
+
+pub async fn block_expires_at_its_instant(store: SharedStore) {
+    let lapsing = block("u1", None, Some(NOW + 60));
+    store
+        .put_block(&lapsing, &audit("b1", "admin", NOW_MS, LATER))
+        .await
+        .expect("block");
+    assert!(
+        store
+            .get_block("u1", NOW + 59)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert_eq!(store.get_block("u1", NOW + 60).await.expect("get"), None);
+    assert!(lapsing.is_live(NOW + 59) && !lapsing.is_live(NOW + 60));
+    // A block without an expiry holds for good.
+    store
+        .put_block(
+            &block("u2", None, None),
+            &audit("b2", "admin", NOW_MS, LATER),
+        )
+        .await
+        .expect("block");
+    assert!(
+        store
+            .get_block("u2", LATER * 10)
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+pub async fn block_remove_only_a_live_one_with_its_audit(store: SharedStore) {
+    // Nothing to remove: nothing written, the audit record included.
+    assert!(
+        !store
+            .remove_block("u1", &audit("r0", "admin", NOW_MS, LATER), NOW)
+            .await
+            .expect("remove")
+    );
+    assert!(audit_ids(&store).await.is_empty());
+
+    store
+        .put_block(
+            &block("u1", None, None),
+            &audit("b1", "admin", NOW_MS, LATER),
+        )
+        .await
+        .expect("block");
+    assert!(
+        store
+            .remove_block("u1", &audit("r1", "admin", NOW_MS + 1, LATER), NOW)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(store.get_block("u1", NOW).await.expect("get"), None);
+    assert_eq!(audit_ids(&store).await, ["r1", "b1"]);
+    // Removed once: a second removal finds nothing.
+    assert!(
+        !store
+            .remove_block("u1", &audit("r2", "admin", NOW_MS + 2, LATER), NOW)
+            .await
+            .expect("remove")
+    );
+
+    // A lapsed block is not there to remove.
+    store
+        .put_block(
+            &block("u2", None, Some(NOW + 10)),
+            &audit("b2", "admin", NOW_MS + 3, LATER),
+        )
+        .await
+        .expect("block");
+    assert!(
+        !store
+            .remove_block("u2", &audit("r3", "admin", NOW_MS + 4, LATER), NOW + 10)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(audit_ids(&store).await, ["b2", "r1", "b1"]);
 }
 
 fn verification(run_id: u64, attempt: u32, passed: bool, expires_at: i64) -> VerificationRecord {

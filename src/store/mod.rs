@@ -36,6 +36,7 @@
 //! | a deploy correlation by time | `CORRDEPLOY` | `{created_at_ms:020}#{id}` | put with the correlation in one transaction; newest live = Query descending |
 //! | a run's correlation | `CORRRUN#{run_id:020}` | `CORRRUN` | `attach_run`: one transaction updating the correlation (live, same creation, `attribute_not_exists(run_id) OR run_id = :run`) and putting this item as read (absent, or the holder the rule allowed) |
 //! | failing job and step of a run | `RUNFAIL#{run_id:020}` | `RUNFAIL` | in the delivery's transaction, put on `ver = :read_version` when it replaces the stored one |
+//! | block of a user (`/block`) | `BLOCK#{user}` | `BLOCK` | put with its audit item in one transaction; removed by a delete on `attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > :now)` in a transaction with its audit item; read consistently, so every process honours it at once |
 //! | pending confirmation | `PENDING#{id}` | `PENDING` | consumed by a delete on `expires_at > :now` returning the old item |
 //! | health heartbeat | `HEALTH` | `HEALTH` | overwritten by every health check, which so proves the table can be written |
 //! | verification of a run attempt | `VERIFY#{run_id:020}#{attempt}` | `VERIFY` | put on `attribute_not_exists(pk) OR expires_at <= :now`, then a consistent read |
@@ -499,6 +500,19 @@ impl std::fmt::Debug for CorrelationRecord {
     }
 }
 
+/// A user refused everything by `/block`, in addition to `BLOCKED_USER_IDS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub user_id: String,
+    pub reason: Option<String>,
+    /// The admin who blocked the user.
+    pub blocked_by: String,
+    pub at_ms: i64,
+    /// When the block lapses (epoch seconds); `None` holds until `/unblock`. Also the
+    /// record's TTL.
+    pub expires_at: Option<i64>,
+}
+
 /// A `/set-*` preview awaiting Confirm or Cancel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingConfirmation {
@@ -624,6 +638,22 @@ pub trait SettingsStore: Send + Sync {
     async fn take_pending(&self, id: &str, now: i64) -> StoreResult<Option<PendingConfirmation>>;
 }
 
+/// Blocks from `/block`: read on every command, so a block written by any process is
+/// honoured by all of them at once.
+#[async_trait]
+pub trait BlockStore: Send + Sync {
+    /// Stores the block (replacing one already there) and writes `audit`, in one atomic
+    /// write.
+    async fn put_block(&self, block: &BlockRecord, audit: &AuditRecord) -> StoreResult<()>;
+    /// Removes the live block of `user_id` and writes `audit`, in one atomic write.
+    /// Returns `false`, writing nothing, when there is no live block
+    /// ([`BlockRecord::is_live`]).
+    async fn remove_block(&self, user_id: &str, audit: &AuditRecord, now: i64)
+    -> StoreResult<bool>;
+    /// The live block of `user_id`, if any, as last written by any process.
+    async fn get_block(&self, user_id: &str, now: i64) -> StoreResult<Option<BlockRecord>>;
+}
+
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// Marks the delivery accepted and applies its effects in one atomic write.
@@ -723,6 +753,7 @@ pub trait Store:
     + LockStore
     + CorrelationStore
     + VerificationStore
+    + BlockStore
 {
 }
 
@@ -736,6 +767,7 @@ impl<T> Store for T where
         + LockStore
         + CorrelationStore
         + VerificationStore
+        + BlockStore
 {
 }
 

@@ -10,7 +10,8 @@
 //! `now_ms` in epoch milliseconds against job times.
 
 use super::{
-    CorrelationRecord, FailedStepRecord, JobRecord, JobState, LockRecord, RunRecord, SettingRecord,
+    BlockRecord, CorrelationRecord, FailedStepRecord, JobRecord, JobState, LockRecord, RunRecord,
+    SettingRecord,
 };
 
 /// Whether a record expiring at `expires_at` still counts at `now`: at `now == expires_at`
@@ -113,6 +114,14 @@ impl LockRecord {
     /// expired, or already `owner`'s. A holder renewing its own lock is not a conflict.
     pub fn can_take(stored: Option<&LockRecord>, owner: &str, now: i64) -> bool {
         stored.is_none_or(|held| !is_live(held.expires_at, now) || held.owner == owner)
+    }
+}
+
+impl BlockRecord {
+    /// Whether the block holds at `now`: until it lapses at `expires_at`, or for good
+    /// when it has none.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| is_live(at, now))
     }
 }
 
@@ -233,6 +242,20 @@ mod tests {
     use crate::store::CorrelationKind;
 
     const NOW: i64 = 1_000;
+
+    #[test]
+    fn a_block_holds_until_it_lapses_or_for_good() {
+        let block = |expires_at| BlockRecord {
+            user_id: "7".into(),
+            reason: None,
+            blocked_by: "1".into(),
+            at_ms: 0,
+            expires_at,
+        };
+        assert!(block(None).is_live(i64::MAX));
+        assert!(block(Some(NOW + 1)).is_live(NOW));
+        assert!(!block(Some(NOW)).is_live(NOW));
+    }
 
     #[test]
     fn live_until_expires_at_and_free_when_absent_or_expired() {

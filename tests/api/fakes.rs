@@ -296,6 +296,10 @@ impl FakeGitHub {
                 axum::routing::post(gh_rerun_failed),
             )
             .route(
+                "/repos/{owner}/{repo}/actions/runs/{id}/rerun",
+                axum::routing::post(gh_rerun),
+            )
+            .route(
                 "/repos/{owner}/{repo}/actions/jobs/{id}/logs",
                 get(gh_job_logs),
             )
@@ -731,6 +735,40 @@ async fn gh_rerun_failed(
     headers: HeaderMap,
 ) -> Response {
     log.push(&method, &uri, &headers, b"");
+    (StatusCode::CREATED, axum::Json(json!({}))).into_response()
+}
+
+/// `POST …/runs/{id}/rerun`: 201 `{}` and a new attempt of the run (queued, no
+/// conclusion); 404 for an unknown run; GitHub's 403 for a run created over 30 days ago.
+async fn gh_rerun(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    let mut state = state.lock().unwrap();
+    let Some(run) = state.runs.iter_mut().find(|r| r["id"] == id) else {
+        return not_found();
+    };
+    let created = run["created_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    if created.is_some_and(|at| chrono::Utc::now() - at.to_utc() > chrono::Duration::days(30)) {
+        return gh_error(
+            403,
+            "Unable to retry this workflow run because it was created over a month ago",
+        );
+    }
+    let attempt = run["run_attempt"].as_u64().unwrap_or(1) + 1;
+    run["run_attempt"] = attempt.into();
+    run["status"] = "queued".into();
+    run["conclusion"] = Value::Null;
+    run["updated_at"] = chrono::Utc::now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        .into();
     (StatusCode::CREATED, axum::Json(json!({}))).into_response()
 }
 

@@ -181,6 +181,19 @@ impl LockStore for DownStore {
     }
 }
 
+#[async_trait]
+impl BlockStore for DownStore {
+    async fn put_block(&self, _: &BlockRecord, _: &AuditRecord) -> StoreResult<()> {
+        down()
+    }
+    async fn remove_block(&self, _: &str, _: &AuditRecord, _: i64) -> StoreResult<bool> {
+        down()
+    }
+    async fn get_block(&self, _: &str, _: i64) -> StoreResult<Option<BlockRecord>> {
+        down()
+    }
+}
+
 async fn down_app() -> crate::helpers::TestApp {
     spawn_app_with(Options {
         store: Some(Arc::new(DownStore)),

@@ -5,8 +5,10 @@ mod fakes;
 mod helpers;
 
 mod binary;
+mod block;
 mod deploy;
 mod diagnose_dispatch;
+mod edges;
 mod faults;
 mod followups;
 mod interactions;
@@ -15,10 +17,12 @@ mod jobs;
 mod lambda;
 mod limits;
 mod metrics;
+mod rollback;
 #[cfg(feature = "conformance")]
 mod runtime_api;
 mod settings;
 mod status;
 mod store_faults;
+mod tolerant;
 mod verify;
 mod webhook;
