@@ -35,7 +35,7 @@
 //! [`super::rules`]. Only two conditions stay in SQL: the liveness filter of reads
 //! (`expires_at > now`, [`super::rules::is_live`]), and the choice of a job to claim, whose
 //! query the `jobs_due` index serves. Reads skip expired records and
-//! [`SqliteStore::purge_expired`] deletes them (housekeeping, never needed for
+//! [`HousekeepingStore::delete_expired`] deletes them (housekeeping, never needed for
 //! correctness).
 
 use std::borrow::Cow;
@@ -51,10 +51,11 @@ use serde::de::DeserializeOwned;
 
 use super::rules;
 use super::{
-    AuditRecord, BoxError, CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects,
-    DeliveryStore, FailedStepRecord, HealthStore, JobRecord, JobState, JobStore, LockRecord,
-    LockStore, NewJob, Outcome, PendingConfirmation, RateLimitStore, RunAttachment, RunRecord,
-    SettingRecord, SettingsStore, StoreError, StoreResult, TraceRecord, TraceStore,
+    AuditRecord, BoxError, Census, CorrelationKind, CorrelationRecord, CorrelationStore,
+    DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore, HousekeepingStore, JobRecord,
+    JobState, JobStore, LockRecord, LockStore, NewJob, Outcome, PendingConfirmation,
+    RateLimitStore, RecordCounts, RecordKind, RunAttachment, RunRecord, SettingRecord,
+    SettingsStore, StoreError, StoreResult, TraceQuery, TraceRecord, TraceStore,
     VerificationRecord, VerificationStore,
 };
 
@@ -231,20 +232,27 @@ const CORRELATION_COLUMNS: &str = "id, kind, requester, channel_id, application_
 const FAILED_STEP_COLUMNS: &str =
     "run_id, run_attempt, job_id, job_name, step_name, html_url, expires_at";
 
-/// Tables whose rows carry a non-null `expires_at` once they may go.
-const EXPIRING_TABLES: &[&str] = &[
-    "traces",
-    "rate_windows",
-    "jobs",
-    "audit",
-    "pending",
-    "deliveries",
-    "runs",
-    "locks",
-    "correlations",
-    "failed_steps",
-    "verifications",
+/// Each table and the kind of record it holds. Rows expire once their `expires_at` (when
+/// not null) is not after `now`; settings never do.
+const TABLES: &[(&str, RecordKind)] = &[
+    ("traces", RecordKind::Trace),
+    ("rate_windows", RecordKind::RateWindow),
+    ("jobs", RecordKind::Job),
+    ("settings", RecordKind::Setting),
+    ("audit", RecordKind::Audit),
+    ("pending", RecordKind::Pending),
+    ("deliveries", RecordKind::Delivery),
+    ("runs", RecordKind::Run),
+    ("locks", RecordKind::Lock),
+    ("correlations", RecordKind::Correlation),
+    ("failed_steps", RecordKind::FailedStep),
+    ("verifications", RecordKind::Verification),
 ];
+
+/// Whether a table's rows carry `expires_at`.
+fn expiring(table: &str) -> bool {
+    table != "settings"
+}
 
 /// The store on one SQLite database. Cloning shares the connection.
 #[derive(Clone)]
@@ -625,22 +633,6 @@ impl SqliteStore {
                 }),
             }),
         })
-    }
-
-    /// Deletes every record whose `expires_at` (epoch seconds) is not after `now`, and
-    /// returns how many went. Reads already ignore them; this only reclaims space.
-    pub async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.call("purge_expired", move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut purged = 0u64;
-            for table in EXPIRING_TABLES {
-                let sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
-                purged += tx.execute(&sql, [now])? as u64;
-            }
-            tx.commit()?;
-            Ok(purged)
-        })
-        .await
     }
 
     /// Runs `f` on the connection on the blocking pool, naming errors after `op`.
@@ -1343,6 +1335,99 @@ impl TraceStore for SqliteStore {
                 params![user_id, exclude, now],
                 trace_from_row,
             )
+        })
+        .await
+    }
+
+    async fn list_traces(&self, query: &TraceQuery, now: i64) -> StoreResult<Vec<TraceRecord>> {
+        let query = query.clone();
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        self.call("list_traces", move |conn| {
+            // `TraceRecord::matches` and `newest_first`, stated in SQL so that LIMIT
+            // applies after the filter; the conformance suite compares the two.
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {TRACE_COLUMNS} FROM traces \
+                     WHERE expires_at > ?1 AND started_at_ms >= ?2 \
+                     AND (?3 IS NULL OR user_id = ?3) AND (?4 IS NULL OR command = ?4) \
+                     ORDER BY started_at_ms DESC, id DESC LIMIT ?5"
+                ),
+                params![now, query.since_ms, query.user_id, query.command, limit],
+                trace_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn traces_by_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<TraceRecord>> {
+        let prefix = prefix.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call("traces_by_prefix", move |conn| {
+            // `substr`, not LIKE: an id character is never a pattern.
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {TRACE_COLUMNS} FROM traces \
+                     WHERE substr(id, 1, length(?1)) = ?1 AND expires_at > ?2 \
+                     ORDER BY started_at_ms DESC, id DESC LIMIT ?3"
+                ),
+                params![prefix, now, limit],
+                trace_from_row,
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl HousekeepingStore for SqliteStore {
+    async fn census(&self, now: i64) -> StoreResult<Census> {
+        self.call("census", move |conn| {
+            let mut census = Census::default();
+            for &(table, kind) in TABLES {
+                // `rules::is_expired`: a null `expires_at` (an unfinished job) is live.
+                let (live, expired): (i64, i64) = if expiring(table) {
+                    let sql = format!(
+                        "SELECT COALESCE(SUM(expires_at IS NULL OR expires_at > ?1), 0), \
+                         COALESCE(SUM(expires_at <= ?1), 0) FROM {table}"
+                    );
+                    conn.prepare_cached(&sql)?
+                        .query_row([now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                } else {
+                    let sql = format!("SELECT COUNT(*) FROM {table}");
+                    (
+                        conn.prepare_cached(&sql)?.query_row([], |row| row.get(0))?,
+                        0,
+                    )
+                };
+                census.live.add(kind, u64::try_from(live).unwrap_or(0));
+                census
+                    .expired
+                    .add(kind, u64::try_from(expired).unwrap_or(0));
+            }
+            Ok(census)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self, now: i64) -> StoreResult<RecordCounts> {
+        self.call("delete_expired", move |conn| {
+            // One transaction: the condition is checked by the delete itself, so a row
+            // written again meanwhile is live and stays.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut deleted = RecordCounts::default();
+            for &(table, kind) in TABLES.iter().filter(|(t, _)| expiring(t)) {
+                let sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
+                deleted.add(kind, tx.execute(&sql, [now])? as u64);
+            }
+            tx.commit()?;
+            Ok(deleted)
         })
         .await
     }
@@ -2243,8 +2328,15 @@ mod tests {
             )
             .await
             .expect("live job");
-        assert_eq!(store.purge_expired(100).await.expect("purge"), 10);
-        assert_eq!(store.purge_expired(100).await.expect("purge again"), 0);
+        assert_eq!(store.delete_expired(100).await.expect("purge").total(), 10);
+        assert_eq!(
+            store
+                .delete_expired(100)
+                .await
+                .expect("purge again")
+                .total(),
+            0
+        );
 
         // Queried with an old `now`, so only deletion can hide them.
         assert!(store.get_trace("t100", 0).await.expect("get").is_none());
