@@ -56,6 +56,7 @@ pub mod format;
 pub mod github;
 pub mod jobs;
 pub mod metrics;
+pub mod ops;
 pub mod ratelimit;
 pub mod runs;
 pub mod secret;

@@ -2665,6 +2665,52 @@ pub(crate) async fn ensure_table(
     })
 }
 
+/// What `valine doctor` reads about the table (control-plane reads only): the indexes
+/// of [`TABLE_SCHEMA`] it lacks and whether TTL deletes expired items. A missing table
+/// is [`StoreError::NotInitialised`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableHealth {
+    pub missing_indexes: Vec<&'static str>,
+    pub ttl_on: bool,
+}
+
+pub async fn table_health(client: &Client, table: &str) -> StoreResult<TableHealth> {
+    let op = "inspect";
+    let Some(description) = describe(client, table).await? else {
+        return Err(StoreError::NotInitialised {
+            op,
+            source: format!("DynamoDB table `{table}` does not exist").into(),
+        });
+    };
+    let missing_indexes = TABLE_SCHEMA
+        .indexes
+        .iter()
+        .filter(|index| {
+            !description
+                .global_secondary_indexes()
+                .iter()
+                .any(|gsi| gsi.index_name() == Some(index.name))
+        })
+        .map(|index| index.name)
+        .collect();
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| sdk_error(op, table, e))?;
+    let ttl_on = ttl.time_to_live_description().is_some_and(|ttl| {
+        matches!(
+            ttl.time_to_live_status(),
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) && ttl.attribute_name() == Some(TABLE_SCHEMA.ttl_attribute)
+    });
+    Ok(TableHealth {
+        missing_indexes,
+        ttl_on,
+    })
+}
+
 async fn describe(
     client: &Client,
     table: &str,

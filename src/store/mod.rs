@@ -947,6 +947,63 @@ pub async fn init(location: &StoreLocation) -> StoreResult<Vec<String>> {
     }
 }
 
+/// The store as `valine doctor` finds it, opened without writing anything.
+pub struct Inspection {
+    pub store: SharedStore,
+    /// What was found: the schema, the table and its parts.
+    pub found: String,
+    /// What is present but not as `valine init` would leave it (a missing index, TTL
+    /// off), each with its fix.
+    pub warnings: Vec<String>,
+}
+
+/// Opens the store the location names for reading only: an SQLite file must exist with a
+/// current schema; a DynamoDB table must exist (its indexes and TTL are read, never
+/// changed). What needs `valine init` is [`StoreError::NotInitialised`].
+pub async fn inspect(location: &StoreLocation) -> StoreResult<Inspection> {
+    match location {
+        StoreLocation::SqliteFile(path) => Ok(Inspection {
+            store: Arc::new(sqlite::SqliteStore::open_read_only(path).await?),
+            found: format!(
+                "SQLite {} (schema version {}, current)",
+                path.display(),
+                sqlite::SqliteStore::schema_version()
+            ),
+            warnings: Vec::new(),
+        }),
+        StoreLocation::SqliteMemory => Ok(Inspection {
+            store: Arc::new(sqlite::SqliteStore::open_in_memory().await?),
+            found: "SQLite in memory (empty: it lasts as long as one process)".to_owned(),
+            warnings: Vec::new(),
+        }),
+        #[cfg(feature = "aws")]
+        StoreLocation::DynamoDb(table) => {
+            let client = dynamodb::client_from_env().await;
+            let health = dynamodb::table_health(&client, table).await?;
+            let mut warnings = Vec::new();
+            if !health.missing_indexes.is_empty() {
+                warnings.push(format!(
+                    "index {} missing: run `valine init` to add it",
+                    health.missing_indexes.join(", ")
+                ));
+            }
+            if !health.ttl_on {
+                warnings.push(format!(
+                    "TTL is off on `{}`: expired items are never deleted by DynamoDB; run                      `valine init` (or `valine cleanup` now and then)",
+                    dynamodb::TABLE_SCHEMA.ttl_attribute
+                ));
+            }
+            Ok(Inspection {
+                store: Arc::new(dynamodb::DynamoDbStore::new(client, table)),
+                found: format!("DynamoDB table {table}"),
+                warnings,
+            })
+        }
+        #[cfg(not(feature = "aws"))]
+        StoreLocation::DynamoDb(_) => Err(without_aws("inspect")),
+    }
+}
+
 #[cfg(not(feature = "aws"))]
 fn without_aws(op: &'static str) -> StoreError {
     StoreError::Unsupported {

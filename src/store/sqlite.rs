@@ -610,6 +610,73 @@ impl SqliteStore {
         }
     }
 
+    /// Opens an existing database for reading only (`valine doctor`): nothing is created,
+    /// migrated or written. A missing file, or one whose schema is behind this build, is
+    /// [`StoreError::NotInitialised`]: `valine init` (or `valine serve`) prepares it.
+    pub async fn open_read_only(path: &Path) -> StoreResult<Self> {
+        let path = path.to_owned();
+        let op = "open_read_only";
+        let joined = tokio::task::spawn_blocking(move || {
+            let not_initialised = |what: String| StoreError::NotInitialised {
+                op,
+                source: what.into(),
+            };
+            let meta = match std::fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(not_initialised(format!(
+                        "no database file at {}",
+                        path.display()
+                    )));
+                }
+                Err(e) => return Err(Fault::CannotOpen.error(op, &path, Some(&e))),
+            };
+            let opened = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|conn| conn.busy_timeout(BUSY_TIMEOUT).map(|()| conn));
+            let conn = match opened {
+                Ok(conn) => conn,
+                Err(err) => {
+                    let fault = Fault::of(&err).unwrap_or(Fault::CannotOpen);
+                    return Err(fault.error(op, &path, Some(&err)));
+                }
+            };
+            let applied = check_version(&conn).map_err(|f| f.into_store_error(op, Some(&path)))?;
+            if applied < MIGRATIONS.len() {
+                return Err(not_initialised(format!(
+                    "the database {} has schema version {applied} of {}",
+                    path.display(),
+                    MIGRATIONS.len()
+                )));
+            }
+            Ok(Inner {
+                file: Some(DbFile {
+                    path,
+                    id: FileId::of(&meta),
+                }),
+                state: Mutex::new(State {
+                    conn: Some(conn),
+                    stale: false,
+                    reopen_at: Instant::now(),
+                    lost: false,
+                    fault: None,
+                }),
+            })
+        })
+        .await;
+        match joined {
+            Ok(inner) => Ok(SqliteStore {
+                inner: Arc::new(inner?),
+            }),
+            Err(source) => Err(StoreError::Task { op, source }),
+        }
+    }
+
+    /// The number of schema steps this build knows: a database at this version is
+    /// current.
+    pub fn schema_version() -> usize {
+        MIGRATIONS.len()
+    }
+
     /// A private database that lives as long as this store (and its clones).
     pub async fn open_in_memory() -> StoreResult<Self> {
         let op = "open_in_memory";
