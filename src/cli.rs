@@ -209,7 +209,8 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
             limit,
             json,
         } => {
-            let request = crate::ops::traces::Request::new(id, user, command, &since, limit)
+            let since = parse_since(&since).map_err(|e| Exit::usage(format!("--since: {e}")))?;
+            let request = crate::ops::traces::Request::new(id, user, command, since, limit)
                 .map_err(Exit::usage)?;
             traces(request, json).await
         }
@@ -226,7 +227,7 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
                     )));
                 }
             };
-            Ok(crate::ops::print(
+            Ok(checks_exit(
                 &crate::ops::smoke::run(&url, timeout).await,
                 json,
             ))
@@ -247,7 +248,16 @@ async fn doctor(json: bool) -> Result<u8, Exit> {
         );
     }
     let checks = crate::ops::doctor::run(loaded).await;
-    Ok(crate::ops::print(&checks, json))
+    Ok(checks_exit(&checks, json))
+}
+
+/// Prints a report of checks; exit code 1 when any failed.
+fn checks_exit(checks: &[crate::ops::Check], json: bool) -> u8 {
+    if crate::ops::print(checks, json) {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
 }
 
 async fn traces(request: crate::ops::traces::Request, json: bool) -> Result<u8, Exit> {

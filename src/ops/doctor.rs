@@ -174,23 +174,36 @@ async fn discord_checks(app: &App) -> Vec<Check> {
         }
     };
     if user.is_none() {
-        for name in [
-            "discord.application",
-            "discord.commands",
-            "discord.status_channel",
-        ] {
-            checks.push(Check::warn(
-                name,
-                "skipped: the bot token was refused",
-                "fix discord.bot_token first",
-            ));
-        }
+        checks.extend(blocked(
+            &[
+                "discord.application",
+                "discord.commands",
+                "discord.status_channel",
+            ],
+            "the bot token was refused",
+            "discord.bot_token",
+        ));
         return checks;
     }
     checks.push(application_check(app).await);
     checks.push(commands_check(app).await);
     checks.push(channel_check(app, user.as_ref()).await);
     checks
+}
+
+/// Checks that cannot run because the check `cause` failed before them.
+fn blocked<'a>(
+    names: &'a [&'static str],
+    reason: &'a str,
+    cause: &'a str,
+) -> impl Iterator<Item = Check> + 'a {
+    names.iter().map(move |name| {
+        Check::warn(
+            name,
+            format!("skipped: {reason}"),
+            format!("fix {cause} first"),
+        )
+    })
 }
 
 /// A failed Discord call as a check: what Discord said, and `fix`.
@@ -358,13 +371,11 @@ async fn github_checks(app: &App) -> Vec<Check> {
         }
         Err(e) => {
             checks.push(github_failure("github.token", &e));
-            for name in &NAMES[1..] {
-                checks.push(Check::warn(
-                    name,
-                    "skipped: GitHub refused the token",
-                    "fix github.token first",
-                ));
-            }
+            checks.extend(blocked(
+                &NAMES[1..],
+                "GitHub refused the token",
+                "github.token",
+            ));
             return checks;
         }
     }
@@ -387,13 +398,11 @@ async fn github_checks(app: &App) -> Vec<Check> {
                 e => github_failure("github.repository", &e),
             };
             checks.push(check);
-            for name in &NAMES[3..] {
-                checks.push(Check::warn(
-                    name,
-                    "skipped: the repository cannot be read",
-                    "fix github.repository first",
-                ));
-            }
+            checks.extend(blocked(
+                &NAMES[3..],
+                "the repository cannot be read",
+                "github.repository",
+            ));
             return checks;
         }
     }

@@ -97,9 +97,9 @@ impl Check {
     }
 }
 
-/// Prints the checks as lines of text or JSON objects and returns the exit code: 1 when
-/// any check failed.
-pub fn print(checks: &[Check], json: bool) -> u8 {
+/// Prints the checks as lines of text or JSON objects and returns whether all passed
+/// (no ❌; warnings pass).
+pub fn print(checks: &[Check], json: bool) -> bool {
     for check in checks {
         if json {
             println!(
@@ -110,11 +110,7 @@ pub fn print(checks: &[Check], json: bool) -> u8 {
             println!("{}", check.line());
         }
     }
-    if checks.iter().any(|c| c.status == Status::Fail) {
-        crate::cli::exit::FAILED
-    } else {
-        crate::cli::exit::OK
-    }
+    checks.iter().all(|c| c.status != Status::Fail)
 }
 
 #[cfg(test)]

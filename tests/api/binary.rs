@@ -55,7 +55,7 @@ async fn env() -> Env {
     }
 }
 
-fn valine(vars: &HashMap<String, String>) -> Command {
+pub(crate) fn valine(vars: &HashMap<String, String>) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .envs(vars)
@@ -64,7 +64,7 @@ fn valine(vars: &HashMap<String, String>) -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -74,7 +74,7 @@ fn free_port() -> u16 {
 
 /// A running `valine serve` whose stdout lines are collected. Dropped without `stop`
 /// (a failed assertion), it kills the process so no server outlives its test.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     port: u16,
     lines: Arc<Mutex<Vec<String>>>,
@@ -91,7 +91,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start(vars: &HashMap<String, String>) -> Server {
+    pub(crate) async fn start(vars: &HashMap<String, String>) -> Server {
         let port = free_port();
         let mut child = valine(vars)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -125,12 +125,12 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// SIGTERM, then wait for exit; returns the exit code and every stdout line.
-    async fn stop(mut self) -> (i32, Vec<String>) {
+    pub(crate) async fn stop(mut self) -> (i32, Vec<String>) {
         let mut child = self.child.take().unwrap();
         let reader = self.reader.take().unwrap();
         let pid = child.id().to_string();
@@ -468,7 +468,7 @@ fn init_prepares_a_sqlite_store_and_is_idempotent() {
 /// The binary reaches DynamoDB Local through the standard AWS variables, as an operator
 /// points it at any endpoint.
 #[cfg(feature = "conformance")]
-fn dynamodb_vars(table: &str) -> HashMap<String, String> {
+pub(crate) fn dynamodb_vars(table: &str) -> HashMap<String, String> {
     let local = valine::store::dynamodb_local::DynamoDbLocal::shared();
     [
         ("VALINE_STORE", format!("dynamodb:{table}")),

@@ -13,6 +13,7 @@ mod interactions;
 mod jobs;
 mod limits;
 mod metrics;
+mod ops;
 mod settings;
 mod status;
 mod store_faults;
