@@ -19,7 +19,8 @@
 //! - [`config`]: typed configuration, validated once at start-up.
 //! - [`app`]: the wired adapters, queue and clock shared by the server, `invoke` and
 //!   the worker.
-//! - [`cli`]: the sub-commands of the `valine` binary.
+//! - [`cli`]: the sub-commands of the `valine` binary; [`ops`]: the operator's commands
+//!   (`doctor`, `smoke`, `traces`, `cleanup`).
 //! - [`server`]: the HTTP router (interactions, webhook, health).
 //! - [`commands`]: the `Command` trait, the registry and the pipeline every command and
 //!   button press runs through.
