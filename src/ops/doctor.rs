@@ -677,10 +677,7 @@ async fn inspect_store(config: &Config) -> (Option<store::SharedStore>, Vec<Chec
             return (None, checks);
         }
     }
-    for warning in &inspection.warnings {
-        let (found, fix) = warning
-            .split_once(": ")
-            .unwrap_or((warning, "run `valine init`"));
+    for (found, fix) in &inspection.warnings {
         checks.push(Check::warn("store.table", found, fix));
     }
     if let Ok(failed) = inspection

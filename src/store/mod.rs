@@ -953,8 +953,8 @@ pub struct Inspection {
     /// What was found: the schema, the table and its parts.
     pub found: String,
     /// What is present but not as `valine init` would leave it (a missing index, TTL
-    /// off), each with its fix.
-    pub warnings: Vec<String>,
+    /// off): what was found, and the fix.
+    pub warnings: Vec<(String, String)>,
 }
 
 /// Opens the store the location names for reading only: an SQLite file must exist with a
@@ -982,15 +982,22 @@ pub async fn inspect(location: &StoreLocation) -> StoreResult<Inspection> {
             let health = dynamodb::table_health(&client, table).await?;
             let mut warnings = Vec::new();
             if !health.missing_indexes.is_empty() {
-                warnings.push(format!(
-                    "index {} missing: run `valine init` to add it",
-                    health.missing_indexes.join(", ")
+                warnings.push((
+                    format!(
+                        "table {table} lacks the index {}",
+                        health.missing_indexes.join(", ")
+                    ),
+                    "run `valine init` to add it".to_owned(),
                 ));
             }
             if !health.ttl_on {
-                warnings.push(format!(
-                    "TTL is off on `{}`: expired items are never deleted by DynamoDB; run                      `valine init` (or `valine cleanup` now and then)",
-                    dynamodb::TABLE_SCHEMA.ttl_attribute
+                warnings.push((
+                    format!(
+                        "TTL is off on `{}` of table {table}: DynamoDB never deletes expired \
+                         items",
+                        dynamodb::TABLE_SCHEMA.ttl_attribute
+                    ),
+                    "run `valine init` (or `valine cleanup` now and then)".to_owned(),
                 ));
             }
             Ok(Inspection {

@@ -289,8 +289,13 @@ async fn doctor_reports_refused_tokens_a_missing_workflow_and_an_unreachable_sto
     assert!(line(&text, "targets.frontend").starts_with("✅"), "{text}");
     assert_no_secrets(&output);
 
-    // A deploy workflow that does not exist, with a token that works again.
-    set_up.github.state.lock().unwrap().accepted_token = None;
+    // A deploy workflow that does not exist, with a token that works again but may not
+    // list webhooks.
+    {
+        let mut state = set_up.github.state.lock().unwrap();
+        state.accepted_token = None;
+        state.hooks_forbidden = true;
+    }
     let mut vars = set_up.vars.clone();
     vars.insert("DEPLOY_WORKFLOW".into(), "nope.yml".into());
     let output = run(&vars, &["doctor"]).await;
@@ -302,6 +307,15 @@ async fn doctor_reports_refused_tokens_a_missing_workflow_and_an_unreachable_sto
         "{workflow}"
     );
     assert!(workflow.contains(".github/workflows/"), "{workflow}");
+    let webhook = line(&text, "github.webhook");
+    assert!(
+        webhook.starts_with("⚠️") && webhook.contains("may not list"),
+        "{webhook}"
+    );
+    assert!(
+        line(&text, "github.diagnose_workflow").starts_with("✅"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -433,7 +447,11 @@ async fn traces_and_cleanup_work(backend: Backend) {
     })
     .await;
     let store = app.app.store.clone();
-    let now_ms = app.app.clock.now_ms();
+    // Everything below looks at the store from 200 s ahead: the trace that has expired
+    // by then is still live by the wall clock, so DynamoDB Local's own TTL sweep (the
+    // test table has TTL on) cannot delete it before housekeeping is asked to.
+    let written_ms = app.app.clock.now_ms();
+    let now_ms = written_ms + 200_000;
     let now = now_ms / 1000;
     let live = now + 3600;
     for t in [
@@ -470,7 +488,7 @@ async fn traces_and_cleanup_work(backend: Backend) {
             "42",
             "status",
             now_ms - 500,
-            now - 1,
+            written_ms / 1000 + 100,
         ),
     ] {
         store.put_trace(&t).await.unwrap();
@@ -634,4 +652,41 @@ async fn traces_and_cleanup_from_the_command_line() {
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert_eq!(stdout(&output), "would delete 0 expired records in total\n");
     app.stop().await;
+}
+
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn doctor_reads_a_dynamodb_store_without_writing_to_it() {
+    use valine::store::dynamodb_local::DynamoDbLocal;
+
+    let set_up = healthy_set_up().await;
+    let table = DynamoDbLocal::unique_table("valine-doctor");
+    let mut vars = set_up.vars.clone();
+    vars.extend(crate::binary::dynamodb_vars(&table));
+
+    let output = run(&vars, &["doctor"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let store = line(&text, "store");
+    assert!(store.starts_with("❌") && store.contains(&table), "{store}");
+    assert!(store.contains("valine init"), "{store}");
+
+    let init = run(&vars, &["init"]).await;
+    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    let output = run(&vars, &["doctor"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let store = line(&text, "store");
+    assert!(store.starts_with("✅") && store.contains(&table), "{store}");
+    assert!(store.contains("no records yet"), "{store}");
+    // Not even the health heartbeat: doctor never writes to the store.
+    let items = DynamoDbLocal::shared()
+        .client()
+        .scan()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .count();
+    assert_eq!(items, 0);
 }
