@@ -80,6 +80,54 @@ pub enum Command {
     /// events as jobs (also what the binary does when started with no arguments under
     /// Lambda).
     Lambda,
+    /// Check the set-up against the runbook: configuration, Discord, GitHub (token,
+    /// workflows and their inputs, webhook), the store and the probe targets. Changes
+    /// nothing; exits 1 when any check fails.
+    Doctor {
+        /// One JSON object per check: name, status, found, fix.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent command traces, newest first; with an id (or its first 8+ characters),
+    /// that trace whole, as /debug-last shows it.
+    Traces {
+        /// A trace id, or at least its first 8 characters.
+        id: Option<String>,
+        /// Only this Discord user's traces.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only traces of this command (with or without the leading /).
+        #[arg(long)]
+        command: Option<String>,
+        /// How far back: e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// At most this many traces.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per trace.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete expired records and print how many of each kind went. Never needed for
+    /// correctness: reads ignore expired records.
+    Cleanup {
+        /// Count what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a deployed Valine from outside, as Discord and GitHub see it: /healthz,
+    /// unsigned and forged requests refused, the TLS certificate. Exits 1 on a failure.
+    Smoke {
+        /// The deployment's base URL, e.g. https://abc.execute-api.eu-west-1.amazonaws.com
+        url: String,
+        /// One JSON object per check: name, status, found, fix.
+        #[arg(long)]
+        json: bool,
+        /// Give up on an answer after this long (each request is tried twice).
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+    },
 }
 
 /// A failure to report on stderr with its exit code.
@@ -160,7 +208,89 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
         Command::Audit { user, since, json } => audit(user, &since, json).await,
         Command::Init => init().await,
         Command::Lambda => lambda().await,
+        Command::Doctor { json } => doctor(json).await,
+        Command::Traces {
+            id,
+            user,
+            command,
+            since,
+            limit,
+            json,
+        } => {
+            let since = parse_since(&since).map_err(|e| Exit::usage(format!("--since: {e}")))?;
+            let request = crate::ops::traces::Request::new(id, user, command, since, limit)
+                .map_err(Exit::usage)?;
+            traces(request, json).await
+        }
+        Command::Cleanup { dry_run } => cleanup(dry_run).await,
+        Command::Smoke { url, json, timeout } => {
+            let url = crate::ops::smoke::parse_url(&url).map_err(Exit::usage)?;
+            let timeout = match parse_since(&timeout) {
+                Ok(secs) if (1..=300).contains(&secs) => {
+                    std::time::Duration::from_secs(secs as u64)
+                }
+                _ => {
+                    return Err(Exit::usage(format!(
+                        "--timeout expects 1s to 5m, got {timeout:?}"
+                    )));
+                }
+            };
+            Ok(checks_exit(
+                &crate::ops::smoke::run(&url, timeout).await,
+                json,
+            ))
+        }
     }
+}
+
+/// `valine doctor`: a configuration that does not load is reported as a failed check,
+/// not a usage error, so the operator sees it among the rest.
+async fn doctor(json: bool) -> Result<u8, Exit> {
+    let loaded = Config::load().await;
+    if let Ok(config) = &loaded {
+        telemetry::init(
+            &config.log,
+            &config.stage,
+            config.secret_values(),
+            LogTarget::Stderr,
+        );
+    }
+    let checks = crate::ops::doctor::run(loaded).await;
+    Ok(checks_exit(&checks, json))
+}
+
+/// Prints a report of checks; exit code 1 when any failed.
+fn checks_exit(checks: &[crate::ops::Check], json: bool) -> u8 {
+    if crate::ops::print(checks, json) {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}
+
+async fn traces(request: crate::ops::traces::Request, json: bool) -> Result<u8, Exit> {
+    let config = load_config(LogTarget::Stderr).await?;
+    let app = open_app(config).await?;
+    let now_ms = app.clock.now_ms();
+    let output = crate::ops::traces::run(app.store.as_ref(), &request, json, now_ms)
+        .await
+        .map_err(|e| match e {
+            crate::ops::traces::TracesError::Store(e) => Exit::failed(e.to_string()),
+            other => Exit::failed(other.to_string()),
+        })?;
+    print!("{output}");
+    Ok(exit::OK)
+}
+
+async fn cleanup(dry_run: bool) -> Result<u8, Exit> {
+    let config = load_config(LogTarget::Stderr).await?;
+    let app = open_app(config).await?;
+    let now = app.clock.now_ms().div_euclid(1000);
+    let output = crate::ops::cleanup::run(app.store.as_ref(), dry_run, now)
+        .await
+        .map_err(|e| Exit::failed(format!("cleanup failed: {e}")))?;
+    print!("{output}");
+    Ok(exit::OK)
 }
 
 #[cfg(feature = "aws")]

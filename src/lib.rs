@@ -19,7 +19,8 @@
 //! - [`config`]: typed configuration, validated once at start-up.
 //! - [`app`]: the wired adapters, queue and clock shared by the server, `invoke` and
 //!   the worker.
-//! - [`cli`]: the sub-commands of the `valine` binary.
+//! - [`cli`]: the sub-commands of the `valine` binary; [`ops`]: the operator's commands
+//!   (`doctor`, `smoke`, `traces`, `cleanup`).
 //! - [`server`]: the HTTP router (interactions, webhook, health).
 //! - `lambda` (feature `aws`): the Lambda edge: HTTP API events through the same
 //!   router, SQS events through the job runner.
@@ -62,6 +63,7 @@ pub mod jobs;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod metrics;
+pub mod ops;
 pub mod ratelimit;
 pub mod runs;
 pub mod secret;

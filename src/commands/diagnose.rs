@@ -831,7 +831,10 @@ mod tests {
         assert!(endpoint.passed());
         let flaky = Endpoint {
             path: "/".into(),
-            samples: vec![answer(30), Err(ProbeError::Timeout)],
+            samples: vec![
+                answer(30),
+                Err(ProbeError::Timeout(crate::verify::probe::ATTEMPT_TIMEOUT)),
+            ],
         };
         assert_eq!(flaky.latency(), Some((30, 30, 30)));
         assert!(!flaky.passed());

@@ -117,6 +117,33 @@ impl DiscordError {
     }
 }
 
+/// A Discord account (`GET /users/@me`): only what `valine doctor` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct CurrentUser {
+    pub id: String,
+    pub username: String,
+    /// `true` for a bot account; a user token has none.
+    pub bot: bool,
+}
+
+/// A Discord application (`GET /applications/@me`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct Application {
+    pub id: String,
+    pub name: String,
+}
+
+/// A channel (`GET /channels/{id}`); DMs have no name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct Channel {
+    pub id: String,
+    pub name: Option<String>,
+    pub guild_id: Option<String>,
+}
+
 /// Discord REST client. Cheap to clone: the HTTP client and configuration are shared.
 #[derive(Clone)]
 pub struct DiscordClient {
@@ -331,6 +358,53 @@ impl DiscordClient {
                 interaction_token: None,
             },
             parse_command_list,
+        )
+        .await
+    }
+
+    /// The account the bot token belongs to: `GET /users/@me`.
+    pub async fn current_user(&self) -> Result<CurrentUser, DiscordError> {
+        self.get_with_bot(&["users", "@me"]).await
+    }
+
+    /// The application the bot token belongs to: `GET /applications/@me`.
+    pub async fn current_application(&self) -> Result<Application, DiscordError> {
+        self.get_with_bot(&["applications", "@me"]).await
+    }
+
+    /// A channel as the bot sees it: `GET /channels/{id}` (403 when the bot cannot view
+    /// it, 404 when there is no such channel).
+    pub async fn get_channel(&self, channel_id: &str) -> Result<Channel, DiscordError> {
+        self.get_with_bot(&["channels", channel_id]).await
+    }
+
+    /// Whether `user_id` is a member of the guild: `GET /guilds/{guild}/members/{user}`.
+    /// A bot outside the guild gets 403 or 404, which are errors here.
+    pub async fn get_guild_member(
+        &self,
+        guild_id: &str,
+        user_id: &str,
+    ) -> Result<(), DiscordError> {
+        self.get_with_bot::<Value>(&["guilds", guild_id, "members", user_id])
+            .await
+            .map(drop)
+    }
+
+    /// A `GET` authenticated with the bot token, its body read as `T`.
+    async fn get_with_bot<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+    ) -> Result<T, DiscordError> {
+        self.execute(
+            Call {
+                method: Method::GET,
+                segments,
+                body: None,
+                bot_auth: true,
+                retry_not_found: false,
+                interaction_token: None,
+            },
+            |bytes| serde_json::from_slice(bytes),
         )
         .await
     }

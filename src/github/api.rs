@@ -31,8 +31,8 @@ use url::Url;
 use super::RepoSlug;
 pub use super::error::{GitHubError, needs};
 use super::model::{
-    DispatchOutcome, ErrorBody, Job, JobList, RateLimit, RateLimitOverview, RepoAccess,
-    RepoPublicKey, TokenInfo, Workflow, WorkflowList, WorkflowRun, WorkflowRunList,
+    ContentFile, DispatchOutcome, ErrorBody, Hook, Job, JobList, RateLimit, RateLimitOverview,
+    RepoAccess, RepoPublicKey, TokenInfo, Workflow, WorkflowList, WorkflowRun, WorkflowRunList,
 };
 use super::retry::{RetryPolicy, header_u64, rate_limit_wait, retry_after};
 use crate::dryrun::Mutation;
@@ -70,6 +70,11 @@ const VARIABLES: &str = "/repos/{owner}/{repo}/actions/variables";
 const VARIABLE: &str = "/repos/{owner}/{repo}/actions/variables/{name}";
 const SECRETS_PUBLIC_KEY: &str = "/repos/{owner}/{repo}/actions/secrets/public-key";
 const SECRET: &str = "/repos/{owner}/{repo}/actions/secrets/{secret_name}";
+/// `{path}` is a file path: its `/` separate segments (see `GitHubClient::url`).
+const CONTENTS: &str = "/repos/{owner}/{repo}/contents/{path}";
+const HOOKS: &str = "/repos/{owner}/{repo}/hooks";
+/// Largest workflow file read (GitHub's contents API serves files up to 1 MB this way).
+const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Bytes of a job log kept (its end): enough for any tail we show, and a bound on memory
 /// for logs of many megabytes.
 const LOG_TAIL_BYTES: usize = 512 * 1024;
@@ -586,6 +591,50 @@ impl GitHubClient {
         })
     }
 
+    /// The text of the file at `path` on the default branch, or `None` when there is no
+    /// such file (a directory or a submodule counts as none).
+    pub async fn file_text(&self, path: &str) -> Result<Option<String>, GitHubError> {
+        let reply = self.call(&Call::get(CONTENTS, &[path])).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let file: ContentFile = self.success(reply, needs::CONTENTS_READ)?.json()?;
+        if file.kind.as_deref() != Some("file") {
+            return Ok(None);
+        }
+        let undecodable = |detail: String| GitHubError::Decode { detail };
+        match file.encoding.as_deref() {
+            Some("base64") => {
+                use base64::Engine;
+                let packed: String = file
+                    .content
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(packed)
+                    .map_err(|e| undecodable(format!("{path}: {e}")))?;
+                if bytes.len() > MAX_FILE_BYTES {
+                    return Err(undecodable(format!("{path} is larger than 1 MB")));
+                }
+                String::from_utf8(bytes)
+                    .map(Some)
+                    .map_err(|e| undecodable(format!("{path} is not UTF-8 text: {e}")))
+            }
+            other => Err(undecodable(format!(
+                "{path} came with encoding {}",
+                other.unwrap_or("(none)")
+            ))),
+        }
+    }
+
+    /// The repository's webhooks (first 100: a repository has at most 20).
+    pub async fn list_hooks(&self) -> Result<Vec<Hook>, GitHubError> {
+        let query = [("per_page", MAX_PER_PAGE.to_string())];
+        let reply = self.call(&Call::get(HOOKS, &[]).query(&query)).await?;
+        self.success(reply, needs::HOOKS_READ)?.json()
+    }
+
     /// Sets the Actions variable `name` (updates it, or creates it when it is missing).
     pub async fn set_repo_variable(&self, name: &str, value: &str) -> Result<(), GitHubError> {
         let body = serde_json::json!({"name": name, "value": value});
@@ -799,6 +848,12 @@ impl GitHubClient {
                 let value = match part {
                     "{owner}" => self.inner.repo.owner(),
                     "{repo}" => self.inner.repo.name(),
+                    // A file path keeps its directories; each part is still encoded.
+                    "{path}" => {
+                        let path = args.next().copied().unwrap_or_default();
+                        segments.extend(path.split('/').filter(|p| !p.is_empty()));
+                        continue;
+                    }
                     p if p.starts_with('{') => args.next().copied().unwrap_or_default(),
                     p => p,
                 };

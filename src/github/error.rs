@@ -18,6 +18,10 @@ pub mod needs {
     pub const VARIABLES_WRITE: &str = "repo + workflow scopes, or Variables: write";
     /// Repository secrets (`GITHUB_SYNC_SETTINGS`).
     pub const SECRETS_WRITE: &str = "repo + workflow scopes, or Secrets: write";
+    /// Reading a workflow file (`valine doctor`).
+    pub const CONTENTS_READ: &str = "repo scope, or Contents: read";
+    /// Listing the repository's webhooks (`valine doctor`).
+    pub const HOOKS_READ: &str = "admin:repo_hook or repo scope, or Webhooks: read";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -252,6 +252,43 @@ pub(crate) struct RepoPermissions {
     pub push: Option<bool>,
 }
 
+/// A repository webhook (`GET /repos/{owner}/{repo}/hooks`), the parts that tell
+/// whether it reaches Valine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Hook {
+    #[serde(deserialize_with = "null_as_default")]
+    pub id: u64,
+    #[serde(deserialize_with = "null_as_default")]
+    pub active: bool,
+    /// Event names; `*` stands for every event.
+    #[serde(deserialize_with = "null_as_default")]
+    pub events: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub config: HookConfig,
+}
+
+/// Where a webhook delivers and how. GitHub never returns the secret here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HookConfig {
+    pub url: Option<String>,
+    /// `json` or `form`.
+    pub content_type: Option<String>,
+}
+
+/// A file's contents (`GET /repos/{owner}/{repo}/contents/{path}`, a `content-file`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ContentFile {
+    /// `file` for a file; `dir`, `symlink`, `submodule` otherwise.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub encoding: Option<String>,
+    /// Base64 with line breaks, when `encoding` is `base64`.
+    pub content: Option<String>,
+}
+
 /// GitHub's error body (`basic-error`, `validation-error`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

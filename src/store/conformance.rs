@@ -40,9 +40,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{
-    AuditRecord, BlockRecord, CorrelationKind, CorrelationRecord, DeliveryEffects,
-    FailedStepRecord, JobRecord, JobState, NewJob, Outcome, PendingConfirmation, RunAttachment,
-    RunRecord, SettingRecord, SharedStore, StepStatus, TraceRecord, TraceStep, VerificationRecord,
+    AuditRecord, BlockRecord, Census, CorrelationKind, CorrelationRecord, DeliveryEffects,
+    FailedStepRecord, JobRecord, JobState, NewJob, Outcome, PendingConfirmation, RecordKind,
+    RunAttachment, RunRecord, SettingRecord, SharedStore, StepStatus, TraceQuery, TraceRecord,
+    TraceStep, VerificationRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from
@@ -67,6 +68,9 @@ macro_rules! store_conformance_suite {
             trace_round_trip,
             trace_expired_is_ignored,
             latest_trace_for_user_skips_excluded_command,
+            trace_listing_filters_and_orders,
+            trace_prefix_lookup,
+            housekeeping_counts_and_deletes_only_expired,
             rate_window_counts_hits,
             rate_window_separates_windows_and_users,
             job_enqueue_and_get,
@@ -354,6 +358,204 @@ pub async fn latest_trace_for_user_skips_excluded_command(store: SharedStore) {
         .await
         .expect("latest");
     assert_eq!(latest, None);
+}
+
+pub async fn trace_listing_filters_and_orders(store: SharedStore) {
+    let traces = [
+        trace("a", "u1", "status", NOW_MS - 4000, LATER),
+        trace("b", "u2", "deploy-client", NOW_MS - 3000, LATER),
+        // Same start as `b`: the higher id comes first.
+        trace("c", "u1", "deploy-client", NOW_MS - 3000, LATER),
+        trace("d-expired", "u1", "status", NOW_MS - 1000, NOW),
+        trace("e", "u1", "status", NOW_MS, LATER),
+    ];
+    for t in &traces {
+        store.put_trace(t).await.expect("put");
+    }
+    let all = TraceQuery {
+        user_id: None,
+        command: None,
+        since_ms: 0,
+        limit: 100,
+    };
+    let ids = async |query: TraceQuery| -> Vec<String> {
+        let listed = store.list_traces(&query, NOW).await.expect("list");
+        // Whatever the backend's query language says, the rule of the records agrees.
+        let mut expected: Vec<TraceRecord> = traces
+            .iter()
+            .filter(|t| t.matches(&query) && t.expires_at > NOW)
+            .cloned()
+            .collect();
+        expected.sort_by(TraceRecord::newest_first);
+        expected.truncate(query.limit);
+        assert_eq!(listed, expected, "{query:?}");
+        listed.into_iter().map(|t| t.id).collect()
+    };
+    assert_eq!(ids(all.clone()).await, ["e", "c", "b", "a"]);
+    assert_eq!(
+        ids(TraceQuery {
+            limit: 2,
+            ..all.clone()
+        })
+        .await,
+        ["e", "c"]
+    );
+    let u1 = TraceQuery {
+        user_id: Some("u1".into()),
+        ..all.clone()
+    };
+    assert_eq!(ids(u1.clone()).await, ["e", "c", "a"]);
+    let deploys = TraceQuery {
+        command: Some("deploy-client".into()),
+        ..all.clone()
+    };
+    assert_eq!(ids(deploys).await, ["c", "b"]);
+    let u1_status_recent = TraceQuery {
+        command: Some("status".into()),
+        since_ms: NOW_MS - 3999,
+        limit: 1,
+        ..u1
+    };
+    assert_eq!(ids(u1_status_recent).await, ["e"]);
+    let nobody = TraceQuery {
+        user_id: Some("u9".into()),
+        ..all
+    };
+    assert!(ids(nobody).await.is_empty());
+}
+
+pub async fn trace_prefix_lookup(store: SharedStore) {
+    let id_a = "3f2a9c1e-0000-4000-8000-000000000001";
+    let id_b = "3f2a9c1e-0000-4000-8000-000000000002";
+    store
+        .put_trace(&trace(id_a, "u1", "status", NOW_MS - 1000, LATER))
+        .await
+        .expect("put");
+    store
+        .put_trace(&trace(id_b, "u1", "status", NOW_MS, LATER))
+        .await
+        .expect("put");
+    store
+        .put_trace(&trace("9bad0000-expired", "u1", "status", NOW_MS, NOW))
+        .await
+        .expect("put");
+    let ids = async |prefix: &str, limit: usize| -> Vec<String> {
+        store
+            .traces_by_prefix(prefix, limit, NOW)
+            .await
+            .expect("by prefix")
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(ids("3f2a9c1e", 10).await, [id_b, id_a]);
+    assert_eq!(ids("3f2a9c1e", 1).await, [id_b]);
+    assert_eq!(ids(id_a, 10).await, [id_a]);
+    assert_eq!(
+        ids("3f2a9c1e-0000-4000-8000-0000000000012", 10).await,
+        [] as [&str; 0]
+    );
+    assert!(ids("9bad0000", 10).await.is_empty());
+    // Id characters are never patterns.
+    assert!(ids("3f2a9c1_", 10).await.is_empty());
+    assert!(ids("3f2a9c1%", 10).await.is_empty());
+}
+
+pub async fn housekeeping_counts_and_deletes_only_expired(store: SharedStore) {
+    assert_eq!(store.census(NOW).await.expect("census"), Census::default());
+    store
+        .put_trace(&trace("t-live", "u1", "status", NOW_MS, LATER))
+        .await
+        .expect("trace");
+    store
+        .put_trace(&trace("t-old", "u1", "status", NOW_MS, NOW))
+        .await
+        .expect("trace");
+    store
+        .append_audit(&audit("a-old", "u1", NOW_MS, NOW - 5))
+        .await
+        .expect("audit");
+    store
+        .enqueue_job(&new_job("j-pending", NOW_MS), NOW_MS)
+        .await
+        .expect("job");
+    store
+        .hit_rate_window("u1", NOW - 120, NOW)
+        .await
+        .expect("rate");
+    let mut c = correlation("c-old", CorrelationKind::Deploy, NOW_MS);
+    c.expires_at = NOW;
+    assert!(store.put_correlation(&c, NOW - 10).await.expect("corr"));
+    assert!(
+        store
+            .acquire_lock("l-old", "a", NOW, NOW - 10)
+            .await
+            .expect("lock")
+    );
+    assert!(
+        store
+            .change_setting(
+                "FRONTEND_BASE_URL",
+                None,
+                Some(&setting("FRONTEND_BASE_URL", "https://x", NOW_MS)),
+                &audit("a-live", "admin", NOW_MS, LATER),
+            )
+            .await
+            .expect("setting")
+    );
+
+    let census = store.census(NOW).await.expect("census");
+    assert_eq!(census.live.get(RecordKind::Trace), 1);
+    assert_eq!(
+        census.live.get(RecordKind::Job),
+        1,
+        "a pending job never expires"
+    );
+    assert_eq!(census.live.get(RecordKind::Setting), 1);
+    assert_eq!(census.live.get(RecordKind::Audit), 1);
+    assert_eq!(census.expired.get(RecordKind::Trace), 1);
+    assert_eq!(census.expired.get(RecordKind::Audit), 1);
+    assert_eq!(census.expired.get(RecordKind::RateWindow), 1);
+    assert_eq!(census.expired.get(RecordKind::Correlation), 1);
+    assert_eq!(census.expired.get(RecordKind::Lock), 1);
+    assert_eq!(census.expired.total(), 5);
+    assert_eq!(census.live.total(), 4);
+
+    // The lock is taken again before housekeeping runs: it is live, and stays.
+    assert!(
+        store
+            .acquire_lock("l-old", "b", LATER, NOW)
+            .await
+            .expect("retake")
+    );
+    let deleted = store.delete_expired(NOW).await.expect("delete");
+    assert_eq!(deleted.get(RecordKind::Trace), 1);
+    assert_eq!(deleted.get(RecordKind::Audit), 1);
+    assert_eq!(deleted.get(RecordKind::RateWindow), 1);
+    assert_eq!(deleted.get(RecordKind::Correlation), 1);
+    assert_eq!(deleted.get(RecordKind::Lock), 0);
+    assert_eq!(deleted.total(), 4);
+    // Queried with an earlier `now`, so only deletion can hide them.
+    assert!(store.get_trace("t-old", 0).await.expect("get").is_none());
+    assert!(
+        store
+            .get_correlation("c-old", 0)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(store.get_trace("t-live", NOW).await.expect("get").is_some());
+    assert!(
+        !store
+            .acquire_lock("l-old", "c", LATER, NOW)
+            .await
+            .expect("held")
+    );
+
+    let after = store.census(NOW).await.expect("census");
+    assert_eq!(after.expired.total(), 0);
+    assert_eq!(after.live.get(RecordKind::Lock), 1);
+    assert_eq!(store.delete_expired(NOW).await.expect("again").total(), 0);
 }
 
 pub async fn rate_window_counts_hits(store: SharedStore) {

@@ -13,6 +13,7 @@
 //! | `gsi1` | `gsi1pk` = `JOBQ` | `gsi1sk` = `{due_ms:020}#{id}` | pending and running jobs: the claim queue. `due_ms` is when the job becomes claimable: `run_after_ms` while pending, `lease_until_ms + 1` while running |
 //! | `gsi1` | `JOBFAILED` | `{created_at_ms:020}#{id}` | failed jobs, listed newest first |
 //! | `gsi1` | `USERTRACE#{user}` | `{started_at_ms:020}#{id}` | traces, a user's newest first |
+//! | `gsi2` | `TRACES` | `{started_at_ms:020}#{id}` | every trace, newest first (`valine traces`) |
 //! | `gsi1` | `AUDIT` | `{at_ms:020}#{id}` | audit records by time |
 //! | `gsi2` | `gsi2pk` = `LEASE#{owner}` | `gsi2sk` = `{id}` | running jobs by lease owner (released at shutdown) |
 //! | `gsi2` | `AUDITUSER#{user}` | `{at_ms:020}#{id}` | one user's audit records by time |
@@ -65,10 +66,11 @@ use serde::de::DeserializeOwned;
 
 use super::rules;
 use super::{
-    AuditRecord, BlockRecord, BlockStore, BoxError, CorrelationKind, CorrelationRecord,
-    CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore, JobRecord,
-    JobState, JobStore, LockStore, NewJob, Outcome, PendingConfirmation, RateLimitStore, RunRecord,
-    SettingRecord, SettingsStore, StoreError, StoreResult, TraceRecord, TraceStore,
+    AuditRecord, BlockRecord, BlockStore, BoxError, Census, CorrelationKind, CorrelationRecord,
+    CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore,
+    HousekeepingStore, JobRecord, JobState, JobStore, LockStore, NewJob, Outcome,
+    PendingConfirmation, RateLimitStore, RecordCounts, RecordKind, RunRecord, SettingRecord,
+    SettingsStore, StoreError, StoreResult, TraceQuery, TraceRecord, TraceStore,
     VerificationRecord, VerificationStore,
 };
 
@@ -172,6 +174,7 @@ mod keys {
     pub fn user_traces(user: &str) -> String {
         format!("USERTRACE#{user}")
     }
+    pub const TRACES_BY_TIME: &str = "TRACES";
     pub fn job(id: &str) -> (String, String) {
         (format!("JOB#{id}"), "JOB".into())
     }
@@ -440,6 +443,31 @@ fn item_live(item: &Item, now: i64) -> bool {
     expires_at(item).is_none_or(|at| rules::is_live(at, now))
 }
 
+/// The kind of record an item holds, by its partition key, and whether it is the record
+/// itself (`true`) or an item that only indexes one (a deploy correlation by time, a
+/// run's correlation): those expire and are deleted with their record but not counted.
+/// The heartbeat is no record.
+fn kind_of(pk: &str) -> Option<(RecordKind, bool)> {
+    let prefix = pk.split('#').next().unwrap_or(pk);
+    Some(match prefix {
+        "TRACE" => (RecordKind::Trace, true),
+        "JOB" => (RecordKind::Job, true),
+        "RATE" => (RecordKind::RateWindow, true),
+        "SETTING" => (RecordKind::Setting, true),
+        "AUDIT" => (RecordKind::Audit, true),
+        "PENDING" => (RecordKind::Pending, true),
+        "DELIVERY" => (RecordKind::Delivery, true),
+        "RUN" => (RecordKind::Run, true),
+        "RUNFAIL" => (RecordKind::FailedStep, true),
+        "LOCK" => (RecordKind::Lock, true),
+        "CORR" => (RecordKind::Correlation, true),
+        "CORRDEPLOY" | "CORRRUN" => (RecordKind::Correlation, false),
+        "VERIFY" => (RecordKind::Verification, true),
+        "BLOCK" => (RecordKind::Block, true),
+        _ => return None,
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Record mapping
 // ---------------------------------------------------------------------------------------
@@ -459,6 +487,8 @@ fn trace_item(op: &'static str, trace: &TraceRecord) -> StoreResult<Item> {
         .n("expires_at", trace.expires_at)
         .s("gsi1pk", keys::user_traces(&trace.user_id))
         .s("gsi1sk", time_key(trace.started_at_ms, &trace.id))
+        .s("gsi2pk", keys::TRACES_BY_TIME)
+        .s("gsi2sk", time_key(trace.started_at_ms, &trace.id))
         .done();
     check_size(op, "trace", &item)?;
     Ok(item)
@@ -1243,6 +1273,30 @@ impl DynamoDbStore {
         Ok((out.items.unwrap_or_default(), next))
     }
 
+    /// The key and `expires_at` of every item, page by page: what housekeeping needs and
+    /// nothing more (a full read of the table, for the operator's commands only).
+    async fn scan_keys(&self, op: &'static str) -> StoreResult<Vec<Item>> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(self.table.as_ref())
+                .projection_expression("#pk, #sk, #expires_at")
+                .set_expression_attribute_names(names(&["#pk #sk #expires_at"]))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err(op, e))?;
+            found.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key.filter(|key| !key.is_empty()) {
+                Some(key) => start = Some(key),
+                None => return Ok(found),
+            }
+        }
+    }
+
     /// Sends a transaction. `Ok(Err(cancelled))` when DynamoDB cancelled it for a
     /// condition or a conflict with another transaction; the caller decides whether to
     /// start again. Throttling and validation failures of an item are errors.
@@ -1618,6 +1672,156 @@ impl TraceStore for DynamoDbStore {
             .first()
             .map(|item| trace_from_item(op, item))
             .transpose()
+    }
+
+    async fn list_traces(&self, query: &TraceQuery, now: i64) -> StoreResult<Vec<TraceRecord>> {
+        let op = "list_traces";
+        // `TraceRecord::matches` and `newest_first`: the index's sort key orders by start
+        // then id, and the filter states the rest, so the limit counts matching traces.
+        let (index, partition) = match &query.user_id {
+            Some(user) => (GSI1, keys::user_traces(user)),
+            None => (GSI2, keys::TRACES_BY_TIME.to_owned()),
+        };
+        let key_condition = format!(
+            "#{} = :pk AND #{} >= :since",
+            index.partition_key, index.sort_key
+        );
+        let mut vals = vec![
+            (":pk", s(partition)),
+            (":since", s(padded(query.since_ms))),
+            (":now", n(now)),
+        ];
+        let filter = match &query.command {
+            Some(command) => {
+                vals.push((":command", s(command)));
+                "#expires_at > :now AND #command = :command"
+            }
+            None => "#expires_at > :now",
+        };
+        let found = self
+            .query(
+                op,
+                Some(index.name),
+                &key_condition,
+                Some(filter),
+                vals,
+                false,
+                query.limit,
+            )
+            .await?;
+        found.iter().map(|item| trace_from_item(op, item)).collect()
+    }
+
+    async fn traces_by_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<TraceRecord>> {
+        let op = "traces_by_prefix";
+        // A whole id is one read, and finds traces written before the `TRACES` index
+        // entry existed; a prefix reads the index of live traces (at most 7 days).
+        let mut found: Vec<TraceRecord> = self.get_trace(prefix, now).await?.into_iter().collect();
+        let items = self
+            .query(
+                op,
+                Some(GSI2.name),
+                "#gsi2pk = :pk",
+                Some("begins_with(#id, :prefix) AND #expires_at > :now"),
+                vec![
+                    (":pk", s(keys::TRACES_BY_TIME)),
+                    (":prefix", s(prefix)),
+                    (":now", n(now)),
+                ],
+                false,
+                limit,
+            )
+            .await?;
+        for item in &items {
+            let trace = trace_from_item(op, item)?;
+            if !found.iter().any(|t| t.id == trace.id) {
+                found.push(trace);
+            }
+        }
+        found.sort_by(TraceRecord::newest_first);
+        found.truncate(limit);
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl HousekeepingStore for DynamoDbStore {
+    async fn census(&self, now: i64) -> StoreResult<Census> {
+        let mut census = Census::default();
+        for item in self.scan_keys("census").await? {
+            let pk = match item.get("pk") {
+                Some(AttributeValue::S(pk)) => pk,
+                _ => continue,
+            };
+            if let Some((kind, true)) = kind_of(pk) {
+                if rules::is_expired(expires_at(&item), now) {
+                    census.expired.add(kind, 1);
+                } else {
+                    census.live.add(kind, 1);
+                }
+            }
+        }
+        Ok(census)
+    }
+
+    async fn delete_expired(&self, now: i64) -> StoreResult<RecordCounts> {
+        let op = "delete_expired";
+        let expired: Vec<(Item, RecordKind, bool)> = self
+            .scan_keys(op)
+            .await?
+            .into_iter()
+            .filter(|item| rules::is_expired(expires_at(item), now))
+            .filter_map(|item| {
+                let (kind, primary) = match item.get("pk") {
+                    Some(AttributeValue::S(pk)) => kind_of(pk)?,
+                    _ => return None,
+                };
+                Some((item, kind, primary))
+            })
+            .collect();
+        let mut deleted = RecordCounts::default();
+        // A few deletes at a time: housekeeping must not take the table's capacity from
+        // the commands being served.
+        for chunk in expired.chunks(16) {
+            let outcomes = try_join_all(chunk.iter().map(|(item, _, _)| async move {
+                // `rules::is_expired`, checked again by the delete itself: an item
+                // written again since the scan (a lock taken, a delivery id seen again)
+                // is live and stays.
+                let condition = "#expires_at <= :now";
+                let key: Item = item
+                    .iter()
+                    .filter(|(name, _)| *name == "pk" || *name == "sk")
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect();
+                let sent = self
+                    .client
+                    .delete_item()
+                    .table_name(self.table.as_ref())
+                    .set_key(Some(key))
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(names(&[condition]))
+                    .set_expression_attribute_values(values(vec![(":now", n(now))]))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(_) => Ok(true),
+                    Err(err) if condition_failed(&err) => Ok(false),
+                    Err(err) => Err(self.err(op, err)),
+                }
+            }))
+            .await?;
+            for ((_, kind, primary), gone) in chunk.iter().zip(outcomes) {
+                if gone && *primary {
+                    deleted.add(*kind, 1);
+                }
+            }
+        }
+        Ok(deleted)
     }
 }
 
@@ -2532,6 +2736,52 @@ pub(crate) async fn ensure_table(
         table_change,
         indexes,
         ttl,
+    })
+}
+
+/// What `valine doctor` reads about the table (control-plane reads only): the indexes
+/// of [`TABLE_SCHEMA`] it lacks and whether TTL deletes expired items. A missing table
+/// is [`StoreError::NotInitialised`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableHealth {
+    pub missing_indexes: Vec<&'static str>,
+    pub ttl_on: bool,
+}
+
+pub async fn table_health(client: &Client, table: &str) -> StoreResult<TableHealth> {
+    let op = "inspect";
+    let Some(description) = describe(client, table).await? else {
+        return Err(StoreError::NotInitialised {
+            op,
+            source: format!("DynamoDB table `{table}` does not exist").into(),
+        });
+    };
+    let missing_indexes = TABLE_SCHEMA
+        .indexes
+        .iter()
+        .filter(|index| {
+            !description
+                .global_secondary_indexes()
+                .iter()
+                .any(|gsi| gsi.index_name() == Some(index.name))
+        })
+        .map(|index| index.name)
+        .collect();
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| sdk_error(op, table, e))?;
+    let ttl_on = ttl.time_to_live_description().is_some_and(|ttl| {
+        matches!(
+            ttl.time_to_live_status(),
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) && ttl.attribute_name() == Some(TABLE_SCHEMA.ttl_attribute)
+    });
+    Ok(TableHealth {
+        missing_indexes,
+        ttl_on,
     })
 }
 

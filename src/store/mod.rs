@@ -24,7 +24,7 @@
 //!
 //! | record | `pk` | `sk` | indexes and writes |
 //! |---|---|---|---|
-//! | trace | `TRACE#{id}` | `TRACE` | `gsi1`: `USERTRACE#{user}` / `{started_at_ms:020}#{id}` (a user's newest, queried descending) |
+//! | trace | `TRACE#{id}` | `TRACE` | `gsi1`: `USERTRACE#{user}` / `{started_at_ms:020}#{id}` (a user's newest, queried descending); `gsi2`: `TRACES` / `{started_at_ms:020}#{id}` (everyone's, for `valine traces`) |
 //! | job | `JOB#{id}` | `JOB` | put on `attribute_not_exists(pk)`; while pending or running `gsi1`: `JOBQ` / `{due_ms:020}#{id}` (`run_after_ms` pending, `lease_until_ms + 1` running: the claim queue, each claim a conditional update); failed `gsi1`: `JOBFAILED` / `{created_at_ms:020}#{id}`; running `gsi2`: `LEASE#{owner}` / `{id}` (release at shutdown) |
 //! | rate window | `RATE#{user}` | `{window_start}` | `ADD count :1`, returning the new count |
 //! | setting | `SETTING` | `{key}` | transaction with its audit item, conditioned on the expected value |
@@ -42,7 +42,8 @@
 //! | verification of a run attempt | `VERIFY#{run_id:020}#{attempt}` | `VERIFY` | put on `attribute_not_exists(pk) OR expires_at <= :now`, then a consistent read |
 //!
 //! Every record that expires carries `expires_at` (epoch seconds, the DynamoDB TTL
-//! attribute); reads ignore expired records, so deletion is housekeeping only.
+//! attribute); reads ignore expired records, so deletion is housekeeping only
+//! ([`HousekeepingStore`], `valine cleanup`).
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
@@ -298,6 +299,122 @@ pub struct TraceRecord {
     pub expires_at: i64,
 }
 
+/// Which traces `valine traces` lists: newest first, at most `limit`; the rule is
+/// [`TraceRecord::matches`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceQuery {
+    pub user_id: Option<String>,
+    pub command: Option<String>,
+    /// Only traces started at or after this instant (epoch milliseconds).
+    pub since_ms: i64,
+    pub limit: usize,
+}
+
+/// The kinds of record the store keeps, as `valine cleanup` and `valine doctor` count
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Trace,
+    Job,
+    RateWindow,
+    Setting,
+    Audit,
+    Pending,
+    Delivery,
+    Run,
+    FailedStep,
+    Lock,
+    Correlation,
+    Verification,
+    Block,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 13] = [
+        RecordKind::Trace,
+        RecordKind::Job,
+        RecordKind::RateWindow,
+        RecordKind::Setting,
+        RecordKind::Audit,
+        RecordKind::Pending,
+        RecordKind::Delivery,
+        RecordKind::Run,
+        RecordKind::FailedStep,
+        RecordKind::Lock,
+        RecordKind::Correlation,
+        RecordKind::Verification,
+        RecordKind::Block,
+    ];
+
+    /// Plural, as people count them: `traces`, `rate windows`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecordKind::Trace => "traces",
+            RecordKind::Job => "jobs",
+            RecordKind::RateWindow => "rate windows",
+            RecordKind::Setting => "settings",
+            RecordKind::Audit => "audit records",
+            RecordKind::Pending => "pending confirmations",
+            RecordKind::Delivery => "webhook deliveries",
+            RecordKind::Run => "runs",
+            RecordKind::FailedStep => "failed steps",
+            RecordKind::Lock => "locks",
+            RecordKind::Correlation => "correlations",
+            RecordKind::Verification => "verifications",
+            RecordKind::Block => "blocks",
+        }
+    }
+
+    /// snake_case, for JSON output.
+    pub fn key(self) -> &'static str {
+        match self {
+            RecordKind::Trace => "traces",
+            RecordKind::Job => "jobs",
+            RecordKind::RateWindow => "rate_windows",
+            RecordKind::Setting => "settings",
+            RecordKind::Audit => "audit",
+            RecordKind::Pending => "pending",
+            RecordKind::Delivery => "deliveries",
+            RecordKind::Run => "runs",
+            RecordKind::FailedStep => "failed_steps",
+            RecordKind::Lock => "locks",
+            RecordKind::Correlation => "correlations",
+            RecordKind::Verification => "verifications",
+            RecordKind::Block => "blocks",
+        }
+    }
+}
+
+/// How many records of each kind; a kind with none is absent, so two counts are equal
+/// when they count the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordCounts(std::collections::BTreeMap<RecordKind, u64>);
+
+impl RecordCounts {
+    pub fn add(&mut self, kind: RecordKind, n: u64) {
+        if n > 0 {
+            *self.0.entry(kind).or_default() += n;
+        }
+    }
+
+    pub fn get(&self, kind: RecordKind) -> u64 {
+        self.0.get(&kind).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+/// What the store holds at one instant: live records, and expired ones that no read
+/// sees but that housekeeping has not deleted yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    pub live: RecordCounts,
+    pub expired: RecordCounts,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -545,6 +662,29 @@ pub trait TraceStore: Send + Sync {
         exclude_command: &str,
         now: i64,
     ) -> StoreResult<Option<TraceRecord>>;
+    /// Live traces that [`TraceRecord::matches`] the query, newest first (ties: higher
+    /// id first), at most `query.limit`.
+    async fn list_traces(&self, query: &TraceQuery, now: i64) -> StoreResult<Vec<TraceRecord>>;
+    /// Live traces whose id starts with `prefix`, at most `limit`: more than one means
+    /// the prefix is ambiguous.
+    async fn traces_by_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<TraceRecord>>;
+}
+
+/// Housekeeping (`valine cleanup`, `valine doctor`): counting records and deleting
+/// expired ones. Reads never depend on it (they ignore expired records themselves).
+#[async_trait]
+pub trait HousekeepingStore: Send + Sync {
+    /// Live and expired records of each kind at `now` ([`rules::is_expired`]).
+    async fn census(&self, now: i64) -> StoreResult<Census>;
+    /// Deletes every record expired at `now` and counts them by kind. Each delete is
+    /// conditional on the record still being expired, so a record written again
+    /// meanwhile (a lock taken, a delivery id seen again) is kept.
+    async fn delete_expired(&self, now: i64) -> StoreResult<RecordCounts>;
 }
 
 #[async_trait]
@@ -745,6 +885,7 @@ pub trait LockStore: Send + Sync {
 /// Everything Valine keeps; one backend implements all of it.
 pub trait Store:
     HealthStore
+    + HousekeepingStore
     + TraceStore
     + RateLimitStore
     + JobStore
@@ -759,6 +900,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: HealthStore
+        + HousekeepingStore
         + TraceStore
         + RateLimitStore
         + JobStore
@@ -848,6 +990,70 @@ pub async fn init(location: &StoreLocation) -> StoreResult<Vec<String>> {
         }
         #[cfg(not(feature = "aws"))]
         StoreLocation::DynamoDb(_) => Err(without_aws("init")),
+    }
+}
+
+/// The store as `valine doctor` finds it, opened without writing anything.
+pub struct Inspection {
+    pub store: SharedStore,
+    /// What was found: the schema, the table and its parts.
+    pub found: String,
+    /// What is present but not as `valine init` would leave it (a missing index, TTL
+    /// off): what was found, and the fix.
+    pub warnings: Vec<(String, String)>,
+}
+
+/// Opens the store the location names for reading only: an SQLite file must exist with a
+/// current schema; a DynamoDB table must exist (its indexes and TTL are read, never
+/// changed). What needs `valine init` is [`StoreError::NotInitialised`].
+pub async fn inspect(location: &StoreLocation) -> StoreResult<Inspection> {
+    match location {
+        StoreLocation::SqliteFile(path) => Ok(Inspection {
+            store: Arc::new(sqlite::SqliteStore::open_read_only(path).await?),
+            found: format!(
+                "SQLite {} (schema version {}, current)",
+                path.display(),
+                sqlite::SqliteStore::schema_version()
+            ),
+            warnings: Vec::new(),
+        }),
+        StoreLocation::SqliteMemory => Ok(Inspection {
+            store: Arc::new(sqlite::SqliteStore::open_in_memory().await?),
+            found: "SQLite in memory (empty: it lasts as long as one process)".to_owned(),
+            warnings: Vec::new(),
+        }),
+        #[cfg(feature = "aws")]
+        StoreLocation::DynamoDb(table) => {
+            let client = dynamodb::client_from_env().await;
+            let health = dynamodb::table_health(&client, table).await?;
+            let mut warnings = Vec::new();
+            if !health.missing_indexes.is_empty() {
+                warnings.push((
+                    format!(
+                        "table {table} lacks the index {}",
+                        health.missing_indexes.join(", ")
+                    ),
+                    "run `valine init` to add it".to_owned(),
+                ));
+            }
+            if !health.ttl_on {
+                warnings.push((
+                    format!(
+                        "TTL is off on `{}` of table {table}: DynamoDB never deletes expired \
+                         items",
+                        dynamodb::TABLE_SCHEMA.ttl_attribute
+                    ),
+                    "run `valine init` (or `valine cleanup` now and then)".to_owned(),
+                ));
+            }
+            Ok(Inspection {
+                store: Arc::new(dynamodb::DynamoDbStore::new(client, table)),
+                found: format!("DynamoDB table {table}"),
+                warnings,
+            })
+        }
+        #[cfg(not(feature = "aws"))]
+        StoreLocation::DynamoDb(_) => Err(without_aws("inspect")),
     }
 }
 

@@ -11,7 +11,7 @@
 
 use super::{
     BlockRecord, CorrelationRecord, FailedStepRecord, JobRecord, JobState, LockRecord, RunRecord,
-    SettingRecord,
+    SettingRecord, TraceQuery, TraceRecord,
 };
 
 /// Whether a record expiring at `expires_at` still counts at `now`: at `now == expires_at`
@@ -27,6 +27,28 @@ pub fn is_live(expires_at: i64, now: i64) -> bool {
 /// webhook deliveries (dedup).
 pub fn is_free(stored_expires_at: Option<i64>, now: i64) -> bool {
     stored_expires_at.is_none_or(|expires_at| !is_live(expires_at, now))
+}
+
+/// Whether housekeeping may delete a record whose `expires_at` is this: it has one, and
+/// it is no longer live. Records without one (settings, unfinished jobs) never expire.
+pub fn is_expired(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_some_and(|at| !is_live(at, now))
+}
+
+impl TraceRecord {
+    /// Whether `valine traces` lists this trace for `query`: of that user and command
+    /// when given (exact, case-sensitive, as stored), started at or after `since_ms`.
+    /// Liveness is the caller's other condition.
+    pub fn matches(&self, query: &TraceQuery) -> bool {
+        query.user_id.as_deref().is_none_or(|u| u == self.user_id)
+            && query.command.as_deref().is_none_or(|c| c == self.command)
+            && self.started_at_ms >= query.since_ms
+    }
+
+    /// The order of a trace listing: newest first, ties broken by the higher id.
+    pub fn newest_first(a: &TraceRecord, b: &TraceRecord) -> std::cmp::Ordering {
+        (b.started_at_ms, &b.id).cmp(&(a.started_at_ms, &a.id))
+    }
 }
 
 impl RunRecord {
@@ -255,6 +277,72 @@ mod tests {
         assert!(block(None).is_live(i64::MAX));
         assert!(block(Some(NOW + 1)).is_live(NOW));
         assert!(!block(Some(NOW)).is_live(NOW));
+    }
+
+    #[test]
+    fn expired_only_with_an_expiry_that_passed() {
+        assert!(!is_expired(None, NOW));
+        assert!(!is_expired(Some(NOW + 1), NOW));
+        assert!(is_expired(Some(NOW), NOW));
+        assert!(is_expired(Some(NOW - 1), NOW));
+    }
+
+    fn trace(id: &str, user: &str, command: &str, started_at_ms: i64) -> TraceRecord {
+        TraceRecord {
+            id: id.into(),
+            user_id: user.into(),
+            command: command.into(),
+            options: serde_json::Map::new(),
+            started_at_ms,
+            steps: vec![],
+            duration_ms: None,
+            outcome: None,
+            error: None,
+            links: vec![],
+            expires_at: NOW,
+        }
+    }
+
+    #[test]
+    fn trace_query_filters_by_user_command_and_start() {
+        let t = trace("a", "u1", "status", 5_000);
+        let all = TraceQuery {
+            user_id: None,
+            command: None,
+            since_ms: 0,
+            limit: 10,
+        };
+        assert!(t.matches(&all));
+        assert!(t.matches(&TraceQuery {
+            user_id: Some("u1".into()),
+            command: Some("status".into()),
+            since_ms: 5_000,
+            ..all.clone()
+        }));
+        assert!(!t.matches(&TraceQuery {
+            user_id: Some("u2".into()),
+            ..all.clone()
+        }));
+        assert!(!t.matches(&TraceQuery {
+            command: Some("Status".into()),
+            ..all.clone()
+        }));
+        assert!(!t.matches(&TraceQuery {
+            since_ms: 5_001,
+            ..all
+        }));
+    }
+
+    #[test]
+    fn traces_sort_newest_first_then_by_higher_id() {
+        let mut traces = [
+            trace("a", "u", "c", 1),
+            trace("b", "u", "c", 3),
+            trace("c", "u", "c", 3),
+        ];
+        traces.sort_by(TraceRecord::newest_first);
+        let ids: Vec<&str> = traces.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["c", "b", "a"]);
     }
 
     #[test]

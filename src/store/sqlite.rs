@@ -35,7 +35,7 @@
 //! [`super::rules`]. Only two conditions stay in SQL: the liveness filter of reads
 //! (`expires_at > now`, [`super::rules::is_live`]), and the choice of a job to claim, whose
 //! query the `jobs_due` index serves. Reads skip expired records and
-//! [`SqliteStore::purge_expired`] deletes them (housekeeping, never needed for
+//! [`HousekeepingStore::delete_expired`] deletes them (housekeeping, never needed for
 //! correctness).
 
 use std::borrow::Cow;
@@ -51,11 +51,12 @@ use serde::de::DeserializeOwned;
 
 use super::rules;
 use super::{
-    AuditRecord, BlockRecord, BlockStore, BoxError, CorrelationKind, CorrelationRecord,
-    CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore, JobRecord,
-    JobState, JobStore, LockRecord, LockStore, NewJob, Outcome, PendingConfirmation,
-    RateLimitStore, RunAttachment, RunRecord, SettingRecord, SettingsStore, StoreError,
-    StoreResult, TraceRecord, TraceStore, VerificationRecord, VerificationStore,
+    AuditRecord, BlockRecord, BlockStore, BoxError, Census, CorrelationKind, CorrelationRecord,
+    CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore,
+    HousekeepingStore, JobRecord, JobState, JobStore, LockRecord, LockStore, NewJob, Outcome,
+    PendingConfirmation, RateLimitStore, RecordCounts, RecordKind, RunAttachment, RunRecord,
+    SettingRecord, SettingsStore, StoreError, StoreResult, TraceQuery, TraceRecord, TraceStore,
+    VerificationRecord, VerificationStore,
 };
 
 /// Long enough to ride out another process's write transaction (they are all short),
@@ -240,22 +241,29 @@ const CORRELATION_COLUMNS: &str = "id, kind, requester, channel_id, application_
 const FAILED_STEP_COLUMNS: &str =
     "run_id, run_attempt, job_id, job_name, step_name, html_url, expires_at";
 
-/// Tables whose rows carry a non-null `expires_at` once they may go.
-const EXPIRING_TABLES: &[&str] = &[
-    "traces",
-    "rate_windows",
-    "jobs",
-    "audit",
-    "pending",
-    "deliveries",
-    "runs",
-    "locks",
-    "correlations",
-    "failed_steps",
-    "verifications",
-    // A block without `expires_at` holds until `/unblock`; `NULL <= now` keeps it.
-    "blocks",
+/// Each table and the kind of record it holds. Rows expire once their `expires_at` (when
+/// not null) is not after `now`; settings never do.
+const TABLES: &[(&str, RecordKind)] = &[
+    ("traces", RecordKind::Trace),
+    ("rate_windows", RecordKind::RateWindow),
+    ("jobs", RecordKind::Job),
+    ("settings", RecordKind::Setting),
+    ("audit", RecordKind::Audit),
+    ("pending", RecordKind::Pending),
+    ("deliveries", RecordKind::Delivery),
+    ("runs", RecordKind::Run),
+    ("locks", RecordKind::Lock),
+    ("correlations", RecordKind::Correlation),
+    ("failed_steps", RecordKind::FailedStep),
+    ("verifications", RecordKind::Verification),
+    // A block without `expires_at` holds until `/unblock`.
+    ("blocks", RecordKind::Block),
 ];
+
+/// Whether a table's rows carry `expires_at`.
+fn expiring(table: &str) -> bool {
+    table != "settings"
+}
 
 /// The store on one SQLite database. Cloning shares the connection.
 #[derive(Clone)]
@@ -613,6 +621,73 @@ impl SqliteStore {
         }
     }
 
+    /// Opens an existing database for reading only (`valine doctor`): nothing is created,
+    /// migrated or written. A missing file, or one whose schema is behind this build, is
+    /// [`StoreError::NotInitialised`]: `valine init` (or `valine serve`) prepares it.
+    pub async fn open_read_only(path: &Path) -> StoreResult<Self> {
+        let path = path.to_owned();
+        let op = "open_read_only";
+        let joined = tokio::task::spawn_blocking(move || {
+            let not_initialised = |what: String| StoreError::NotInitialised {
+                op,
+                source: what.into(),
+            };
+            let meta = match std::fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(not_initialised(format!(
+                        "no database file at {}",
+                        path.display()
+                    )));
+                }
+                Err(e) => return Err(Fault::CannotOpen.error(op, &path, Some(&e))),
+            };
+            let opened = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|conn| conn.busy_timeout(BUSY_TIMEOUT).map(|()| conn));
+            let conn = match opened {
+                Ok(conn) => conn,
+                Err(err) => {
+                    let fault = Fault::of(&err).unwrap_or(Fault::CannotOpen);
+                    return Err(fault.error(op, &path, Some(&err)));
+                }
+            };
+            let applied = check_version(&conn).map_err(|f| f.into_store_error(op, Some(&path)))?;
+            if applied < MIGRATIONS.len() {
+                return Err(not_initialised(format!(
+                    "the database {} has schema version {applied} of {}",
+                    path.display(),
+                    MIGRATIONS.len()
+                )));
+            }
+            Ok(Inner {
+                file: Some(DbFile {
+                    path,
+                    id: FileId::of(&meta),
+                }),
+                state: Mutex::new(State {
+                    conn: Some(conn),
+                    stale: false,
+                    reopen_at: Instant::now(),
+                    lost: false,
+                    fault: None,
+                }),
+            })
+        })
+        .await;
+        match joined {
+            Ok(inner) => Ok(SqliteStore {
+                inner: Arc::new(inner?),
+            }),
+            Err(source) => Err(StoreError::Task { op, source }),
+        }
+    }
+
+    /// The number of schema steps this build knows: a database at this version is
+    /// current.
+    pub fn schema_version() -> usize {
+        MIGRATIONS.len()
+    }
+
     /// A private database that lives as long as this store (and its clones).
     pub async fn open_in_memory() -> StoreResult<Self> {
         let op = "open_in_memory";
@@ -636,22 +711,6 @@ impl SqliteStore {
                 }),
             }),
         })
-    }
-
-    /// Deletes every record whose `expires_at` (epoch seconds) is not after `now`, and
-    /// returns how many went. Reads already ignore them; this only reclaims space.
-    pub async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.call("purge_expired", move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut purged = 0u64;
-            for table in EXPIRING_TABLES {
-                let sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
-                purged += tx.execute(&sql, [now])? as u64;
-            }
-            tx.commit()?;
-            Ok(purged)
-        })
-        .await
     }
 
     /// Runs `f` on the connection on the blocking pool, naming errors after `op`.
@@ -1354,6 +1413,99 @@ impl TraceStore for SqliteStore {
                 params![user_id, exclude, now],
                 trace_from_row,
             )
+        })
+        .await
+    }
+
+    async fn list_traces(&self, query: &TraceQuery, now: i64) -> StoreResult<Vec<TraceRecord>> {
+        let query = query.clone();
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        self.call("list_traces", move |conn| {
+            // `TraceRecord::matches` and `newest_first`, stated in SQL so that LIMIT
+            // applies after the filter; the conformance suite compares the two.
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {TRACE_COLUMNS} FROM traces \
+                     WHERE expires_at > ?1 AND started_at_ms >= ?2 \
+                     AND (?3 IS NULL OR user_id = ?3) AND (?4 IS NULL OR command = ?4) \
+                     ORDER BY started_at_ms DESC, id DESC LIMIT ?5"
+                ),
+                params![now, query.since_ms, query.user_id, query.command, limit],
+                trace_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn traces_by_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<TraceRecord>> {
+        let prefix = prefix.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call("traces_by_prefix", move |conn| {
+            // `substr`, not LIKE: an id character is never a pattern.
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {TRACE_COLUMNS} FROM traces \
+                     WHERE substr(id, 1, length(?1)) = ?1 AND expires_at > ?2 \
+                     ORDER BY started_at_ms DESC, id DESC LIMIT ?3"
+                ),
+                params![prefix, now, limit],
+                trace_from_row,
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl HousekeepingStore for SqliteStore {
+    async fn census(&self, now: i64) -> StoreResult<Census> {
+        self.call("census", move |conn| {
+            let mut census = Census::default();
+            for &(table, kind) in TABLES {
+                // `rules::is_expired`: a null `expires_at` (an unfinished job) is live.
+                let (live, expired): (i64, i64) = if expiring(table) {
+                    let sql = format!(
+                        "SELECT COALESCE(SUM(expires_at IS NULL OR expires_at > ?1), 0), \
+                         COALESCE(SUM(expires_at <= ?1), 0) FROM {table}"
+                    );
+                    conn.prepare_cached(&sql)?
+                        .query_row([now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                } else {
+                    let sql = format!("SELECT COUNT(*) FROM {table}");
+                    (
+                        conn.prepare_cached(&sql)?.query_row([], |row| row.get(0))?,
+                        0,
+                    )
+                };
+                census.live.add(kind, u64::try_from(live).unwrap_or(0));
+                census
+                    .expired
+                    .add(kind, u64::try_from(expired).unwrap_or(0));
+            }
+            Ok(census)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self, now: i64) -> StoreResult<RecordCounts> {
+        self.call("delete_expired", move |conn| {
+            // One transaction: the condition is checked by the delete itself, so a row
+            // written again meanwhile is live and stays.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut deleted = RecordCounts::default();
+            for &(table, kind) in TABLES.iter().filter(|(t, _)| expiring(t)) {
+                let sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
+                deleted.add(kind, tx.execute(&sql, [now])? as u64);
+            }
+            tx.commit()?;
+            Ok(deleted)
         })
         .await
     }
@@ -2352,8 +2504,15 @@ mod tests {
             )
             .await
             .expect("live job");
-        assert_eq!(store.purge_expired(100).await.expect("purge"), 10);
-        assert_eq!(store.purge_expired(100).await.expect("purge again"), 0);
+        assert_eq!(store.delete_expired(100).await.expect("purge").total(), 10);
+        assert_eq!(
+            store
+                .delete_expired(100)
+                .await
+                .expect("purge again")
+                .total(),
+            0
+        );
 
         // Queried with an old `now`, so only deletion can hide them.
         assert!(store.get_trace("t100", 0).await.expect("get").is_none());

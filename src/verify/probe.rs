@@ -50,8 +50,8 @@ pub enum ProbeError {
     Tls(String),
     #[error("connection failed: {0}")]
     Connect(String),
-    #[error("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("no answer within {} s", .0.as_secs_f32())]
+    Timeout(Duration),
     #[error("more than {MAX_REDIRECTS} redirects")]
     TooManyRedirects,
     #[error("{0}")]
@@ -66,7 +66,7 @@ impl ProbeError {
             ProbeError::Dns(_) => "dns",
             ProbeError::Tls(_) => "tls",
             ProbeError::Connect(_) => "connect",
-            ProbeError::Timeout => "timeout",
+            ProbeError::Timeout(_) => "timeout",
             ProbeError::TooManyRedirects => "redirects",
             ProbeError::Other(_) => "other",
         }
@@ -75,7 +75,7 @@ impl ProbeError {
     /// One retry on a connection error or a timeout, nothing else: any other answer is
     /// the target's real state.
     fn worth_retry(&self) -> bool {
-        matches!(self, ProbeError::Connect(_) | ProbeError::Timeout)
+        matches!(self, ProbeError::Connect(_) | ProbeError::Timeout(_))
     }
 }
 
@@ -189,6 +189,7 @@ pub struct ProberBuilder {
     targets: TargetPolicy,
     allowed: Option<AddressPolicy>,
     hosts: HashMap<String, Vec<IpAddr>>,
+    attempt_timeout: Duration,
 }
 
 impl ProberBuilder {
@@ -199,6 +200,12 @@ impl ProberBuilder {
         allowed: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.allowed = Some(Arc::new(allowed));
+        self
+    }
+
+    /// The limit of one attempt (default [`ATTEMPT_TIMEOUT`]): `valine smoke --timeout`.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
         self
     }
 
@@ -236,8 +243,8 @@ impl ProberBuilder {
             .no_proxy()
             .dns_resolver(Arc::new(resolver))
             .redirect(redirects)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(ATTEMPT_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(self.attempt_timeout))
+            .timeout(self.attempt_timeout)
             // A fresh connection per probe: each request resolves and is checked anew,
             // and latency samples include the handshake a visitor pays.
             .pool_max_idle_per_host(0)
@@ -250,6 +257,7 @@ impl ProberBuilder {
                 targets: self.targets,
                 allowed,
                 hosts: self.hosts,
+                attempt_timeout: self.attempt_timeout,
             }),
         })
     }
@@ -281,6 +289,7 @@ struct Inner {
     targets: TargetPolicy,
     allowed: AddressPolicy,
     hosts: HashMap<String, Vec<IpAddr>>,
+    attempt_timeout: Duration,
 }
 
 impl std::fmt::Debug for Prober {
@@ -297,6 +306,7 @@ impl Prober {
             targets,
             allowed: None,
             hosts: HashMap::new(),
+            attempt_timeout: ATTEMPT_TIMEOUT,
         }
     }
 
@@ -326,22 +336,36 @@ impl Prober {
 
     /// `GET url`: checked, then sent, with one retry on a connection error or timeout.
     pub async fn get(&self, url: &Url) -> Result<ProbeResponse, ProbeError> {
+        let request = ProbeRequest::get(url.clone());
+        self.send(&request).await.map(|(response, _)| response)
+    }
+
+    /// Sends `request` as [`Prober::get`] sends a `GET` (checked, one retry on a
+    /// connection error or timeout), and returns the answer with the first
+    /// `request.keep_body` bytes of its body.
+    pub async fn send(
+        &self,
+        request: &ProbeRequest,
+    ) -> Result<(ProbeResponse, Vec<u8>), ProbeError> {
+        let url = &request.url;
         check_hop(url, &self.inner.targets, &self.inner.allowed)
             .map_err(|e| ProbeError::Refused(e.to_string()))?;
-        let first = self.attempt(url).await;
+        let first = self.attempt(request).await;
         let outcome = match first {
-            Err(e) if e.worth_retry() => self.attempt(url).await,
+            Err(e) if e.worth_retry() => self.attempt(request).await,
             other => other,
         };
         match &outcome {
-            Ok(r) => tracing::info!(
+            Ok((r, _)) => tracing::info!(
                 probe_url = %url,
+                probe_method = %request.method,
                 probe_status = r.status,
                 probe_ms = r.latency_ms,
                 "probe"
             ),
             Err(e) => tracing::warn!(
                 probe_url = %url,
+                probe_method = %request.method,
                 error.type = e.kind(),
                 error.message = %e,
                 "probe failed"
@@ -350,24 +374,40 @@ impl Prober {
         outcome
     }
 
-    async fn attempt(&self, url: &Url) -> Result<ProbeResponse, ProbeError> {
+    async fn attempt(
+        &self,
+        request: &ProbeRequest,
+    ) -> Result<(ProbeResponse, Vec<u8>), ProbeError> {
         let started = Instant::now();
         // reqwest's timeout covers the body too; this bound also holds while the body
         // is streamed in chunks.
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, self.exchange(url, started)).await {
+        match tokio::time::timeout(self.inner.attempt_timeout, self.exchange(request, started))
+            .await
+        {
             Ok(outcome) => outcome,
-            Err(_) => Err(ProbeError::Timeout),
+            Err(_) => Err(ProbeError::Timeout(self.inner.attempt_timeout)),
         }
     }
 
-    async fn exchange(&self, url: &Url, started: Instant) -> Result<ProbeResponse, ProbeError> {
-        let mut response = self
+    async fn exchange(
+        &self,
+        request: &ProbeRequest,
+        started: Instant,
+    ) -> Result<(ProbeResponse, Vec<u8>), ProbeError> {
+        let mut builder = self
             .inner
             .client
-            .get(url.clone())
+            .request(request.method.clone(), request.url.clone());
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let mut response = builder
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(|e| classify(e, self.inner.attempt_timeout))?;
         let status = response.status().as_u16();
         let cache_control = response
             .headers()
@@ -382,7 +422,14 @@ impl Prober {
             .map(<[u8]>::to_vec);
         let mut body_bytes = 0usize;
         let mut body_truncated = false;
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        let mut kept = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| classify(e, self.inner.attempt_timeout))?
+        {
+            let room = request.keep_body.saturating_sub(kept.len());
+            kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
             body_bytes += chunk.len();
             if body_bytes >= MAX_BODY_BYTES {
                 // Dropping the response closes the connection; the rest is never read.
@@ -391,7 +438,7 @@ impl Prober {
                 break;
             }
         }
-        Ok(ProbeResponse {
+        let response = ProbeResponse {
             status,
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             cache_control,
@@ -399,13 +446,37 @@ impl Prober {
             body_bytes,
             body_truncated,
             peer_certificate,
-        })
+        };
+        Ok((response, kept))
+    }
+}
+
+/// One request for [`Prober::send`].
+#[derive(Debug, Clone)]
+pub struct ProbeRequest {
+    pub method: reqwest::Method,
+    pub url: Url,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Vec<u8>>,
+    /// How many bytes of the answer's body to return (the rest is counted, not kept).
+    pub keep_body: usize,
+}
+
+impl ProbeRequest {
+    pub fn get(url: Url) -> ProbeRequest {
+        ProbeRequest {
+            method: reqwest::Method::GET,
+            url,
+            headers: Vec::new(),
+            body: None,
+            keep_body: 0,
+        }
     }
 }
 
 /// Turns reqwest's error into what a user can act on, using the errors our resolver and
 /// redirect policy raised where they are in the source chain.
-fn classify(error: reqwest::Error) -> ProbeError {
+fn classify(error: reqwest::Error, timeout: Duration) -> ProbeError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
     let mut texts = Vec::new();
     while let Some(e) = source {
@@ -432,13 +503,13 @@ fn classify(error: reqwest::Error) -> ProbeError {
         texts.push(e.to_string());
         source = e.source();
     }
-    let (timeout, connect) = (error.is_timeout(), error.is_connect());
+    let (timed_out, connect) = (error.is_timeout(), error.is_connect());
     let detail = texts
         .last()
         .cloned()
         .unwrap_or_else(|| error.without_url().to_string());
-    if timeout {
-        ProbeError::Timeout
+    if timed_out {
+        ProbeError::Timeout(timeout)
     } else if connect {
         ProbeError::Connect(detail)
     } else {

@@ -169,7 +169,68 @@ pub struct GitHubState {
     pub logs: std::collections::HashMap<u64, String>,
     /// The `x-oauth-scopes` header of `GET /repos/{owner}/{repo}` (classic tokens).
     pub scopes: Option<String>,
+    /// Files of the default branch by path (`GET …/contents/{path}`).
+    pub files: std::collections::BTreeMap<String, String>,
+    /// The repository's webhooks (`GET …/hooks`), shaped as GitHub's `hook`.
+    pub hooks: Vec<Value>,
+    /// `GET …/hooks` answers 403, as it does for a token without admin rights.
+    pub hooks_forbidden: bool,
+    /// When set, a request whose token is not this one gets GitHub's 401.
+    pub accepted_token: Option<String>,
 }
+
+/// A repository webhook as `GET /repos/{owner}/{repo}/hooks` lists it.
+pub fn hook_json(id: u64, url: &str, events: &[&str], active: bool) -> Value {
+    json!({
+        "type": "Repository",
+        "id": id,
+        "name": "web",
+        "active": active,
+        "events": events,
+        "config": {"content_type": "json", "insecure_ssl": "0", "url": url},
+        "updated_at": "2026-01-01T00:00:00Z",
+        "created_at": "2026-01-01T00:00:00Z",
+        "url": format!("https://api.github.com/repos/octo-org/octo-repo/hooks/{id}"),
+        "test_url": format!("https://api.github.com/repos/octo-org/octo-repo/hooks/{id}/test"),
+        "ping_url": format!("https://api.github.com/repos/octo-org/octo-repo/hooks/{id}/pings"),
+        "deliveries_url": format!("https://api.github.com/repos/octo-org/octo-repo/hooks/{id}/deliveries"),
+        "last_response": {"code": 200, "status": "active", "message": "OK"}
+    })
+}
+
+/// A deploy workflow file that declares what Valine sends and carries the correlation id
+/// in its run name.
+pub const DEPLOY_WORKFLOW_YAML: &str = r#"name: Client deploy
+run-name: "Deploy ${{ github.ref_name }} [${{ inputs.correlation_id }}]"
+on:
+  workflow_dispatch:
+    inputs:
+      correlation_id: {required: false, type: string}
+      requester: {required: false, type: string}
+      VITE_API_BASE: {required: false, type: string}
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    steps:
+      - run: npm run build
+"#;
+
+/// The diagnose workflow counterpart of [`DEPLOY_WORKFLOW_YAML`].
+pub const DIAGNOSE_WORKFLOW_YAML: &str = r#"name: Diagnose
+run-name: "Diagnose [${{ inputs.correlation_id }}]"
+on:
+  workflow_dispatch:
+    inputs:
+      correlation_id: {}
+      requester: {}
+      frontend_url: {}
+      api_base: {}
+jobs:
+  check:
+    runs-on: ubuntu-latest
+    steps:
+      - run: curl -fsS "${{ inputs.frontend_url }}"
+"#;
 
 /// A job of a run shaped like the contract's example; `steps` are (name, conclusion,
 /// seconds), one after the other.
@@ -305,7 +366,13 @@ impl FakeGitHub {
             )
             .route("/repos/{owner}/{repo}", get(gh_repo))
             .route("/rate_limit", get(gh_rate_limit))
+            .route("/repos/{owner}/{repo}/contents/{*path}", get(gh_contents))
+            .route("/repos/{owner}/{repo}/hooks", get(gh_hooks))
             .fallback(any(gh_fallback))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                gh_check_token,
+            ))
             .with_state((log.clone(), state.clone()));
         let addr = serve(router).await;
         FakeGitHub { addr, log, state }
@@ -358,6 +425,19 @@ impl FakeGitHub {
 
     pub fn set_titles_without_correlation(&self, without: bool) {
         self.state.lock().unwrap().titles_without_correlation = without;
+    }
+
+    /// Serves `text` as the file at `path` of the default branch.
+    pub fn add_file(&self, path: &str, text: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_owned(), text.to_owned());
+    }
+
+    pub fn add_hook(&self, hook: Value) {
+        self.state.lock().unwrap().hooks.push(hook);
     }
 
     /// A run as the fake holds it.
@@ -819,6 +899,77 @@ async fn gh_rate_limit(
     axum::Json(contract_example("/rate_limit")).into_response()
 }
 
+/// GitHub's 401 for a token it does not know, when the test set one.
+async fn gh_check_token(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let accepted = state.lock().unwrap().accepted_token.clone();
+    if let Some(token) = accepted {
+        let sent = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if sent != Some(&format!("Bearer {token}")) {
+            return gh_error(401, "Bad credentials");
+        }
+    }
+    next.run(request).await
+}
+
+/// `GET …/contents/{path}`: a `content-file`, base64 in lines of 60 as GitHub sends it.
+async fn gh_contents(
+    State((log, state)): State<GhState>,
+    Path((_, _, path)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    use base64::Engine;
+    log.push(&method, &uri, &headers, b"");
+    let Some(text) = state.lock().unwrap().files.get(&path).cloned() else {
+        return not_found();
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    let wrapped: Vec<String> = encoded
+        .as_bytes()
+        .chunks(60)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
+    let api = format!("https://api.github.com/repos/octo-org/octo-repo/contents/{path}");
+    axum::Json(json!({
+        "type": "file",
+        "encoding": "base64",
+        "size": text.len(),
+        "name": name,
+        "path": path,
+        "content": wrapped.join("\n") + "\n",
+        "sha": "3d21ec53a331a6f037a91c368710b99387d012c1",
+        "url": api,
+        "git_url": "https://api.github.com/repos/octo-org/octo-repo/git/blobs/3d21ec53a331a6f037a91c368710b99387d012c1",
+        "html_url": format!("https://github.com/octo-org/octo-repo/blob/main/{path}"),
+        "download_url": format!("https://raw.githubusercontent.com/octo-org/octo-repo/main/{path}"),
+        "_links": {"self": api, "git": null, "html": null}
+    }))
+    .into_response()
+}
+
+async fn gh_hooks(
+    State((log, state)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let state = state.lock().unwrap();
+    if state.hooks_forbidden {
+        return gh_error(403, "Must have admin rights to Repository.");
+    }
+    axum::Json(state.hooks.clone()).into_response()
+}
+
 async fn gh_fallback(
     State((log, _)): State<GhState>,
     method: Method,
@@ -841,6 +992,149 @@ pub struct FakeDiscord {
     pub log: Log,
     /// The application's registered commands, as `GET …/commands` returns them.
     pub commands: Arc<Mutex<Vec<Value>>>,
+    /// Who the bot token belongs to and what the bot can see (`valine doctor`).
+    pub account: Arc<Mutex<DiscordAccount>>,
+}
+
+/// The bot's account as the fake Discord knows it.
+#[derive(Debug, Clone)]
+pub struct DiscordAccount {
+    /// The token the fake accepts (`Authorization: Bot <token>`).
+    pub bot_token: String,
+    pub bot_id: String,
+    /// `false`: the token is a user account's.
+    pub is_bot: bool,
+    pub application_id: String,
+    /// Channels the bot may view; any other answers 403 Missing Access.
+    pub channels: Vec<String>,
+    /// Guilds the bot is a member of.
+    pub guilds: Vec<String>,
+}
+
+impl Default for DiscordAccount {
+    fn default() -> Self {
+        DiscordAccount {
+            bot_token: crate::helpers::BOT_TOKEN.to_owned(),
+            bot_id: "4243".to_owned(),
+            is_bot: true,
+            application_id: crate::helpers::APPLICATION_ID.to_owned(),
+            channels: vec!["901".to_owned()],
+            guilds: vec!["900".to_owned()],
+        }
+    }
+}
+
+type AccountState = (Log, Arc<Mutex<DiscordAccount>>);
+
+fn discord_error(status: u16, message: &str, code: u64) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        axum::Json(json!({"message": message, "code": code})),
+    )
+        .into_response()
+}
+
+/// Records the request and returns the account, or Discord's 401 unless the request
+/// carries the bot token the account accepts.
+fn bot_request(
+    (log, account): &AccountState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<DiscordAccount, Box<Response>> {
+    log.push(method, uri, headers, b"");
+    let account = account.lock().unwrap().clone();
+    let sent = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if sent != Some(&format!("Bot {}", account.bot_token)) {
+        return Err(Box::new(discord_error(401, "401: Unauthorized", 0)));
+    }
+    Ok(account)
+}
+
+async fn discord_me(
+    State(state): State<AccountState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let account = match bot_request(&state, &method, &uri, &headers) {
+        Ok(account) => account,
+        Err(refused) => return *refused,
+    };
+    let mut user = json!({
+        "id": account.bot_id, "username": "valine", "discriminator": "0", "global_name": null,
+        "avatar": null, "mfa_enabled": true, "locale": "en-US", "flags": 0,
+        "premium_type": 0, "public_flags": 0, "verified": true, "email": null
+    });
+    if account.is_bot {
+        user["bot"] = true.into();
+    }
+    axum::Json(user).into_response()
+}
+
+async fn discord_application(
+    State(state): State<AccountState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let account = match bot_request(&state, &method, &uri, &headers) {
+        Ok(account) => account,
+        Err(refused) => return *refused,
+    };
+    axum::Json(json!({
+        "id": account.application_id, "name": "Valine", "icon": null, "description": "",
+        "bot_public": false, "bot_require_code_grant": false, "verify_key": "0".repeat(64),
+        "flags": 0, "bot": {"id": account.bot_id, "username": "valine", "bot": true}
+    }))
+    .into_response()
+}
+
+async fn discord_channel(
+    State(state): State<AccountState>,
+    Path(channel): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let account = match bot_request(&state, &method, &uri, &headers) {
+        Ok(account) => account,
+        Err(refused) => return *refused,
+    };
+    if !account.channels.contains(&channel) {
+        return discord_error(403, "Missing Access", 50001);
+    }
+    axum::Json(json!({
+        "id": channel, "type": 0, "guild_id": account.guilds.first(), "name": "deploys",
+        "position": 0, "permission_overwrites": [], "nsfw": false, "topic": null,
+        "last_message_id": null, "parent_id": null, "rate_limit_per_user": 0
+    }))
+    .into_response()
+}
+
+async fn discord_member(
+    State(state): State<AccountState>,
+    Path((guild, user)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let account = match bot_request(&state, &method, &uri, &headers) {
+        Ok(account) => account,
+        Err(refused) => return *refused,
+    };
+    if !account.guilds.contains(&guild) {
+        return discord_error(404, "Unknown Guild", 10004);
+    }
+    if user != account.bot_id {
+        return discord_error(404, "Unknown Member", 10007);
+    }
+    axum::Json(json!({
+        "user": {"id": user, "username": "valine", "bot": true}, "nick": null, "roles": [],
+        "joined_at": "2026-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false,
+        "flags": 0
+    }))
+    .into_response()
 }
 
 type DcState = (Log, Arc<Mutex<Vec<Value>>>);
@@ -868,11 +1162,22 @@ impl FakeDiscord {
             )
             .fallback(any(discord_fallback))
             .with_state((log.clone(), commands.clone()));
-        let addr = serve(router).await;
+        let account = Arc::new(Mutex::new(DiscordAccount::default()));
+        let account_routes = Router::new()
+            .route("/api/v10/users/@me", get(discord_me))
+            .route("/api/v10/applications/@me", get(discord_application))
+            .route("/api/v10/channels/{channel}", get(discord_channel))
+            .route(
+                "/api/v10/guilds/{guild}/members/{user}",
+                get(discord_member),
+            )
+            .with_state((log.clone(), account.clone()));
+        let addr = serve(router.merge(account_routes)).await;
         FakeDiscord {
             addr,
             log,
             commands,
+            account,
         }
     }
 

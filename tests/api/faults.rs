@@ -40,6 +40,22 @@ impl TraceStore for DownStore {
     ) -> StoreResult<Option<TraceRecord>> {
         down()
     }
+    async fn list_traces(&self, _: &TraceQuery, _: i64) -> StoreResult<Vec<TraceRecord>> {
+        down()
+    }
+    async fn traces_by_prefix(&self, _: &str, _: usize, _: i64) -> StoreResult<Vec<TraceRecord>> {
+        down()
+    }
+}
+
+#[async_trait]
+impl HousekeepingStore for DownStore {
+    async fn census(&self, _: i64) -> StoreResult<Census> {
+        down()
+    }
+    async fn delete_expired(&self, _: i64) -> StoreResult<RecordCounts> {
+        down()
+    }
 }
 
 #[async_trait]

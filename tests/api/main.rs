@@ -17,6 +17,7 @@ mod jobs;
 mod lambda;
 mod limits;
 mod metrics;
+mod ops;
 mod rollback;
 #[cfg(feature = "conformance")]
 mod runtime_api;
