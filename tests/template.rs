@@ -885,12 +885,24 @@ fn each_function_may_touch_only_its_table_queue_parameters_and_log_group() {
         }
     }
 
-    let send = BTreeSet::from(["sqs:SendMessage".to_owned()]);
-    assert_eq!(granted(&DISCORD, "sqs:"), send, "Discord only enqueues");
-    assert_eq!(granted(&GITHUB, "sqs:"), send, "GitHub only enqueues");
+    let send = BTreeSet::from([
+        "sqs:SendMessage".to_owned(),
+        "sqs:GetQueueAttributes".to_owned(),
+    ]);
+    assert_eq!(
+        granted(&DISCORD, "sqs:"),
+        send,
+        "Discord only enqueues (and checks the queue at init)"
+    );
+    assert_eq!(
+        granted(&GITHUB, "sqs:"),
+        send,
+        "GitHub only enqueues (and checks the queue at init)"
+    );
     let worker: BTreeSet<String> = [
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
         "sqs:SendMessage",
     ]
