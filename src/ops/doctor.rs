@@ -3,9 +3,9 @@
 //! Each check says what it found and, when something is wrong, the fix the runbook
 //! gives for it. Doctor only reads: GitHub and Discord get `GET` requests, the store is
 //! opened without writing (`store::inspect`: no migration, no heartbeat), and probes of
-//! the frontend and API go through the SSRF-safe prober like every verification. The
-//! groups (Discord, GitHub, store and targets) run side by side; the order of the lines
-//! is fixed.
+//! the frontend and API go through the SSRF-safe prober like every verification. Once
+//! the store is open (the targets may be stored settings), Discord, GitHub and the
+//! targets are checked side by side; the order of the lines is fixed.
 
 use super::Check;
 use super::workflow::{self, DEPLOY_INPUTS, DIAGNOSE_INPUTS};
