@@ -690,3 +690,55 @@ async fn doctor_reads_a_dynamodb_store_without_writing_to_it() {
         .count();
     assert_eq!(items, 0);
 }
+
+#[tokio::test]
+async fn traces_into_a_closed_pipe_end_quietly() {
+    let set_up = healthy_set_up().await;
+    let app = spawn_app_with(Options {
+        env: vec![(
+            "VALINE_STORE",
+            format!("sqlite:{}", set_up.dir.path().join("valine.db").display()),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let now_ms = app.app.clock.now_ms();
+    // Far more than a pipe holds (64 KiB), so the writer meets the closed end.
+    for i in 0..1000 {
+        app.app
+            .store
+            .put_trace(&trace(
+                &format!("{i:032x}"),
+                "42",
+                "status",
+                now_ms - i,
+                now_ms / 1000 + 3600,
+            ))
+            .await
+            .unwrap();
+    }
+    let vars = set_up.vars.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut child = valine(&vars)
+            .args(["traces", "--since", "1h", "--limit", "1000", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is dropped here: the rest of the output meets a closed pipe.
+        (first, child.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let (first, rest) = output;
+    assert!(first.starts_with('{'), "{first}");
+    let stderr = String::from_utf8_lossy(&rest.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(rest.status.code(), Some(0), "{stderr}");
+    app.stop().await;
+}
