@@ -608,17 +608,22 @@ async fn traces_and_cleanup_work(backend: Backend) {
 }
 on_each_store!(traces_and_cleanup_work);
 
-#[tokio::test]
-async fn traces_and_cleanup_from_the_command_line() {
-    let set_up = healthy_set_up().await;
-    let app = spawn_app_with(Options {
+/// An in-process Valine on the set-up's SQLite file, to write records the binary reads.
+async fn app_on_the_same_store(set_up: &SetUp) -> crate::helpers::TestApp {
+    spawn_app_with(Options {
         env: vec![(
             "VALINE_STORE",
             format!("sqlite:{}", set_up.dir.path().join("valine.db").display()),
         )],
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn traces_and_cleanup_from_the_command_line() {
+    let set_up = healthy_set_up().await;
+    let app = app_on_the_same_store(&set_up).await;
     let now_ms = app.app.clock.now_ms();
     app.app
         .store
@@ -694,14 +699,7 @@ async fn doctor_reads_a_dynamodb_store_without_writing_to_it() {
 #[tokio::test]
 async fn traces_into_a_closed_pipe_end_quietly() {
     let set_up = healthy_set_up().await;
-    let app = spawn_app_with(Options {
-        env: vec![(
-            "VALINE_STORE",
-            format!("sqlite:{}", set_up.dir.path().join("valine.db").display()),
-        )],
-        ..Options::default()
-    })
-    .await;
+    let app = app_on_the_same_store(&set_up).await;
     let now_ms = app.app.clock.now_ms();
     // Far more than a pipe holds (64 KiB), so the writer meets the closed end.
     for i in 0..1000 {
