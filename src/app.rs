@@ -13,6 +13,8 @@ use crate::discord::signature::SignatureVerifier;
 use crate::dryrun::{DryRun, Mutated, Mutation};
 use crate::error::GitHubNotConfigured;
 use crate::github::api::GitHubClient;
+#[cfg(feature = "aws")]
+use crate::jobs::sqs::SqsQueue;
 use crate::jobs::{Job, JobQueue, QueueError, StoreQueue};
 use crate::store::{self, NewJob, SharedStore, StoreError};
 use crate::verify::probe::Prober;
@@ -23,6 +25,8 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("VALINE_QUEUE_URL: {0}")]
+    Queue(#[from] QueueError),
 }
 
 pub struct App {
@@ -32,13 +36,24 @@ pub struct App {
     github: Option<GitHubClient>,
     /// `None` when `DISCORD_PUBLIC_KEY` is missing: the interactions endpoint answers 503.
     pub verifier: Option<SignatureVerifier>,
-    /// Where jobs go: the store's own queue.
+    /// Where jobs go: the store's own queue, or SQS.
     pub queue: Arc<dyn JobQueue>,
+    /// Where this process's runners get jobs from (the same queue).
+    pub feed: Feed,
     pub worker: WorkerSettings,
     /// Every lease, poll, window and expiry reads this clock; tests pause it.
     pub clock: Clock,
     /// The SSRF-safe client for deployment probes; tests may swap its address policy.
     pub prober: Prober,
+}
+
+/// How jobs reach a runner: claimed from the store by the worker loop, or delivered as
+/// SQS messages (to `serve`'s consumer or a Lambda invocation).
+#[derive(Clone)]
+pub enum Feed {
+    Store(Arc<StoreQueue>),
+    #[cfg(feature = "aws")]
+    Sqs(Arc<SqsQueue>),
 }
 
 impl std::fmt::Debug for App {
@@ -55,7 +70,18 @@ impl App {
     /// Opens the store the configuration names and builds every client once.
     pub async fn new(config: Config) -> Result<App, AppError> {
         let store = store::open(&config.store).await?;
-        Self::with_store(config, store)
+        #[cfg(feature = "aws")]
+        let queue_url = config.queue_url.clone();
+        #[cfg_attr(not(feature = "aws"), allow(unused_mut))]
+        let mut app = Self::with_store(config, store)?;
+        #[cfg(feature = "aws")]
+        if let Some(url) = queue_url {
+            let sqs = SqsQueue::from_env(url, Arc::clone(&app.store), app.clock.clone()).await;
+            sqs.check().await?;
+            app.queue = Arc::clone(&sqs) as Arc<dyn JobQueue>;
+            app.feed = Feed::Sqs(sqs);
+        }
+        Ok(app)
     }
 
     pub fn with_store(config: Config, store: SharedStore) -> Result<App, AppError> {
@@ -95,15 +121,19 @@ impl App {
             reason: e.to_string(),
         })?;
         let concurrency = config.worker_concurrency;
+        let backoff_base = config.job_backoff;
+        let store_queue = StoreQueue::new(Arc::clone(&store));
         Ok(App {
             config: Arc::new(config),
             store: Arc::clone(&store),
             discord,
             github,
             verifier,
-            queue: StoreQueue::new(Arc::clone(&store)),
+            queue: Arc::clone(&store_queue) as Arc<dyn JobQueue>,
+            feed: Feed::Store(store_queue),
             worker: WorkerSettings {
                 concurrency,
+                backoff_base,
                 ..WorkerSettings::default()
             },
             clock: Clock::system(),

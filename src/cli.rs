@@ -76,7 +76,9 @@ pub enum Command {
     /// Prepare the store VALINE_STORE names: SQLite migrations, or the DynamoDB table
     /// with its indexes and TTL. Idempotent: prints what it created or found.
     Init,
-    /// AWS Lambda entry (not part of this build yet).
+    /// Run under AWS Lambda: HTTP API events through the same router as `serve`, SQS
+    /// events as jobs (also what the binary does when started with no arguments under
+    /// Lambda).
     Lambda,
     /// Check the set-up against the runbook: configuration, Discord, GitHub (token,
     /// workflows and their inputs, webhook), the store and the probe targets. Changes
@@ -170,6 +172,14 @@ async fn open_app(config: Config) -> Result<Arc<App>, Exit> {
             "{e}: run `valine init` to create it (VALINE_STORE names it)"
         )),
         crate::app::AppError::Store(e) => Exit::failed(e.to_string()),
+        e @ crate::app::AppError::Queue(_) => {
+            let retryable = matches!(&e, crate::app::AppError::Queue(q) if q.is_retryable());
+            if retryable {
+                Exit::failed(e.to_string())
+            } else {
+                Exit::usage(e.to_string())
+            }
+        }
     })
 }
 
@@ -197,9 +207,7 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
         Command::RegisterCommands { guild, dry_run } => register(guild, dry_run).await,
         Command::Audit { user, since, json } => audit(user, &since, json).await,
         Command::Init => init().await,
-        Command::Lambda => Err(Exit::usage(
-            "the Lambda entry is not part of this build yet; run `valine serve`",
-        )),
+        Command::Lambda => lambda().await,
         Command::Doctor { json } => doctor(json).await,
         Command::Traces {
             id,
@@ -294,6 +302,29 @@ async fn cleanup(dry_run: bool) -> Result<u8, Exit> {
         .map_err(|e| Exit::failed(format!("cleanup failed: {e}")))?;
     out(&output)?;
     Ok(exit::OK)
+}
+
+#[cfg(feature = "aws")]
+async fn lambda() -> Result<u8, Exit> {
+    match crate::lambda::run().await {
+        Ok(()) => Ok(exit::OK),
+        Err(e @ crate::lambda::LambdaError::NotInLambda) => Err(Exit::usage(e.to_string())),
+        Err(e @ crate::lambda::LambdaError::Init(_)) => Err(Exit::usage(e.to_string())),
+        Err(e) => Err(Exit::failed(e.to_string())),
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+async fn lambda() -> Result<u8, Exit> {
+    Err(Exit::usage(
+        "this build has no AWS support (feature `aws`); run `valine serve`",
+    ))
+}
+
+/// Whether the process was started as a Lambda `bootstrap`: no arguments, under the
+/// Lambda runtime.
+pub fn started_by_lambda() -> bool {
+    std::env::args_os().len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }
 
 async fn serve(listen: Option<std::net::SocketAddr>) -> Result<u8, Exit> {

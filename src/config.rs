@@ -104,10 +104,16 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// How many jobs one worker runs side by side (`VALINE_WORKER_CONCURRENCY`).
     pub worker_concurrency: usize,
+    /// The first retry delay of a failed job, doubled per attempt
+    /// (`VALINE_JOB_BACKOFF_MS`, default 2 s).
+    pub job_backoff: std::time::Duration,
     pub store: StoreLocation,
     pub listen: SocketAddr,
     /// Where `serve` answers `GET /metrics` (`VALINE_METRICS_LISTEN`); off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// The SQS queue jobs travel over (`VALINE_QUEUE_URL`); the store's own queue when
+    /// unset. See `docs/design.md#jobs-over-sqs`.
+    pub queue_url: Option<String>,
     pub log: String,
     missing: Vec<&'static str>,
     /// Variable → SSM parameter, for each variable whose value was read from SSM.
@@ -210,6 +216,28 @@ fn parse_http_url(v: &str) -> Result<Url, String> {
         return Err("expected an http(s) URL with a host".into());
     }
     Ok(url)
+}
+
+/// An SQS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`, or a local
+/// endpoint's `http://` form), which only a build with the AWS adapters can use.
+fn parse_queue_url(v: &str) -> Result<String, String> {
+    if cfg!(not(feature = "aws")) {
+        return Err(
+            "jobs over SQS need a build with AWS support (feature `aws`), which \
+                    this binary lacks"
+                .into(),
+        );
+    }
+    let url = parse_http_url(v)?;
+    if url
+        .path_segments()
+        .is_none_or(|s| s.filter(|p| !p.is_empty()).count() < 2)
+    {
+        return Err(format!(
+            "expected a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/valine-jobs, got {v:?}"
+        ));
+    }
+    Ok(v.trim().to_owned())
 }
 
 /// Converts a TOML table's scalar (or array of scalars) into the string form the
@@ -338,6 +366,20 @@ impl Config {
                     )
                 })?,
         };
+        let job_backoff = match src.get("VALINE_JOB_BACKOFF_MS")? {
+            None => std::time::Duration::from_secs(2),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=60_000).contains(ms))
+                .map(std::time::Duration::from_millis)
+                .ok_or_else(|| {
+                    invalid(
+                        "VALINE_JOB_BACKOFF_MS",
+                        format!("expected milliseconds from 100 to 60000, got {v:?}"),
+                    )
+                })?,
+        };
         let store = src
             .string("VALINE_STORE", "sqlite:./valine.db")?
             .parse::<StoreLocation>()
@@ -359,6 +401,10 @@ impl Config {
                     )
                 })
             })
+            .transpose()?;
+        let queue_url = src
+            .get("VALINE_QUEUE_URL")?
+            .map(|raw| parse_queue_url(raw).map_err(|e| invalid("VALINE_QUEUE_URL", e)))
             .transpose()?;
         let allowed_domains = list(src.get("ALLOWED_DOMAINS")?)
             .map(|d| {
@@ -413,9 +459,11 @@ impl Config {
             github_sync_settings: src.bool("GITHUB_SYNC_SETTINGS", false)?,
             rate_limit_per_minute,
             worker_concurrency,
+            job_backoff,
             store,
             listen,
             metrics_listen,
+            queue_url,
             log: src.string("VALINE_LOG", "info")?,
             missing: Vec::new(),
             ssm_parameters: BTreeMap::new(),

@@ -1,7 +1,7 @@
 //! Dispatch once: the one protocol by which Valine starts a workflow run on GitHub
-//! (`/deploy-client`, the `/diagnose` workflow; `/rollback` next). A dispatch is the one
-//! request Valine must never send twice, while the job that sends it may run more than
-//! once (it is at-least-once: a crash, a lost lease). So:
+//! (`/deploy-client`, the `/diagnose` workflow) or re-runs one (`/rollback`). A dispatch
+//! is the one request Valine must never send twice, while the job that sends it may run
+//! more than once (it is at-least-once: a crash, a lost lease). So:
 //!
 //! 1. The correlation id is derived from the command's trace id ([`correlation_id_for`]),
 //!    so every attempt of the job computes the same one. The workflow receives it as
@@ -24,6 +24,9 @@
 //!    and would block the next deploy while it waited for a run that never comes); the
 //!    would-be request comes back as a [`Mutation`] and the audit record is marked
 //!    `dry_run`.
+//!
+//! A re-run ([`Action::Rerun`]) follows the same steps; its run is known before it is
+//! sent, so it is identified by seeing that run's attempt move on.
 //!
 //! An `exclusive` request (a deploy; a rollback is one too) also holds the one-deploy
 //! lock: a store lock taken from the "is another deploy running?" check until its run is
@@ -102,13 +105,20 @@ pub fn correlation_ids_in(title: &str) -> impl Iterator<Item = &str> {
 pub enum Action {
     /// `POST …/actions/workflows/{id}/dispatches` at `git_ref`. The protocol adds the
     /// `correlation_id` and `requester` inputs to `inputs`.
-    ///
-    /// A re-run (`POST …/actions/runs/{id}/rerun`, for `/rollback`) is the next variant:
-    /// its run is known before it is sent, so identifying it is reading that run.
     Workflow {
         workflow: Workflow,
         git_ref: String,
         inputs: Map<String, Value>,
+    },
+    /// `POST …/actions/runs/{id}/rerun` (`/rollback`): a new attempt of `run`, at its
+    /// commit with its inputs. Its run is known before it is sent, so identifying it is
+    /// seeing that run's attempt move past the one it had; its title (and so the
+    /// correlation id in it) is the original run's.
+    Rerun {
+        workflow: Workflow,
+        run: Box<WorkflowRun>,
+        /// The commit deployed now, which the re-run rolls back from.
+        from_sha: Option<String>,
     },
 }
 
@@ -116,7 +126,7 @@ impl Action {
     /// The workflow whose runs are searched for the correlation id.
     pub fn workflow_id(&self) -> u64 {
         match self {
-            Action::Workflow { workflow, .. } => workflow.id,
+            Action::Workflow { workflow, .. } | Action::Rerun { workflow, .. } => workflow.id,
         }
     }
 
@@ -126,7 +136,34 @@ impl Action {
             Action::Workflow {
                 workflow, git_ref, ..
             } => format!("dispatch {} at {git_ref}", workflow.file_name()),
+            Action::Rerun {
+                workflow,
+                run,
+                from_sha,
+            } => format!(
+                "re-run {} run {} (commit {}) to roll back from {}",
+                workflow.file_name(),
+                run.id,
+                short_sha(run.head_sha.as_deref()),
+                short_sha(from_sha.as_deref()),
+            ),
         }
+    }
+
+    /// The trace step of sending it.
+    fn step_name(&self) -> &'static str {
+        match self {
+            Action::Workflow { .. } => "github.dispatch_workflow",
+            Action::Rerun { .. } => "github.rerun_run",
+        }
+    }
+}
+
+/// The first 7 characters of a commit sha, as GitHub shows them (`unknown` without one).
+pub fn short_sha(sha: Option<&str>) -> String {
+    match sha {
+        Some(sha) if !sha.is_empty() => sha.chars().take(7).collect(),
+        _ => "unknown".to_owned(),
     }
 }
 
@@ -313,7 +350,7 @@ async fn dispatch_unmarked(
     }
 
     let dispatched_after = app.clock.now();
-    let step = tracer.begin("github.dispatch_workflow");
+    let step = tracer.begin(request.action.step_name());
     let outcome = send(app, github, request, &correlation_id).await;
     end_mutation_step(tracer, step, &outcome);
     let accepted = match outcome {
@@ -352,7 +389,7 @@ async fn dispatch_unmarked(
             identify(
                 app,
                 github,
-                request.action.workflow_id(),
+                &request.action,
                 &correlation_id,
                 dispatched_after,
                 timeout,
@@ -405,6 +442,20 @@ async fn send(
                 github.dispatch_workflow(workflow.id, git_ref, &inputs),
             )
             .await
+        }
+        // A re-run takes no inputs: it repeats the run's own.
+        Action::Rerun { run, .. } => {
+            let sent = app
+                .mutate(github.rerun_run_mutation(run.id), github.rerun_run(run.id))
+                .await?;
+            Ok(match sent {
+                Mutated::Performed(()) => Mutated::Performed(DispatchOutcome {
+                    run_id: Some(run.id),
+                    run_url: None,
+                    html_url: run.html_url.clone(),
+                }),
+                Mutated::Suppressed(mutation) => Mutated::Suppressed(mutation),
+            })
         }
     }
 }
@@ -500,7 +551,7 @@ async fn recover(
             identify(
                 app,
                 github,
-                request.action.workflow_id(),
+                &request.action,
                 &marker.id,
                 marker_time(app, &marker),
                 time_left(app.worker.identify_timeout, elapsed),
@@ -528,16 +579,27 @@ async fn recover(
 }
 
 /// Looks for the run whose title carries `correlation_id` among the workflow's runs
-/// created since the dispatch, for up to `timeout` (one look when it is zero).
+/// created since the dispatch, for up to `timeout` (one look when it is zero). A re-run
+/// is found by reading its run: it is the action's when its attempt moved on.
 async fn identify(
     app: &App,
     github: &GitHubClient,
-    workflow_id: u64,
+    action: &Action,
     correlation_id: &str,
     dispatched_after: DateTime<Utc>,
     timeout: Duration,
     tracer: &mut Tracer,
 ) -> Result<Option<RunRef>, GitHubError> {
+    if let Action::Rerun { run, .. } = action {
+        let step = tracer.begin("github.get_run");
+        let now = github.get_run(run.id).await;
+        tracer.end(step, &now);
+        return Ok(now?
+            .filter(|now| now.run_attempt > run.run_attempt)
+            .as_ref()
+            .map(RunRef::from));
+    }
+    let workflow_id = action.workflow_id();
     let step = tracer.begin("github.find_correlated_run");
     let found = github
         .wait_for_correlated_run(

@@ -3,7 +3,7 @@
 //! small hexagon.
 //!
 //! ```text
-//! edges        main.rs → cli.rs        server.rs (axum Router)      later: lambda.rs
+//! edges        main.rs → cli.rs        server.rs (axum Router)      lambda.rs (Lambda events)
 //!                 │                         │
 //! protocol     discord/ (signature, interaction, response, api, register)
 //!              github/ (api, model, webhook wire shapes, git_ref)
@@ -13,7 +13,7 @@
 //!              verify/ (targets, probe client, checks, reports)   work (job handler)
 //!              deliver, settings, trace, ratelimit, auth, dryrun, error
 //! ports        store/ (traits, records and their rules, sqlite.rs, conformance suite)
-//!              jobs/ (Job, JobQueue port + store queue, runner, worker)   clock
+//!              jobs/ (Job, JobQueue port: store queue and SQS, runner, worker)   clock
 //! ```
 //!
 //! - [`config`]: typed configuration, validated once at start-up.
@@ -22,6 +22,8 @@
 //! - [`cli`]: the sub-commands of the `valine` binary; [`ops`]: the operator's commands
 //!   (`doctor`, `smoke`, `traces`, `cleanup`).
 //! - [`server`]: the HTTP router (interactions, webhook, health).
+//! - `lambda` (feature `aws`): the Lambda edge: HTTP API events through the same
+//!   router, SQS events through the job runner.
 //! - [`commands`]: the `Command` trait, the registry and the pipeline every command and
 //!   button press runs through.
 //! - [`dispatch`]: dispatch once: starting a workflow run that is never sent twice.
@@ -44,6 +46,8 @@
 
 pub mod app;
 pub mod auth;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -56,6 +60,8 @@ pub mod error;
 pub mod format;
 pub mod github;
 pub mod jobs;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod metrics;
 pub mod ops;
 pub mod ratelimit;

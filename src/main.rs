@@ -6,7 +6,14 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match valine::cli::Cli::try_parse() {
+    let parsed = if valine::cli::started_by_lambda() {
+        Ok(valine::cli::Cli {
+            command: valine::cli::Command::Lambda,
+        })
+    } else {
+        valine::cli::Cli::try_parse()
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help and version on stdout with success; usage errors exit 2.

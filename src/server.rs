@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::commands::pipeline::{self, Decision};
-use crate::discord::interaction::{self, Caller, Incoming};
+use crate::discord::interaction::{self, Caller, Incoming, ReplyHandle};
 use crate::discord::response::{self, Reply, callback};
 use crate::github::webhook;
 use crate::jobs::{self, Job};
@@ -66,11 +66,25 @@ fn not_configured(var: &str) -> Response {
     )
 }
 
+/// A body over the route's limit is refused by the limit layer (or the extractor) with a
+/// plain-text 413; every other error here is JSON, so this one is too.
+async fn json_payload_too_large(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    response
+}
+
 pub fn router(app: Arc<App>) -> Router {
     let discord = Router::new()
         .route("/discord/interactions", post(interactions))
         .route("/discord", post(interactions))
         .layer(RequestBodyLimitLayer::new(DISCORD_BODY_LIMIT))
+        .layer(axum::middleware::map_response(json_payload_too_large))
         // Whatever goes wrong inside, Discord gets a message, not a 5xx.
         .layer(CatchPanicLayer::custom(|_| {
             let trace_id = crate::trace::new_trace_id();
@@ -79,7 +93,8 @@ pub fn router(app: Arc<App>) -> Router {
         }));
     let github = Router::new()
         .route("/github/webhook", post(github_webhook))
-        .layer(RequestBodyLimitLayer::new(GITHUB_BODY_LIMIT));
+        .layer(RequestBodyLimitLayer::new(GITHUB_BODY_LIMIT))
+        .layer(axum::middleware::map_response(json_payload_too_large));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(discord)
@@ -154,6 +169,19 @@ async fn interactions(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
     }
 }
 
+/// Follow-ups edit the reply through the configured application
+/// (`DISCORD_APPLICATION_ID`), not whichever id the payload names; the payload's id
+/// serves only when none is configured.
+fn answering_as(app: &App, handle: ReplyHandle) -> ReplyHandle {
+    match &app.config.discord_application_id {
+        Some(id) => ReplyHandle {
+            application_id: id.clone(),
+            ..handle
+        },
+        None => handle,
+    }
+}
+
 async fn answer(app: &App, incoming: Incoming) -> Value {
     match incoming {
         Incoming::Ping => json!({ "type": callback::PONG }),
@@ -163,6 +191,7 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
             options,
             handle,
         } => {
+            let handle = answering_as(app, handle);
             let decision =
                 pipeline::decide_command(app, &caller, &name, options, Some(handle)).await;
             respond(app, decision, &caller, &name).await
@@ -172,6 +201,7 @@ async fn answer(app: &App, incoming: Incoming) -> Value {
             custom_id,
             handle,
         } => {
+            let handle = answering_as(app, handle);
             let decision = pipeline::decide_component(app, &caller, &custom_id, Some(handle)).await;
             respond(app, decision, &caller, &custom_id).await
         }
@@ -284,7 +314,10 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stopping = stop_rx.clone();
     let grace = app.worker.shutdown_grace;
-    let mut worker = jobs::AbortOnDrop(tokio::spawn(crate::work::worker(&app).run(stop_rx)));
+    let mut worker = jobs::AbortOnDrop(tokio::spawn(crate::work::consume(
+        Arc::clone(&app),
+        stop_rx,
+    )));
     let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new jobs will be claimed");

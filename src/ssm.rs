@@ -14,7 +14,6 @@
 //! them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::error::{DisplayErrorContext, SdkError};
@@ -108,16 +107,7 @@ pub async fn resolve_ssm_with(
 /// An SSM client from the standard AWS chain, with the same bounded timeouts as the
 /// DynamoDB store's so an unreachable endpoint stops start-up in seconds.
 pub async fn client_from_env() -> Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(5))
-        .operation_timeout(Duration::from_secs(20))
-        .build();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    Client::new(&config)
+    Client::new(&crate::aws::sdk_config().await)
 }
 
 /// Resolves `vars`, returning them and how many `GetParameters` calls it made.
@@ -211,24 +201,11 @@ async fn resolve_with(
 mod tests {
     use super::*;
     use crate::store::dynamodb_local::DynamoDbLocal;
-    use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_ssm::types::ParameterType;
 
     fn client() -> Client {
         let endpoint = DynamoDbLocal::moto().endpoint();
-        let config = aws_sdk_ssm::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "valinetest",
-                "valinetest",
-                None,
-                None,
-                "test",
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        Client::from_conf(config)
+        Client::new(&crate::store::dynamodb_local::sdk_config_for(endpoint))
     }
 
     /// A parameter prefix no other test uses.

@@ -54,8 +54,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::secret::{redact_webhook_path, scrub};
 
 tokio::task_local! {
-    /// The X-Ray trace id of the invocation being handled, for [`with_xray_trace_id`].
-    static XRAY_TRACE_ID: String;
+    /// The X-Ray trace of the invocation being handled, for [`with_xray_trace_id`].
+    static XRAY_TRACE_ID: XRay;
 }
 
 /// Runs `work` with the X-Ray trace id of `header` (a `Lambda-Runtime-Trace-Id` or
@@ -63,7 +63,7 @@ tokio::task_local! {
 /// without a readable `Root=` runs `work` as is.
 pub async fn with_xray_trace_id<F: std::future::Future>(header: &str, work: F) -> F::Output {
     match xray_root(header) {
-        Some(root) => XRAY_TRACE_ID.scope(root.to_owned(), work).await,
+        Some(root) => XRAY_TRACE_ID.scope(XRay::new(root, header), work).await,
         None => work.await,
     }
 }
@@ -71,9 +71,32 @@ pub async fn with_xray_trace_id<F: std::future::Future>(header: &str, work: F) -
 /// [`with_xray_trace_id`] for synchronous code.
 pub fn with_xray_trace_id_sync<R>(header: &str, work: impl FnOnce() -> R) -> R {
     match xray_root(header) {
-        Some(root) => XRAY_TRACE_ID.sync_scope(root.to_owned(), work),
+        Some(root) => XRAY_TRACE_ID.sync_scope(XRay::new(root, header), work),
         None => work(),
     }
+}
+
+/// The trace a piece of work runs in: the root id its log lines carry, and the whole
+/// header passed on to the work it starts elsewhere (an SQS message's `AWSTraceHeader`).
+#[derive(Debug, Clone)]
+struct XRay {
+    root: String,
+    header: String,
+}
+
+impl XRay {
+    fn new(root: &str, header: &str) -> XRay {
+        XRay {
+            root: root.to_owned(),
+            header: header.trim().to_owned(),
+        }
+    }
+}
+
+/// The X-Ray trace header of the work the caller runs in (inside
+/// [`with_xray_trace_id`]), to pass on with work it starts elsewhere.
+pub fn current_xray_header() -> Option<String> {
+    XRAY_TRACE_ID.try_with(|xray| xray.header.clone()).ok()
 }
 
 /// The bare root trace id (`1-5759e988-bd862e3fe1be46a994272793`) from the `Root=` part
@@ -266,7 +289,7 @@ where
         // data like any other and gets renamed below with the other reserved names.
         let message = own.take("message");
         fields.merge(&own);
-        if let Ok(id) = XRAY_TRACE_ID.try_with(Clone::clone) {
+        if let Ok(id) = XRAY_TRACE_ID.try_with(|xray| xray.root.clone()) {
             fields.set("xray_trace_id", Value::String(id));
         }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::Instrument;
 
-use crate::app::App;
+use tokio::sync::watch;
+
+use crate::app::{App, Feed};
 use crate::commands::pipeline;
 use crate::deliver::deliver_reply;
 use crate::discord::response::Reply;
@@ -27,16 +29,38 @@ impl Work {
     }
 }
 
-/// A worker for `app`: its queue, a runner with this handler, a fresh owner id.
-pub fn worker(app: &Arc<App>) -> Worker {
-    let runner = Runner::new(
+/// A runner of `app`'s jobs with this handler, claiming and settling as `owner`.
+pub fn runner(app: &Arc<App>, owner: String) -> Runner {
+    Runner::new(
         Arc::clone(&app.store),
         Arc::new(Work::new(Arc::clone(app))),
         app.worker.clone(),
         app.clock.clone(),
-        format!("worker-{}", uuid::Uuid::new_v4().simple()),
-    );
-    Worker::new(Arc::clone(&app.queue), Arc::clone(&app.store), runner)
+        owner,
+    )
+}
+
+fn worker_owner() -> String {
+    format!("worker-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A worker loop over the store's own queue: a runner with this handler and a fresh
+/// owner id.
+pub fn worker(app: &Arc<App>, queue: Arc<crate::jobs::StoreQueue>) -> Worker {
+    Worker::new(queue, Arc::clone(&app.store), runner(app, worker_owner()))
+}
+
+/// Runs `app`'s jobs as they come, from whichever queue it uses, until `shutdown` turns
+/// true: the worker loop over the store, or the SQS consumer.
+pub async fn consume(app: Arc<App>, shutdown: watch::Receiver<bool>) {
+    match app.feed.clone() {
+        Feed::Store(queue) => worker(&app, queue).run(shutdown).await,
+        #[cfg(feature = "aws")]
+        Feed::Sqs(queue) => {
+            let runner = runner(&app, worker_owner());
+            queue.consume(runner, shutdown).await
+        }
+    }
 }
 
 #[async_trait]
@@ -100,27 +124,32 @@ impl JobHandler for Work {
     }
 
     async fn gave_up(&self, job: &Job, attempts: u32, error: &str) {
-        match job {
-            Job::Command(command) => {
-                if let Some(target) = &command.reply_to {
-                    let pending = PendingReply {
-                        trace_id: command.trace_id.clone(),
-                        reply_to: target.clone(),
-                        channel_id: command.channel_id.clone(),
-                        reply: Reply::text(format!(
-                            "❌ Gave up after {attempts} attempts: {error} (trace {})",
-                            crate::trace::short_id(&command.trace_id)
-                        ))
-                        .failed(),
-                    };
-                    // Best effort: the failure that exhausted the retries may still stand.
-                    let _ = deliver_reply(&self.app, &pending).await;
-                }
-            }
-            // The reply could not be delivered; the runner's log line is the report.
-            Job::DeliverReply(_) => {}
+        let notice = |trace_id: &str, what: &str| {
+            Reply::text(format!(
+                "❌ Gave up {what}after {attempts} attempts: {error} (trace {})",
+                crate::trace::short_id(trace_id)
+            ))
+            .failed()
+        };
+        let pending = match job {
+            Job::Command(command) => command.reply_to.as_ref().map(|target| PendingReply {
+                trace_id: command.trace_id.clone(),
+                reply_to: target.clone(),
+                channel_id: command.channel_id.clone(),
+                reply: notice(&command.trace_id, ""),
+            }),
+            // The reply itself could not be delivered: one last, short try says why, in
+            // case Discord is back.
+            Job::DeliverReply(undelivered) => Some(PendingReply {
+                reply: notice(&undelivered.trace_id, "delivering the reply "),
+                ..undelivered.clone()
+            }),
             // What failed was talking to Discord or GitHub; the log line is the report.
-            Job::AnnounceRun(_) | Job::FollowRun(_) | Job::PollRun(_) => {}
+            Job::AnnounceRun(_) | Job::FollowRun(_) | Job::PollRun(_) => None,
+        };
+        if let Some(pending) = pending {
+            // Best effort: the failure that exhausted the retries may still stand.
+            let _ = deliver_reply(&self.app, &pending).await;
         }
     }
 }

@@ -183,7 +183,7 @@ fn parse_request(app: &App, call: &Call) -> Result<Request, String> {
 }
 
 /// The `requester` input: the Discord user id, digits only (a snowflake), never a name.
-fn requester(caller: &Caller) -> Result<&str, String> {
+pub(super) fn requester(caller: &Caller) -> Result<&str, String> {
     let id = caller.user_id.as_str();
     if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
         Ok(id)
@@ -201,7 +201,7 @@ struct Shown<'a> {
 
 /// With `wait:true`, starts the poll that follows the run should webhooks be missed.
 /// Returns whether this message follows the run.
-async fn follow(
+pub(super) async fn follow(
     app: &App,
     call: &Call,
     marker: &CorrelationRecord,
@@ -257,7 +257,7 @@ fn dispatched_reply(
     reply
 }
 
-fn capitalised(text: &str) -> String {
+pub(super) fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some('[') => format!("[{}", capitalised(chars.as_str())),
@@ -266,12 +266,12 @@ fn capitalised(text: &str) -> String {
     }
 }
 
-fn already_running(link: &str) -> Reply {
+pub(super) fn already_running(link: &str) -> Reply {
     Reply::text(format!("A deploy is already running: {link}")).failed()
 }
 
 /// What holds up this deploy, as the refusal names it.
-fn running_link(running: &Running) -> String {
+pub(super) fn running_link(running: &Running) -> String {
     match running {
         Running::Run(run) => run.link(),
         Running::Identifying { correlation_id } => {
@@ -295,7 +295,7 @@ fn not_identified(git_ref: &GitRef, correlation_id: &str, error: Option<&GitHubE
     Reply::text(text).failed()
 }
 
-fn not_confirmed(correlation_id: &str) -> Reply {
+pub(super) fn not_confirmed(correlation_id: &str) -> Reply {
     Reply::text(format!(
         "⚠️ dispatch not confirmed; not re-sent (correlation `{correlation_id}`). Check the \
          workflow's runs on GitHub before deploying again."

@@ -3,10 +3,12 @@
 //! parsing `valine invoke` lines. Each command lives in its own file with its `spec()`
 //! and `run()`; this module only lists them.
 
+pub mod block;
 pub mod debug_last;
 pub mod deploy_client;
 pub mod diagnose;
 pub mod pipeline;
+pub mod rollback;
 pub mod set_api_base;
 pub mod set_frontend;
 pub mod set_url;
@@ -29,8 +31,13 @@ use crate::trace::Tracer;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptionKind {
     String,
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     Boolean,
+    /// A Discord user, picked from the member list; the value is their id.
+    User,
 }
 
 impl OptionKind {
@@ -39,6 +46,7 @@ impl OptionKind {
             OptionKind::String => 3,
             OptionKind::Integer { .. } => 4,
             OptionKind::Boolean => 5,
+            OptionKind::User => 6,
         }
     }
 }
@@ -70,6 +78,13 @@ impl OptionSpec {
     pub const fn boolean(name: &'static str, description: &'static str) -> Self {
         OptionSpec {
             kind: OptionKind::Boolean,
+            ..OptionSpec::string(name, description)
+        }
+    }
+
+    pub const fn user(name: &'static str, description: &'static str) -> Self {
+        OptionSpec {
+            kind: OptionKind::User,
             ..OptionSpec::string(name, description)
         }
     }
@@ -185,6 +200,11 @@ impl CommandSpec {
                     }
                 }
                 (OptionKind::Boolean, OptionValue::Boolean(_)) => {}
+                (OptionKind::User, OptionValue::String(id)) => {
+                    if !is_snowflake(id) {
+                        return Err(format!("`{name}` must be a Discord user"));
+                    }
+                }
                 _ => return Err(format!("`{name}` has the wrong type")),
             }
         }
@@ -197,6 +217,11 @@ impl CommandSpec {
         }
         Ok(())
     }
+}
+
+/// A Discord id: 1 to 20 ASCII digits.
+pub fn is_snowflake(id: &str) -> bool {
+    (1..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// How a button press is answered.
@@ -256,6 +281,12 @@ pub trait Command: Sync {
     /// Name, options, who may run it and how it answers.
     fn spec(&self) -> CommandSpec;
 
+    /// How this call is answered: the spec's, unless the options decide (a preview is
+    /// ephemeral, the action itself public).
+    fn answer(&self, _call: &Call) -> Answer {
+        self.spec().answer
+    }
+
     /// The buttons this command renders, each with its handler.
     fn buttons(&'static self) -> Vec<ButtonSpec> {
         Vec::new()
@@ -290,6 +321,9 @@ pub static COMMANDS: &[&dyn Command] = &[
     &set_api_base::SETTING,
     &debug_last::DebugLast,
     &status_digest::StatusDigest,
+    &block::Block,
+    &block::Unblock,
+    &rollback::Rollback,
 ];
 
 /// The command Discord names; `None` is the registry's unknown case (a name Discord
@@ -345,7 +379,8 @@ pub async fn autocomplete(
     command: &str,
     focused: Option<(String, String)>,
 ) -> Vec<(String, String)> {
-    if crate::auth::is_blocked(&app.config, caller) {
+    // Blocked users get nothing, and so does anyone while blocks cannot be read.
+    if block::is_blocked(app, caller).await.unwrap_or(true) {
         return Vec::new();
     }
     match (find(command), focused) {
@@ -432,6 +467,18 @@ pub fn parse_invoke_line(line: &str) -> Result<(&'static dyn Command, OptionMap)
                 raw.parse()
                     .map_err(|_| format!("`{key}` must be a whole number"))?,
             ),
+            // `123` or a mention as Discord writes it, `<@123>` (`<@!123>` for a nickname).
+            OptionKind::User => {
+                let id = raw
+                    .strip_prefix("<@")
+                    .and_then(|r| r.strip_suffix('>'))
+                    .map(|r| r.trim_start_matches('!'))
+                    .unwrap_or(raw);
+                if !is_snowflake(id) {
+                    return Err(format!("`{key}` must be a Discord user id"));
+                }
+                OptionValue::String(id.to_owned())
+            }
             OptionKind::Boolean => match raw.to_ascii_lowercase().as_str() {
                 "true" | "yes" => OptionValue::Boolean(true),
                 "false" | "no" => OptionValue::Boolean(false),
@@ -494,7 +541,10 @@ mod tests {
                 "set-frontend",
                 "set-api-base",
                 "debug-last",
-                "status-digest"
+                "status-digest",
+                "block",
+                "unblock",
+                "rollback"
             ]
         );
         for c in COMMANDS {
@@ -523,6 +573,10 @@ mod tests {
         assert_eq!(verify_run["options"][0]["required"], true);
         assert_eq!(verify_run["options"][0]["autocomplete"], true);
         assert!(status["options"][0].get("autocomplete").is_none());
+        let block = block::Block.spec().to_discord_json();
+        assert_eq!(block["options"][0]["name"], "user");
+        assert_eq!(block["options"][0]["type"], 6);
+        assert_eq!(block["options"][0]["required"], true);
     }
 
     #[test]
@@ -540,6 +594,15 @@ mod tests {
         assert!(parse_invoke_line("/nope").is_err());
         assert!(parse_invoke_line("/status count:\"2").is_err());
         assert!(parse_invoke_line("").is_err());
+        for line in [
+            "/unblock user:123",
+            "/unblock user:<@123>",
+            "/unblock user:<@!123>",
+        ] {
+            let (_, opts) = parse_invoke_line(line).unwrap();
+            assert_eq!(opts["user"], OptionValue::String("123".into()), "{line}");
+        }
+        assert!(parse_invoke_line("/unblock user:@ann").is_err());
     }
 
     #[test]
@@ -566,5 +629,15 @@ mod tests {
                 .validate(&OptionMap::new())
                 .is_err()
         );
+        let unblock = block::Unblock.spec();
+        for (value, ok) in [
+            (OptionValue::String("1100000000000000099".into()), true),
+            (OptionValue::String("ann".into()), false),
+            (OptionValue::String(String::new()), false),
+            (OptionValue::Integer(5), false),
+        ] {
+            let opts = OptionMap::from([("user".to_owned(), value.clone())]);
+            assert_eq!(unblock.validate(&opts).is_ok(), ok, "{value:?}");
+        }
     }
 }

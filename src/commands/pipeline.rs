@@ -45,20 +45,42 @@ fn options_json(options: &OptionMap) -> Map<String, Value> {
         .collect()
 }
 
-/// How long the rate-limit count may take on the request path. A store that retries
-/// for longer (throttling, an unreachable endpoint) is answered as one that cannot
-/// count, well inside Discord's 3 s.
-const RATE_LIMIT_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+/// How long the block read and the rate-limit count may take together on the request
+/// path. A store that retries for longer (throttling, an unreachable endpoint) is
+/// answered as one that cannot count, inside the server's 2.5 s answer budget and so
+/// well inside Discord's 3 s.
+const STORE_BUDGET: std::time::Duration = std::time::Duration::from_millis(2000);
+
+/// The refusal when the store cannot read blocks or count: one documented message (the
+/// runbook's), since the cause and the fix are the same; the log line names the read.
+const FAIL_CLOSED: &str = "❌ Valine cannot check the rate limit right now; try again shortly.";
+
+fn over_budget(op: &'static str) -> crate::store::StoreError {
+    crate::store::StoreError::unavailable(op, "no answer within the interaction's budget")
+}
 
 /// Checks that apply to commands and buttons alike, in the documented order: blocked
-/// users (before anything else, not counted), the guild, the rate limit (fail closed).
+/// users (`BLOCKED_USER_IDS` and `/block`; before anything else, not counted), the guild,
+/// the rate limit. Both store reads fail closed.
 /// `Some` is the refusal to send.
 async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
-    if auth::is_blocked(&app.config, caller) {
-        return Some((
-            Reply::ephemeral("⛔ You are blocked from using this bot."),
-            Outcome::Denied,
-        ));
+    // One budget for both store round trips: a slow store is refused well inside 3 s.
+    let deadline = tokio::time::Instant::now() + STORE_BUDGET;
+    let blocked = tokio::time::timeout_at(deadline, super::block::is_blocked(app, caller))
+        .await
+        .unwrap_or_else(|_| Err(over_budget("get_block")));
+    match blocked {
+        Ok(false) => {}
+        Ok(true) => {
+            return Some((
+                Reply::ephemeral("⛔ You are blocked from using this bot."),
+                Outcome::Denied,
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error.type = "store_unavailable", error.message = %e, "blocks cannot be read; refusing");
+            return Some((Reply::ephemeral(FAIL_CLOSED), Outcome::Error));
+        }
     }
     if let (Some(required), Some(actual)) = (&app.config.discord_guild_id, &caller.guild_id)
         && required != actual
@@ -69,8 +91,8 @@ async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
         ));
     }
     let limit = app.config.rate_limit_per_minute;
-    let counted = tokio::time::timeout(
-        RATE_LIMIT_BUDGET,
+    let counted = tokio::time::timeout_at(
+        deadline,
         ratelimit::check(
             app.store.as_ref(),
             &caller.user_id,
@@ -79,12 +101,7 @@ async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
         ),
     )
     .await
-    .unwrap_or_else(|_| {
-        Err(crate::store::StoreError::unavailable(
-            "hit_rate_window",
-            "no answer within the interaction's budget",
-        ))
-    });
+    .unwrap_or_else(|_| Err(over_budget("hit_rate_window")));
     match counted {
         Ok(RateDecision::Allowed) => None,
         Ok(RateDecision::Limited { retry_in_secs }) => Some((
@@ -93,12 +110,7 @@ async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
         )),
         Err(e) => {
             tracing::error!(error.type = "store_unavailable", error.message = %e, "rate limit cannot be counted; refusing");
-            Some((
-                Reply::ephemeral(
-                    "❌ Valine cannot check the rate limit right now; try again shortly.",
-                ),
-                Outcome::Error,
-            ))
+            Some((Reply::ephemeral(FAIL_CLOSED), Outcome::Error))
         }
     }
 }
@@ -206,7 +218,7 @@ async fn decide_inner(
     }
     tracer.end::<(), String>(step, &Ok(()));
 
-    match spec.answer {
+    match command.answer(&call) {
         Answer::Immediate { .. } => {
             let result = command.run(app, &call, &mut tracer).await;
             answer_now(app, tracer, result, |reply, outcome| Decision::Reply {
@@ -326,9 +338,7 @@ async fn decide_component_inner(
     if let Some((reply, outcome)) = gate(app, caller).await {
         return Decision::now(reply, outcome);
     }
-    let parsed = custom_id
-        .strip_prefix("valine:")
-        .and_then(|rest| rest.split_once(':'))
+    let parsed = parse_custom_id(custom_id)
         .and_then(|(action, id)| super::button(action).map(|b| (b, id)))
         // A follow-up step is Valine's own job, never something a user presses.
         .filter(|((_, button), _)| button.answer != ButtonAnswer::FollowUp);
@@ -383,6 +393,21 @@ async fn decide_component_inner(
             Outcome::Invalid,
         ),
     }
+}
+
+/// `valine:<action>:<id>` as Valine renders it: an action of lower-case letters, digits
+/// and `-`, an id of ASCII letters, digits, `-` and `_`. Anything else (a trailing
+/// newline, spaces, another prefix) is not a button Valine made.
+fn parse_custom_id(custom_id: &str) -> Option<(&str, &str)> {
+    let (action, id) = custom_id.strip_prefix("valine:")?.split_once(':')?;
+    let action_ok = !action.is_empty()
+        && action
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let id_ok = id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (action_ok && id_ok).then_some((action, id))
 }
 
 /// Runs a deferred command's body (or button press) and returns its reply; the trace
@@ -480,4 +505,34 @@ async fn run_body(
     spec.handler
         .press(app, &press.action, &press.id, call, tracer)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_ids_are_exactly_what_valine_renders() {
+        assert_eq!(
+            parse_custom_id("valine:reverify:9000"),
+            Some(("reverify", "9000"))
+        );
+        assert_eq!(
+            parse_custom_id("valine:rollback-confirm:1700000900-0a1b2c3d-00ff"),
+            Some(("rollback-confirm", "1700000900-0a1b2c3d-00ff"))
+        );
+        assert_eq!(parse_custom_id("valine:sync:"), Some(("sync", "")));
+        for bad in [
+            "valine:reverify:9000\n",
+            "valine:reverify:9000 ",
+            "valine:reverify:90\u{0}00",
+            "valine:Reverify:9000",
+            "valine::9000",
+            "valine:reverify",
+            "other:reverify:9000",
+            "valine:reverify:9000:extra",
+        ] {
+            assert_eq!(parse_custom_id(bad), None, "{bad:?}");
+        }
+    }
 }

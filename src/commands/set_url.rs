@@ -158,6 +158,53 @@ fn parse_pending_id(id: &str) -> Option<(i64, &str)> {
     (tag.len() == 8 && !random.is_empty()).then_some((expires_at, tag))
 }
 
+/// What a Confirm or Cancel press of a preview found.
+pub(super) enum Pressed {
+    /// The pending change, now taken: no other press gets it.
+    Taken(PendingConfirmation),
+    /// The preview's 15 minutes are over; nothing was taken.
+    Expired,
+}
+
+/// Takes the pending change `id` (of `key`) for a press by `caller`: only the user who
+/// asked may press (`refusal` otherwise, leaving the change to its owner), only within
+/// the window, and only once (`This change was already handled.`).
+pub(super) async fn take_own_pending(
+    app: &App,
+    id: &str,
+    key: &str,
+    caller: &Caller,
+    refusal: String,
+    tracer: &mut Tracer,
+) -> Result<Pressed, CommandError> {
+    let Some((expires_at, tag)) = parse_pending_id(id) else {
+        return Err(CommandError::Invalid("This button is not valid.".into()));
+    };
+    if tag != user_tag(&caller.user_id) {
+        return Err(CommandError::Denied(refusal));
+    }
+    let now = app.clock.now_secs();
+    if now >= expires_at {
+        return Ok(Pressed::Expired);
+    }
+    let step = tracer.begin("store.take_pending");
+    let taken = app.store.take_pending(id, now).await;
+    tracer.end(step, &taken);
+    let Some(pending) = taken? else {
+        return Err(CommandError::Invalid(
+            "This change was already handled.".into(),
+        ));
+    };
+    if pending.user_id != caller.user_id || pending.key != key {
+        // An id with a matching tag that is not this user's change: leave it to its owner.
+        if let Err(e) = app.store.put_pending(&pending).await {
+            tracing::warn!(error.type = "store_unavailable", error.message = %e, "pending change not restored");
+        }
+        return Err(CommandError::Denied(refusal));
+    }
+    Ok(Pressed::Taken(pending))
+}
+
 fn answer(text: String, ephemeral: bool) -> Reply {
     if ephemeral {
         Reply::ephemeral(text)
@@ -351,40 +398,18 @@ pub async fn press(
         )));
     }
     let verb = if confirm { "confirm" } else { "cancel" };
-    let Some((expires_at, tag)) = parse_pending_id(id) else {
-        return Err(CommandError::Invalid("This button is not valid.".into()));
-    };
-    let refusal = || {
-        CommandError::Denied(format!(
-            "⛔ Only the admin who asked for this change can {verb} it."
-        ))
-    };
-    if tag != user_tag(&call.caller.user_id) {
-        return Err(refusal());
-    }
-    let now = app.clock.now_secs();
-    if now >= expires_at {
-        return Ok(Reply::text(format!(
-            "⌛ This confirmation expired after 15 minutes; {} was not changed. Run /{} again.",
-            setting.key, setting.command
-        )));
-    }
-
-    let step = tracer.begin("store.take_pending");
-    let taken = app.store.take_pending(id, now).await;
-    tracer.end(step, &taken);
-    let Some(pending) = taken? else {
-        return Err(CommandError::Invalid(
-            "This change was already handled.".into(),
-        ));
-    };
-    if pending.user_id != call.caller.user_id || pending.key != setting.key {
-        // An id with a matching tag that is not this user's change: leave it to its owner.
-        if let Err(e) = app.store.put_pending(&pending).await {
-            tracing::warn!(error.type = "store_unavailable", error.message = %e, "pending change not restored");
-        }
-        return Err(refusal());
-    }
+    let refusal = format!("⛔ Only the admin who asked for this change can {verb} it.");
+    let pending =
+        match take_own_pending(app, id, setting.key, &call.caller, refusal, tracer).await? {
+            Pressed::Taken(pending) => pending,
+            Pressed::Expired => {
+                return Ok(Reply::text(format!(
+                    "⌛ This confirmation expired after 15 minutes; {} was not changed. Run /{} \
+                 again.",
+                    setting.key, setting.command
+                )));
+            }
+        };
     if !confirm {
         return Ok(Reply::text(format!(
             "Cancelled: {} was not changed.",

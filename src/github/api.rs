@@ -62,6 +62,7 @@ const RUN: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}";
 const RUN_JOBS: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs";
 const RUN_CANCEL: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel";
 const RUN_RERUN_FAILED: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs";
+const RUN_RERUN: &str = "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun";
 const RATE_LIMIT: &str = "/rate_limit";
 const REPO: &str = "/repos/{owner}/{repo}";
 const JOB_LOGS: &str = "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs";
@@ -418,6 +419,25 @@ impl GitHubClient {
         self.success(reply, needs::ACTIONS_WRITE).map(drop)
     }
 
+    /// Re-runs a whole run (201): a new attempt of the same run, at the same commit with
+    /// the same inputs. Sent again only when it certainly did not reach GitHub: a repeat
+    /// could start another attempt. A 403 that names another reason than permissions
+    /// (GitHub refuses runs created over 30 days ago) is quoted as GitHub said it.
+    pub async fn rerun_run(&self, run_id: u64) -> Result<(), GitHubError> {
+        let id = run_id.to_string();
+        let reply = self.call(&Call::post(RUN_RERUN, &[&id]).once()).await?;
+        if reply.status == StatusCode::FORBIDDEN {
+            let message = self.message(&reply);
+            if !names_permissions(&message) {
+                return Err(GitHubError::Api {
+                    status: 403,
+                    message,
+                });
+            }
+        }
+        self.success(reply, needs::ACTIONS_WRITE).map(drop)
+    }
+
     /// Dispatches a workflow at `git_ref` with `inputs`, asking GitHub for the new run
     /// (`return_run_details`). A server that rejects that field (a 422 naming it) gets the
     /// dispatch again without it; that answer, like a 204, carries no run, and the caller
@@ -710,6 +730,16 @@ impl GitHubClient {
             format!("re-run the failed jobs of run {run_id}"),
             "POST",
             self.path_of(RUN_RERUN_FAILED, &[&id]),
+        )
+    }
+
+    /// DRY_RUN description of [`GitHubClient::rerun_run`].
+    pub fn rerun_run_mutation(&self, run_id: u64) -> Mutation {
+        let id = run_id.to_string();
+        Mutation::new(
+            format!("re-run run {run_id}"),
+            "POST",
+            self.path_of(RUN_RERUN, &[&id]),
         )
     }
 
@@ -1134,6 +1164,21 @@ enum Verdict {
         error: GitHubError,
         wait: Option<Duration>,
     },
+}
+
+/// Whether a 403's message is about the token's permissions (then the token needs
+/// more), rather than a refusal of this request for its own reason.
+fn names_permissions(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "permission",
+        "not accessible",
+        "rights",
+        "forbidden",
+        "scope",
+    ]
+    .iter()
+    .any(|word| message.contains(word))
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {
@@ -1628,6 +1673,15 @@ mod tests {
         assert_eq!(seen.len(), 1, "total_count 1 ends the paging");
         assert_eq!(seen[0].route, "/actions/runs/29679449/jobs");
         assert_eq!(seen[0].query["filter"], "latest");
+    }
+
+    #[test]
+    fn a_403_is_a_permission_problem_only_when_it_says_so() {
+        assert!(names_permissions("Resource not accessible by integration"));
+        assert!(names_permissions("Must have admin rights to Repository."));
+        assert!(!names_permissions(
+            "Unable to retry this workflow run because it was created over a month ago"
+        ));
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 
 pub mod queue;
 pub mod runner;
+#[cfg(feature = "aws")]
+pub mod sqs;
 pub mod worker;
 
 use std::time::Duration;
@@ -24,7 +26,7 @@ use crate::discord::response::Reply;
 use crate::github::api::GitHubError;
 use crate::store::{NewJob, StoreError};
 
-pub use queue::{JobQueue, QueueError, StoreQueue};
+pub use queue::{JobQueue, JobSource, QueueError, StoreQueue};
 
 /// Timings and limits of the job machinery; tests shorten them.
 #[derive(Debug, Clone)]
@@ -266,7 +268,7 @@ impl JobError {
     pub fn error_type(&self) -> &'static str {
         match self {
             JobError::Store(e) => e.error_type(),
-            JobError::Queue(_) => "store_unavailable",
+            JobError::Queue(e) => e.error_type(),
             JobError::Discord(e) => e.error_type(),
             JobError::GitHub(e) => e.error_type(),
             JobError::Decode(_) => "job_decode",

@@ -1,9 +1,13 @@
-//! The job queue port: where use cases submit jobs, and how due jobs come back to be
-//! run. [`StoreQueue`] is the adapter every deployment has today: jobs are store
-//! records (so they survive a crash), claimed with a lease, and an in-process
-//! notification wakes the local worker at once. A queue over a message service (SQS)
-//! implements the same port: it carries the job to a runner, and the runner settles the
-//! job's record in the store just the same.
+//! The job queue port: where use cases submit jobs ([`JobQueue`]), and how due jobs
+//! come back to be run. Either way a job is a store record (so it survives a crash and
+//! failed jobs stay visible), and the runner settles that record the same way.
+//!
+//! - [`StoreQueue`]: the store is the queue. Due jobs are claimed with a lease by the
+//!   worker loop ([`JobSource`]), and an in-process notification wakes the local worker
+//!   at once.
+//! - `SqsQueue` (`jobs::sqs`, feature `aws`): each job also travels as an SQS message
+//!   that carries it to a runner (a Lambda invocation, or `valine serve`'s consumer),
+//!   which claims that one record by id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,18 @@ pub enum QueueError {
     /// A job that does not serialize is a bug in this version; retrying cannot help.
     #[error("job does not serialize")]
     Encode(#[source] serde_json::Error),
+    /// The message service refused or did not answer; `retryable` unless it refused
+    /// the request itself (a bad queue URL, a denied action).
+    #[error("the job queue {queue} could not {op}: {detail}")]
+    Service {
+        op: &'static str,
+        queue: String,
+        /// What went wrong, in words an operator can act on.
+        detail: String,
+        retryable: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl QueueError {
@@ -28,6 +44,16 @@ impl QueueError {
         match self {
             QueueError::Store(e) => e.is_retryable(),
             QueueError::Encode(_) => false,
+            QueueError::Service { retryable, .. } => *retryable,
+        }
+    }
+
+    /// The stable class logged as `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            QueueError::Store(e) => e.error_type(),
+            QueueError::Encode(_) => "job_encode",
+            QueueError::Service { .. } => "queue_unavailable",
         }
     }
 }
@@ -39,10 +65,14 @@ pub trait JobQueue: Send + Sync {
     /// own next step cannot fork into two chains when it is repeated after a crash.
     async fn submit(&self, job: &NewJob, now_ms: i64) -> Result<(), QueueError>;
 
-    /// Jobs were written by another atomic write (a webhook delivery with its
-    /// effects): wake the local consumers as [`JobQueue::submit`] would.
-    fn submitted_elsewhere(&self);
+    /// `jobs` were written to the store by another atomic write (a webhook delivery
+    /// with its effects): hand them to their consumers as [`JobQueue::submit`] would.
+    async fn submitted_elsewhere(&self, jobs: &[NewJob], now_ms: i64) -> Result<(), QueueError>;
+}
 
+/// Where a worker loop claims due jobs: the store's own queue.
+#[async_trait]
+pub trait JobSource: Send + Sync {
     /// The oldest due job, leased to `owner` until `lease_until_ms` (a job whose lease
     /// expired counts as due: its worker died). `None` when nothing is due.
     async fn claim(
@@ -80,10 +110,14 @@ impl JobQueue for StoreQueue {
         Ok(())
     }
 
-    fn submitted_elsewhere(&self) {
+    async fn submitted_elsewhere(&self, _jobs: &[NewJob], _now_ms: i64) -> Result<(), QueueError> {
         self.ready.notify_one();
+        Ok(())
     }
+}
 
+#[async_trait]
+impl JobSource for StoreQueue {
     async fn claim(
         &self,
         owner: &str,

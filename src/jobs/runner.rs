@@ -26,9 +26,19 @@ use crate::store::{JobRecord, SharedStore, StoreError, retention};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Idle,
-    Done { job_id: String },
-    Retrying { job_id: String, attempts: u32 },
-    Failed { job_id: String, attempts: u32 },
+    Done {
+        job_id: String,
+    },
+    /// Back to pending until `run_after_ms` (the backoff).
+    Retrying {
+        job_id: String,
+        attempts: u32,
+        run_after_ms: i64,
+    },
+    Failed {
+        job_id: String,
+        attempts: u32,
+    },
 }
 
 pub struct Runner {
@@ -105,12 +115,11 @@ impl Runner {
             return self.give_up(record, &job, "its deadline passed").await;
         }
         let left = Duration::from_millis(u64::try_from(record.deadline_ms - now).unwrap_or(0));
-        let result = clock::with_deadline(
-            tokio::time::Instant::now() + left,
-            self.run_leased(&record, &job),
-        )
-        .await;
-        self.settle(record, &job, result).await
+        let started = tokio::time::Instant::now();
+        let result = clock::with_deadline(started + left, self.run_leased(&record, &job)).await;
+        let step = self.settle(record, &job, result).await;
+        log_completion(&job, &step, started.elapsed());
+        step
     }
 
     /// Runs the job while renewing its lease, so a long wait never loses it.
@@ -165,6 +174,7 @@ impl Runner {
             Ok(Step::Retrying {
                 job_id: record.id,
                 attempts,
+                run_after_ms: next,
             })
         } else {
             self.give_up(record, job, &error.to_string()).await
@@ -188,6 +198,24 @@ impl Runner {
     fn failed_expiry(&self) -> i64 {
         self.clock.now_secs() + retention::FAILED_JOB
     }
+}
+
+/// The completion line of a job attempt (`job`, `duration_ms`, `outcome`), from which
+/// metrics are read (under Lambda it is an EMF record with the `job` dimension). A
+/// command's job is reported by the command's own completion line instead, so each
+/// command counts once.
+fn log_completion(job: &Job, step: &Result<Step, StoreError>, elapsed: Duration) {
+    if matches!(job, Job::Command(_)) {
+        return;
+    }
+    let outcome = match step {
+        Ok(Step::Done { .. }) => "ok",
+        Ok(Step::Retrying { .. }) => "retry",
+        Ok(Step::Failed { .. }) | Err(_) => "error",
+        Ok(Step::Idle) => return,
+    };
+    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(job = job.kind(), duration_ms, outcome, "job finished");
 }
 
 /// `base * 2^(attempt-1)`, ±25 % jitter so retries of many jobs spread out.

@@ -22,8 +22,8 @@ use crate::dispatch::correlation_ids_in;
 use crate::github::webhook::{Event, JobEvent, NotJson, RunEvent, parse};
 use crate::jobs::{AnnounceRun, FollowRun, Job, JobError};
 use crate::store::{
-    CorrelationRecord, DeliveryEffects, FailedStepRecord, Outcome, RunAttachment, RunRecord,
-    StoreResult, retention,
+    CorrelationRecord, DeliveryEffects, FailedStepRecord, NewJob, Outcome, RunAttachment,
+    RunRecord, StoreResult, retention,
 };
 
 /// What became of a delivery that passed the signature check.
@@ -252,7 +252,7 @@ pub async fn receive(
         Ok(true) => {
             if !effects.jobs.is_empty() {
                 crate::metrics::jobs_submitted(effects.jobs.len());
-                app.queue.submitted_elsewhere();
+                hand_over(app, &effects.jobs, now_ms).await;
             }
             Received::Accepted
         }
@@ -324,9 +324,19 @@ pub(crate) async fn record_polled(
     if accepted {
         tracing::info!(status = %event.status, "poll saw news of the run");
         crate::metrics::jobs_submitted(effects.jobs.len());
-        app.queue.submitted_elsewhere();
+        hand_over(app, &effects.jobs, now_ms).await;
     }
     Ok(())
+}
+
+/// Hands jobs a delivery's write stored to the queue's consumers. The delivery is
+/// recorded by then, so a redelivery would be a duplicate: a failure here cannot be
+/// undone by refusing it, and is logged with the job ids for an operator to find.
+async fn hand_over(app: &App, jobs: &[NewJob], now_ms: i64) {
+    if let Err(e) = app.queue.submitted_elsewhere(jobs, now_ms).await {
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        tracing::error!(error.type = e.error_type(), error.message = %e, job_ids = ?ids, "stored jobs not handed to the queue");
+    }
 }
 
 #[cfg(test)]

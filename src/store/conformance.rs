@@ -40,10 +40,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{
-    AuditRecord, Census, CorrelationKind, CorrelationRecord, DeliveryEffects, FailedStepRecord,
-    JobRecord, JobState, NewJob, Outcome, PendingConfirmation, RecordKind, RunAttachment,
-    RunRecord, SettingRecord, SharedStore, StepStatus, TraceQuery, TraceRecord, TraceStep,
-    VerificationRecord,
+    AuditRecord, BlockRecord, Census, CorrelationKind, CorrelationRecord, DeliveryEffects,
+    FailedStepRecord, JobRecord, JobState, NewJob, Outcome, PendingConfirmation, RecordKind,
+    RunAttachment, RunRecord, SettingRecord, SharedStore, StepStatus, TraceQuery, TraceRecord,
+    TraceStep, VerificationRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from
@@ -79,6 +79,7 @@ macro_rules! store_conformance_suite {
             job_claim_sets_lease,
             job_expired_lease_is_reclaimed,
             job_claim_agrees_with_claimable_at,
+            job_claim_id_agrees_with_claimable_at,
             job_renew_extends_lease,
             job_complete,
             job_retry,
@@ -103,6 +104,9 @@ macro_rules! store_conformance_suite {
             delivery_records_failed_step,
             verification_first_live_one_wins,
             recent_runs_newest_first_without_expired,
+            block_put_get_and_replace,
+            block_expires_at_its_instant,
+            block_remove_only_a_live_one_with_its_audit,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -842,6 +846,60 @@ pub async fn job_claim_agrees_with_claimable_at(store: SharedStore) {
             .expect("complete")
     );
     assert!(check(&store, "j1", "a", LATER * 2000).await.is_none());
+}
+
+pub async fn job_claim_id_agrees_with_claimable_at(store: SharedStore) {
+    // As `job_claim_agrees_with_claimable_at`, claiming by id with another job older
+    // and due in the queue: the named job is the one claimed, or none.
+    async fn check(store: &SharedStore, id: &str, owner: &str, now_ms: i64) -> Option<JobRecord> {
+        let before = job(store, id).await;
+        let lease_until_ms = now_ms + 1000;
+        let claimed = store
+            .claim_job_id(id, owner, now_ms, lease_until_ms)
+            .await
+            .expect("claim_job_id");
+        let expected = before
+            .claimable_at(now_ms)
+            .then(|| before.claimed(owner, lease_until_ms));
+        assert_eq!(claimed, expected, "claim of {id} at {now_ms}");
+        if let Some(claimed) = &claimed {
+            assert_eq!(&job(store, id).await, claimed, "stored claim of {id}");
+        }
+        claimed
+    }
+
+    store
+        .enqueue_job(&new_job("older", NOW_MS - 50), NOW_MS - 60)
+        .await
+        .expect("enqueue");
+    store
+        .enqueue_job(&new_job("j1", NOW_MS), NOW_MS - 10)
+        .await
+        .expect("enqueue");
+    assert!(
+        store
+            .claim_job_id("missing", "a", NOW_MS, NOW_MS + 1000)
+            .await
+            .expect("claim_job_id")
+            .is_none()
+    );
+    assert!(check(&store, "j1", "a", NOW_MS - 1).await.is_none());
+    let first = check(&store, "j1", "a", NOW_MS).await.expect("due");
+    assert_eq!(first.attempts, 1);
+    let lease_until = first.lease_until_ms.expect("leased");
+    assert!(check(&store, "j1", "b", lease_until).await.is_none());
+    let second = check(&store, "j1", "b", lease_until + 1)
+        .await
+        .expect("lease ended");
+    assert_eq!(second.attempts, 2);
+    assert!(
+        store
+            .complete_job("j1", "b", LATER)
+            .await
+            .expect("complete")
+    );
+    assert!(check(&store, "j1", "a", LATER * 2000).await.is_none());
+    assert_eq!(job(&store, "older").await.state, JobState::Pending);
 }
 
 pub async fn job_renew_extends_lease(store: SharedStore) {
@@ -1880,6 +1938,143 @@ pub async fn shared_between_instances(a: SharedStore, b: SharedStore) {
     a.put_pending(&pending("p1", LATER)).await.expect("put");
     assert!(b.take_pending("p1", NOW).await.expect("take").is_some());
     assert!(a.take_pending("p1", NOW).await.expect("take").is_none());
+
+    // A block written by one process is honoured by the other at once, and so is its
+    // removal.
+    a.put_block(
+        &block("u9", None, None),
+        &audit("b9", "admin", NOW_MS, LATER),
+    )
+    .await
+    .expect("block");
+    assert!(b.get_block("u9", NOW).await.expect("get").is_some());
+    assert!(
+        b.remove_block("u9", &audit("r9", "admin", NOW_MS, LATER), NOW)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(a.get_block("u9", NOW).await.expect("get"), None);
+}
+
+fn block(user: &str, reason: Option<&str>, expires_at: Option<i64>) -> BlockRecord {
+    BlockRecord {
+        user_id: user.into(),
+        reason: reason.map(Into::into),
+        blocked_by: "admin".into(),
+        at_ms: NOW_MS,
+        expires_at,
+    }
+}
+
+async fn audit_ids(store: &SharedStore) -> Vec<String> {
+    store
+        .list_audit(None, 0, NOW)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|a| a.id)
+        .collect()
+}
+
+pub async fn block_put_get_and_replace(store: SharedStore) {
+    assert_eq!(store.get_block("u1", NOW).await.expect("get"), None);
+    let first = block("u1", Some("spam"), None);
+    store
+        .put_block(&first, &audit("b1", "admin", NOW_MS, LATER))
+        .await
+        .expect("block");
+    assert_eq!(store.get_block("u1", NOW).await.expect("get"), Some(first));
+    assert_eq!(store.get_block("u2", NOW).await.expect("get"), None);
+    // Blocking again replaces the reason and the expiry, and is audited again.
+    let second = block("u1", None, Some(NOW + 60));
+    store
+        .put_block(&second, &audit("b2", "admin", NOW_MS + 1, LATER))
+        .await
+        .expect("block again");
+    assert_eq!(store.get_block("u1", NOW).await.expect("get"), Some(second));
+    assert_eq!(audit_ids(&store).await, ["b2", "b1"]);
+}
+
+pub async fn block_expires_at_its_instant(store: SharedStore) {
+    let lapsing = block("u1", None, Some(NOW + 60));
+    store
+        .put_block(&lapsing, &audit("b1", "admin", NOW_MS, LATER))
+        .await
+        .expect("block");
+    assert!(
+        store
+            .get_block("u1", NOW + 59)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert_eq!(store.get_block("u1", NOW + 60).await.expect("get"), None);
+    assert!(lapsing.is_live(NOW + 59) && !lapsing.is_live(NOW + 60));
+    // A block without an expiry holds for good.
+    store
+        .put_block(
+            &block("u2", None, None),
+            &audit("b2", "admin", NOW_MS, LATER),
+        )
+        .await
+        .expect("block");
+    assert!(
+        store
+            .get_block("u2", LATER * 10)
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+pub async fn block_remove_only_a_live_one_with_its_audit(store: SharedStore) {
+    // Nothing to remove: nothing written, the audit record included.
+    assert!(
+        !store
+            .remove_block("u1", &audit("r0", "admin", NOW_MS, LATER), NOW)
+            .await
+            .expect("remove")
+    );
+    assert!(audit_ids(&store).await.is_empty());
+
+    store
+        .put_block(
+            &block("u1", None, None),
+            &audit("b1", "admin", NOW_MS, LATER),
+        )
+        .await
+        .expect("block");
+    assert!(
+        store
+            .remove_block("u1", &audit("r1", "admin", NOW_MS + 1, LATER), NOW)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(store.get_block("u1", NOW).await.expect("get"), None);
+    assert_eq!(audit_ids(&store).await, ["r1", "b1"]);
+    // Removed once: a second removal finds nothing.
+    assert!(
+        !store
+            .remove_block("u1", &audit("r2", "admin", NOW_MS + 2, LATER), NOW)
+            .await
+            .expect("remove")
+    );
+
+    // A lapsed block is not there to remove.
+    store
+        .put_block(
+            &block("u2", None, Some(NOW + 10)),
+            &audit("b2", "admin", NOW_MS + 3, LATER),
+        )
+        .await
+        .expect("block");
+    assert!(
+        !store
+            .remove_block("u2", &audit("r3", "admin", NOW_MS + 4, LATER), NOW + 10)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(audit_ids(&store).await, ["b2", "r1", "b1"]);
 }
 
 fn verification(run_id: u64, attempt: u32, passed: bool, expires_at: i64) -> VerificationRecord {

@@ -66,11 +66,12 @@ use serde::de::DeserializeOwned;
 
 use super::rules;
 use super::{
-    AuditRecord, BoxError, Census, CorrelationKind, CorrelationRecord, CorrelationStore,
-    DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore, HousekeepingStore, JobRecord,
-    JobState, JobStore, LockStore, NewJob, Outcome, PendingConfirmation, RateLimitStore,
-    RecordCounts, RecordKind, RunRecord, SettingRecord, SettingsStore, StoreError, StoreResult,
-    TraceQuery, TraceRecord, TraceStore, VerificationRecord, VerificationStore,
+    AuditRecord, BlockRecord, BlockStore, BoxError, Census, CorrelationKind, CorrelationRecord,
+    CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore,
+    HousekeepingStore, JobRecord, JobState, JobStore, LockStore, NewJob, Outcome,
+    PendingConfirmation, RateLimitStore, RecordCounts, RecordKind, RunRecord, SettingRecord,
+    SettingsStore, StoreError, StoreResult, TraceQuery, TraceRecord, TraceStore,
+    VerificationRecord, VerificationStore,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -198,6 +199,9 @@ mod keys {
     pub const AUDIT_BY_TIME: &str = "AUDIT";
     pub fn audit_by_user(user: &str) -> String {
         format!("AUDITUSER#{user}")
+    }
+    pub fn block(user: &str) -> (String, String) {
+        (format!("BLOCK#{user}"), "BLOCK".into())
     }
     pub fn pending(id: &str) -> (String, String) {
         (format!("PENDING#{id}"), "PENDING".into())
@@ -459,6 +463,7 @@ fn kind_of(pk: &str) -> Option<(RecordKind, bool)> {
         "CORR" => (RecordKind::Correlation, true),
         "CORRDEPLOY" | "CORRRUN" => (RecordKind::Correlation, false),
         "VERIFY" => (RecordKind::Verification, true),
+        "BLOCK" => (RecordKind::Block, true),
         _ => return None,
     })
 }
@@ -606,6 +611,27 @@ fn audit_from_item(op: &'static str, item: &Item) -> StoreResult<AuditRecord> {
         trace_id: r.opt_s("trace_id")?,
         dry_run: r.b("dry_run")?,
         expires_at: r.n("expires_at")?,
+    })
+}
+
+fn block_item(block: &BlockRecord) -> Item {
+    ItemWriter::new(keys::block(&block.user_id))
+        .s("user_id", &block.user_id)
+        .opt_s("reason", block.reason.as_deref())
+        .s("blocked_by", &block.blocked_by)
+        .n("at_ms", block.at_ms)
+        .opt_n("expires_at", block.expires_at)
+        .done()
+}
+
+fn block_from_item(op: &'static str, item: &Item) -> StoreResult<BlockRecord> {
+    let r = ItemReader::new(op, "block", item);
+    Ok(BlockRecord {
+        user_id: r.s("user_id")?,
+        reason: r.opt_s("reason")?,
+        blocked_by: r.s("blocked_by")?,
+        at_ms: r.n("at_ms")?,
+        expires_at: r.opt_n("expires_at")?,
     })
 }
 
@@ -1026,16 +1052,7 @@ impl std::fmt::Debug for DynamoDbStore {
 /// The SDK's standard retry mode retries throttling, transient and 5xx errors with
 /// exponential backoff and jitter; timeouts keep a hung connection from hanging a command.
 pub async fn client_from_env() -> Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(5))
-        .operation_timeout(Duration::from_secs(20))
-        .build();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    Client::new(&config)
+    Client::new(&crate::aws::sdk_config().await)
 }
 
 impl DynamoDbStore {
@@ -1338,6 +1355,43 @@ impl DynamoDbStore {
             });
         }
         Err(self.err(op, err))
+    }
+
+    /// Sends `write` and the `audit` item in one transaction. `false` when the write's
+    /// own condition failed (nothing written). Audit records are immutable: a repeated
+    /// id keeps the first record, which must not cancel the write it accompanies.
+    async fn write_with_audit(
+        &self,
+        op: &'static str,
+        write: TransactWriteItem,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        let mut audit_exists = false;
+        for attempt in 0..MAX_RACES {
+            let audit_write = if audit_exists {
+                self.tx_check(op, keys::audit(&audit.id), "attribute_exists(#pk)", vec![])?
+            } else {
+                self.tx_put(
+                    op,
+                    audit_item(audit),
+                    Some("attribute_not_exists(#pk)"),
+                    vec![],
+                )?
+            };
+            match self.transact(op, vec![write.clone(), audit_write]).await? {
+                Ok(()) => return Ok(true),
+                Err(cancelled) if cancelled.condition_failed(0) => return Ok(false),
+                Err(cancelled) => {
+                    // The audit item is not as assumed (there, or gone again): write it
+                    // the other way next time.
+                    if cancelled.condition_failed(1) {
+                        audit_exists = !audit_exists;
+                    }
+                    race_pause(attempt).await;
+                }
+            }
+        }
+        Err(contention(op))
     }
 
     // Transaction items.
@@ -1865,6 +1919,17 @@ impl JobStore for DynamoDbStore {
         Ok(None)
     }
 
+    async fn claim_job_id(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>> {
+        self.try_claim("claim_job_id", id, owner, now_ms, lease_until_ms)
+            .await
+    }
+
     async fn renew_job_lease(
         &self,
         id: &str,
@@ -2066,37 +2131,7 @@ impl SettingsStore for DynamoDbStore {
             }
             None => self.tx_check(op, keys::setting(key), condition, vals)?,
         };
-        // Audit records are immutable: a repeated id keeps the first record, which must
-        // not cancel the setting it accompanies.
-        let mut audit_exists = false;
-        for attempt in 0..MAX_RACES {
-            let audit_write = if audit_exists {
-                self.tx_check(op, keys::audit(&audit.id), "attribute_exists(#pk)", vec![])?
-            } else {
-                self.tx_put(
-                    op,
-                    audit_item(audit),
-                    Some("attribute_not_exists(#pk)"),
-                    vec![],
-                )?
-            };
-            match self
-                .transact(op, vec![setting.clone(), audit_write])
-                .await?
-            {
-                Ok(()) => return Ok(true),
-                Err(cancelled) if cancelled.condition_failed(0) => return Ok(false),
-                Err(cancelled) => {
-                    // The audit item is not as assumed (there, or gone again): write it
-                    // the other way next time.
-                    if cancelled.condition_failed(1) {
-                        audit_exists = !audit_exists;
-                    }
-                    race_pause(attempt).await;
-                }
-            }
-        }
-        Err(contention(op))
+        self.write_with_audit(op, setting, audit).await
     }
 
     async fn append_audit(&self, audit: &AuditRecord) -> StoreResult<()> {
@@ -2184,6 +2219,45 @@ impl SettingsStore for DynamoDbStore {
             Err(err) if condition_failed(&err) => Ok(None),
             Err(err) => Err(self.err(op, err)),
         }
+    }
+}
+
+#[async_trait]
+impl BlockStore for DynamoDbStore {
+    async fn put_block(&self, block: &BlockRecord, audit: &AuditRecord) -> StoreResult<()> {
+        let op = "put_block";
+        // A block replaces the one before it: no condition to fail.
+        let write = self.tx_put(op, block_item(block), None, vec![])?;
+        self.write_with_audit(op, write, audit).await.map(drop)
+    }
+
+    async fn remove_block(
+        &self,
+        user_id: &str,
+        audit: &AuditRecord,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let op = "remove_block";
+        // `BlockRecord::is_live` as the delete's condition: a block without `expires_at`
+        // holds until removed.
+        let write = self.tx_delete(
+            op,
+            keys::block(user_id),
+            "attribute_exists(#pk) AND (attribute_not_exists(#expires_at) OR #expires_at > :now)",
+            vec![(":now", n(now))],
+        )?;
+        self.write_with_audit(op, write, audit).await
+    }
+
+    async fn get_block(&self, user_id: &str, now: i64) -> StoreResult<Option<BlockRecord>> {
+        let op = "get_block";
+        // A consistent read: a block written by another process a moment ago counts.
+        Ok(self
+            .get(op, keys::block(user_id))
+            .await?
+            .map(|item| block_from_item(op, &item))
+            .transpose()?
+            .filter(|block| block.is_live(now)))
     }
 }
 

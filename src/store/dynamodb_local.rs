@@ -20,7 +20,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 
 /// How long DynamoDB Local may take to accept connections (it starts in about 4 s).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,21 +124,26 @@ impl DynamoDbLocal {
     }
 }
 
-/// A DynamoDB client with fixed test credentials for `endpoint`.
-pub fn client_for(endpoint: &str) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
+/// The SDK configuration of every AWS client the tests build (DynamoDB, SQS, SSM): a
+/// local `endpoint` with fixed test credentials, which DynamoDB Local and moto accept.
+pub fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "valinetest",
             "valinetest",
             None,
             None,
             "test",
-        ))
+        )))
         .endpoint_url(endpoint)
-        .build();
-    Client::from_conf(config)
+        .build()
+}
+
+/// A DynamoDB client with fixed test credentials for `endpoint`.
+pub fn client_for(endpoint: &str) -> Client {
+    Client::new(&sdk_config_for(endpoint))
 }
 
 /// The folder holding `DynamoDBLocal.jar` and `DynamoDBLocal_lib/`:

@@ -36,6 +36,7 @@
 //! | a deploy correlation by time | `CORRDEPLOY` | `{created_at_ms:020}#{id}` | put with the correlation in one transaction; newest live = Query descending |
 //! | a run's correlation | `CORRRUN#{run_id:020}` | `CORRRUN` | `attach_run`: one transaction updating the correlation (live, same creation, `attribute_not_exists(run_id) OR run_id = :run`) and putting this item as read (absent, or the holder the rule allowed) |
 //! | failing job and step of a run | `RUNFAIL#{run_id:020}` | `RUNFAIL` | in the delivery's transaction, put on `ver = :read_version` when it replaces the stored one |
+//! | block of a user (`/block`) | `BLOCK#{user}` | `BLOCK` | put with its audit item in one transaction; removed by a delete on `attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > :now)` in a transaction with its audit item; read consistently, so every process honours it at once |
 //! | pending confirmation | `PENDING#{id}` | `PENDING` | consumed by a delete on `expires_at > :now` returning the old item |
 //! | health heartbeat | `HEALTH` | `HEALTH` | overwritten by every health check, which so proves the table can be written |
 //! | verification of a run attempt | `VERIFY#{run_id:020}#{attempt}` | `VERIFY` | put on `attribute_not_exists(pk) OR expires_at <= :now`, then a consistent read |
@@ -326,10 +327,11 @@ pub enum RecordKind {
     Lock,
     Correlation,
     Verification,
+    Block,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 12] = [
+    pub const ALL: [RecordKind; 13] = [
         RecordKind::Trace,
         RecordKind::Job,
         RecordKind::RateWindow,
@@ -342,6 +344,7 @@ impl RecordKind {
         RecordKind::Lock,
         RecordKind::Correlation,
         RecordKind::Verification,
+        RecordKind::Block,
     ];
 
     /// Plural, as people count them: `traces`, `rate windows`.
@@ -359,6 +362,7 @@ impl RecordKind {
             RecordKind::Lock => "locks",
             RecordKind::Correlation => "correlations",
             RecordKind::Verification => "verifications",
+            RecordKind::Block => "blocks",
         }
     }
 
@@ -377,6 +381,7 @@ impl RecordKind {
             RecordKind::Lock => "locks",
             RecordKind::Correlation => "correlations",
             RecordKind::Verification => "verifications",
+            RecordKind::Block => "blocks",
         }
     }
 }
@@ -612,6 +617,19 @@ impl std::fmt::Debug for CorrelationRecord {
     }
 }
 
+/// A user refused everything by `/block`, in addition to `BLOCKED_USER_IDS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub user_id: String,
+    pub reason: Option<String>,
+    /// The admin who blocked the user.
+    pub blocked_by: String,
+    pub at_ms: i64,
+    /// When the block lapses (epoch seconds); `None` holds until `/unblock`. Also the
+    /// record's TTL.
+    pub expires_at: Option<i64>,
+}
+
 /// A `/set-*` preview awaiting Confirm or Cancel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingConfirmation {
@@ -693,6 +711,16 @@ pub trait JobStore: Send + Sync {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> StoreResult<Option<JobRecord>>;
+    /// Claims the job `id` as [`JobStore::claim_job`] would if it were the oldest due
+    /// job: for a queue that hands out job ids itself (SQS). `None` when the job does
+    /// not exist or is not claimable now (not due yet, leased, finished).
+    async fn claim_job_id(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>>;
     /// Extends the lease; `false` if `owner` no longer holds it.
     async fn renew_job_lease(
         &self,
@@ -748,6 +776,22 @@ pub trait SettingsStore: Send + Sync {
     async fn put_pending(&self, pending: &PendingConfirmation) -> StoreResult<()>;
     /// Removes and returns the confirmation: of two concurrent calls one gets it.
     async fn take_pending(&self, id: &str, now: i64) -> StoreResult<Option<PendingConfirmation>>;
+}
+
+/// Blocks from `/block`: read on every command, so a block written by any process is
+/// honoured by all of them at once.
+#[async_trait]
+pub trait BlockStore: Send + Sync {
+    /// Stores the block (replacing one already there) and writes `audit`, in one atomic
+    /// write.
+    async fn put_block(&self, block: &BlockRecord, audit: &AuditRecord) -> StoreResult<()>;
+    /// Removes the live block of `user_id` and writes `audit`, in one atomic write.
+    /// Returns `false`, writing nothing, when there is no live block
+    /// ([`BlockRecord::is_live`]).
+    async fn remove_block(&self, user_id: &str, audit: &AuditRecord, now: i64)
+    -> StoreResult<bool>;
+    /// The live block of `user_id`, if any, as last written by any process.
+    async fn get_block(&self, user_id: &str, now: i64) -> StoreResult<Option<BlockRecord>>;
 }
 
 #[async_trait]
@@ -850,6 +894,7 @@ pub trait Store:
     + LockStore
     + CorrelationStore
     + VerificationStore
+    + BlockStore
 {
 }
 
@@ -864,6 +909,7 @@ impl<T> Store for T where
         + LockStore
         + CorrelationStore
         + VerificationStore
+        + BlockStore
 {
 }
 

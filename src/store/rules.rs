@@ -10,8 +10,8 @@
 //! `now_ms` in epoch milliseconds against job times.
 
 use super::{
-    CorrelationRecord, FailedStepRecord, JobRecord, JobState, LockRecord, RunRecord, SettingRecord,
-    TraceQuery, TraceRecord,
+    BlockRecord, CorrelationRecord, FailedStepRecord, JobRecord, JobState, LockRecord, RunRecord,
+    SettingRecord, TraceQuery, TraceRecord,
 };
 
 /// Whether a record expiring at `expires_at` still counts at `now`: at `now == expires_at`
@@ -139,6 +139,14 @@ impl LockRecord {
     }
 }
 
+impl BlockRecord {
+    /// Whether the block holds at `now`: until it lapses at `expires_at`, or for good
+    /// when it has none.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| is_live(at, now))
+    }
+}
+
 impl SettingRecord {
     /// Whether a change prepared against `expected` may be written over `current`: only
     /// if nobody changed the setting since (a `/set-*` preview confirmed late must not
@@ -256,6 +264,20 @@ mod tests {
     use crate::store::CorrelationKind;
 
     const NOW: i64 = 1_000;
+
+    #[test]
+    fn a_block_holds_until_it_lapses_or_for_good() {
+        let block = |expires_at| BlockRecord {
+            user_id: "7".into(),
+            reason: None,
+            blocked_by: "1".into(),
+            at_ms: 0,
+            expires_at,
+        };
+        assert!(block(None).is_live(i64::MAX));
+        assert!(block(Some(NOW + 1)).is_live(NOW));
+        assert!(!block(Some(NOW)).is_live(NOW));
+    }
 
     #[test]
     fn expired_only_with_an_expiry_that_passed() {

@@ -51,11 +51,11 @@ use serde::de::DeserializeOwned;
 
 use super::rules;
 use super::{
-    AuditRecord, BoxError, Census, CorrelationKind, CorrelationRecord, CorrelationStore,
-    DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore, HousekeepingStore, JobRecord,
-    JobState, JobStore, LockRecord, LockStore, NewJob, Outcome, PendingConfirmation,
-    RateLimitStore, RecordCounts, RecordKind, RunAttachment, RunRecord, SettingRecord,
-    SettingsStore, StoreError, StoreResult, TraceQuery, TraceRecord, TraceStore,
+    AuditRecord, BlockRecord, BlockStore, BoxError, Census, CorrelationKind, CorrelationRecord,
+    CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore,
+    HousekeepingStore, JobRecord, JobState, JobStore, LockRecord, LockStore, NewJob, Outcome,
+    PendingConfirmation, RateLimitStore, RecordCounts, RecordKind, RunAttachment, RunRecord,
+    SettingRecord, SettingsStore, StoreError, StoreResult, TraceQuery, TraceRecord, TraceStore,
     VerificationRecord, VerificationStore,
 };
 
@@ -216,6 +216,15 @@ CREATE TABLE verifications (
     PRIMARY KEY (run_id, run_attempt)
 ) STRICT;
 "#,
+    r#"
+CREATE TABLE blocks (
+    user_id    TEXT PRIMARY KEY NOT NULL,
+    reason     TEXT,
+    blocked_by TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    expires_at INTEGER
+) STRICT;
+"#,
 ];
 
 const TRACE_COLUMNS: &str = "id, user_id, command, options, started_at_ms, steps, duration_ms, \
@@ -247,6 +256,8 @@ const TABLES: &[(&str, RecordKind)] = &[
     ("correlations", RecordKind::Correlation),
     ("failed_steps", RecordKind::FailedStep),
     ("verifications", RecordKind::Verification),
+    // A block without `expires_at` holds until `/unblock`.
+    ("blocks", RecordKind::Block),
 ];
 
 /// Whether a table's rows carry `expires_at`.
@@ -1575,6 +1586,35 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn claim_job_id(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<JobRecord>> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.call("claim_job_id", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let job = query_opt(
+                &tx,
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [&id],
+                job_from_row,
+            )?;
+            match job {
+                Some(job) if job.claimable_at(now_ms) => {
+                    let claimed = job.claimed(&owner, lease_until_ms);
+                    write_job_state(&tx, &claimed)?;
+                    tx.commit()?;
+                    Ok(Some(claimed))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn renew_job_lease(
         &self,
         id: &str,
@@ -2097,6 +2137,75 @@ impl CorrelationStore for SqliteStore {
                 [now],
                 correlation_from_row,
             )
+        })
+        .await
+    }
+}
+
+fn block_from_row(row: &Row<'_>) -> FResult<BlockRecord> {
+    Ok(BlockRecord {
+        user_id: row.get("user_id")?,
+        reason: row.get("reason")?,
+        blocked_by: row.get("blocked_by")?,
+        at_ms: row.get("at_ms")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+const BLOCK_SELECT: &str =
+    "SELECT user_id, reason, blocked_by, at_ms, expires_at FROM blocks WHERE user_id = ?1";
+
+#[async_trait]
+impl BlockStore for SqliteStore {
+    async fn put_block(&self, block: &BlockRecord, audit: &AuditRecord) -> StoreResult<()> {
+        let (block, audit) = (block.clone(), audit.clone());
+        self.call("put_block", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO blocks (user_id, reason, blocked_by, at_ms, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                block.user_id,
+                block.reason,
+                block.blocked_by,
+                block.at_ms,
+                block.expires_at
+            ])?;
+            insert_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_block(
+        &self,
+        user_id: &str,
+        audit: &AuditRecord,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (user_id, audit) = (user_id.to_owned(), audit.clone());
+        self.call("remove_block", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored = query_opt(&tx, BLOCK_SELECT, [&user_id], block_from_row)?;
+            if !stored.is_some_and(|block| block.is_live(now)) {
+                return Ok(false);
+            }
+            tx.prepare_cached("DELETE FROM blocks WHERE user_id = ?1")?
+                .execute([&user_id])?;
+            insert_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn get_block(&self, user_id: &str, now: i64) -> StoreResult<Option<BlockRecord>> {
+        let user_id = user_id.to_owned();
+        self.call("get_block", move |conn| {
+            Ok(query_opt(conn, BLOCK_SELECT, [&user_id], block_from_row)?
+                .filter(|block| block.is_live(now)))
         })
         .await
     }

@@ -72,6 +72,22 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// Collects the lines `child` writes on its (piped) stdout as they come; the reader
+/// ends when the process closes it.
+pub(crate) fn collect_stdout(
+    child: &mut Child,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (lines, reader)
+}
+
 /// A running `valine serve` whose stdout lines are collected. Dropped without `stop`
 /// (a failed assertion), it kills the process so no server outlives its test.
 pub(crate) struct Server {
@@ -99,14 +115,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (lines, reader) = collect_stdout(&mut child);
         let server = Server {
             child: Some(child),
             port,
@@ -148,7 +157,7 @@ impl Server {
     }
 }
 
-async fn post_signed(url: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_signed(url: &str, body: &Value) -> reqwest::Response {
     let raw = body.to_string();
     let ts = now_secs().to_string();
     crate::helpers::http()
@@ -594,8 +603,6 @@ fn ssm_vars(dir: &std::path::Path, bot_token: &str) -> HashMap<String, String> {
 #[cfg(feature = "conformance")]
 #[tokio::test]
 async fn serve_reads_ssm_values_and_a_missing_parameter_exits_2_naming_both() {
-    use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
-
     let dir = tempfile::tempdir().unwrap();
     let parameter = format!("/valine/test/bot-{}", uuid::Uuid::new_v4().simple());
 
@@ -613,20 +620,9 @@ async fn serve_reads_ssm_values_and_a_missing_parameter_exits_2_naming_both() {
     // Put as a SecureString: `serve` starts, and the value never shows.
     let secret = format!("valine-ssm-bot-secret-{}", uuid::Uuid::new_v4().simple());
     let moto = valine::store::dynamodb_local::DynamoDbLocal::moto();
-    let client = aws_sdk_ssm::Client::from_conf(
-        aws_sdk_ssm::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "valinetest",
-                "valinetest",
-                None,
-                None,
-                "test",
-            ))
-            .endpoint_url(moto.endpoint())
-            .build(),
-    );
+    let client = aws_sdk_ssm::Client::new(&valine::store::dynamodb_local::sdk_config_for(
+        moto.endpoint(),
+    ));
     client
         .put_parameter()
         .name(&parameter)

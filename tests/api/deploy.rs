@@ -15,7 +15,8 @@ use valine::store::{AuditRecord, JobState};
 
 use crate::fakes::{DispatchMode, FakeSite, Hang, healthy_sites, job_json, page, run_json};
 use crate::helpers::{
-    Backend, Options, TestApp, command, eventually, on_each_store, spawn_app_with,
+    Backend, Options, TestApp, command, custom_ids, eventually, on_each_store, post_run_event,
+    press, send, spawn_app_with,
 };
 
 const DEPLOYER: &str = "42";
@@ -118,34 +119,11 @@ fn deploy(options: Value, user: &str, token: &str) -> Value {
     command("deploy-client", options, user, &[], token)
 }
 
-fn press(custom_id: &str, user: &str, token: &str) -> Value {
-    let mut body = command("deploy-client", json!([]), user, &[], token);
-    body["type"] = 3.into();
-    body["data"] = json!({"custom_id": custom_id, "component_type": 2});
-    body
-}
-
-async fn send(app: &TestApp, body: &Value) -> Value {
-    let res = app.post_interaction(body).await;
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
-}
-
 /// Sends a deploy and returns the edit of its deferred answer.
 async fn deploy_and_wait(app: &TestApp, options: Value, token: &str) -> Value {
     let answer = send(app, &deploy(options, DEPLOYER, token)).await;
     assert_eq!(answer, json!({"type": 5}), "public, deferred");
     app.discord.wait_for_edit(token).await
-}
-
-fn custom_ids(message: &Value) -> Vec<String> {
-    message["components"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
-        .filter_map(|b| b["custom_id"].as_str().map(str::to_owned))
-        .collect()
 }
 
 fn link_buttons(message: &Value) -> Vec<String> {
@@ -220,32 +198,6 @@ async fn poll_chain_ended(app: &TestApp) -> usize {
         }
     })
     .await
-}
-
-/// A `workflow_run` delivery about the fake's run `id` as it is now.
-async fn post_run_event(app: &TestApp, id: u64, delivery: &str) {
-    let mut run = app.github.run(id).expect("run exists");
-    run["repository"]["full_name"] = REPO.into();
-    run["path"] = ".github/workflows/client-deploy.yml@main".into();
-    let action = if run["status"] == "completed" {
-        "completed"
-    } else {
-        "in_progress"
-    };
-    let body = json!({
-        "action": action,
-        "workflow_run": run,
-        "workflow": {"id": 77, "name": "Client deploy", "path": ".github/workflows/client-deploy.yml"},
-        "repository": {"full_name": REPO},
-        "sender": {"login": "octocat", "id": 1, "type": "User"},
-    });
-    let res = app.post_webhook("workflow_run", delivery, &body).await;
-    assert_eq!(
-        res.status(),
-        200,
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
 }
 
 #[tokio::test]
@@ -580,11 +532,11 @@ async fn cancel_run_asks_github_to_cancel_and_is_audited() {
     let cancel = custom_ids(&edit).pop().expect("cancel button");
 
     // Not for everyone, checked again on the press.
-    let denied = send(&app, &press(&cancel, STRANGER, "tok-x1")).await;
+    let denied = send(&app, &press("deploy-client", &cancel, STRANGER, "tok-x1")).await;
     assert_eq!(denied["data"]["content"], "⛔ Cancel run: deployers only");
     assert!(app.github.log.matching("POST", "/cancel").is_empty());
 
-    let answer = send(&app, &press(&cancel, DEPLOYER, "tok-x2")).await;
+    let answer = send(&app, &press("deploy-client", &cancel, DEPLOYER, "tok-x2")).await;
     assert_eq!(answer, json!({"type": 5}));
     let outcome = app.discord.wait_for_edit("tok-x2").await;
     assert_eq!(
@@ -608,7 +560,7 @@ async fn cancel_run_asks_github_to_cancel_and_is_audited() {
     // A finished run is not cancelled again; a run Valine did not dispatch is refused.
     app.github
         .set_run_status(9000, "completed", Some("cancelled"));
-    send(&app, &press(&cancel, DEPLOYER, "tok-x3")).await;
+    send(&app, &press("deploy-client", &cancel, DEPLOYER, "tok-x3")).await;
     let edit = app.discord.wait_for_edit("tok-x3").await;
     assert!(
         edit["content"]
@@ -617,7 +569,16 @@ async fn cancel_run_asks_github_to_cancel_and_is_audited() {
             .ends_with("already completed (cancelled); nothing to cancel."),
         "{edit}"
     );
-    send(&app, &press("valine:cancel-run:8000", DEPLOYER, "tok-x4")).await;
+    send(
+        &app,
+        &press(
+            "deploy-client",
+            "valine:cancel-run:8000",
+            DEPLOYER,
+            "tok-x4",
+        ),
+    )
+    .await;
     let edit = app.discord.wait_for_edit("tok-x4").await;
     assert_eq!(
         edit["content"],

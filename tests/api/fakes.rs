@@ -357,6 +357,10 @@ impl FakeGitHub {
                 axum::routing::post(gh_rerun_failed),
             )
             .route(
+                "/repos/{owner}/{repo}/actions/runs/{id}/rerun",
+                axum::routing::post(gh_rerun),
+            )
+            .route(
                 "/repos/{owner}/{repo}/actions/jobs/{id}/logs",
                 get(gh_job_logs),
             )
@@ -814,6 +818,40 @@ async fn gh_rerun_failed(
     (StatusCode::CREATED, axum::Json(json!({}))).into_response()
 }
 
+/// `POST …/runs/{id}/rerun`: 201 `{}` and a new attempt of the run (queued, no
+/// conclusion); 404 for an unknown run; GitHub's 403 for a run created over 30 days ago.
+async fn gh_rerun(
+    State((log, state)): State<GhState>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    log.push(&method, &uri, &headers, &body);
+    let mut state = state.lock().unwrap();
+    let Some(run) = state.runs.iter_mut().find(|r| r["id"] == id) else {
+        return not_found();
+    };
+    let created = run["created_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    if created.is_some_and(|at| chrono::Utc::now() - at.to_utc() > chrono::Duration::days(30)) {
+        return gh_error(
+            403,
+            "Unable to retry this workflow run because it was created over a month ago",
+        );
+    }
+    let attempt = run["run_attempt"].as_u64().unwrap_or(1) + 1;
+    run["run_attempt"] = attempt.into();
+    run["status"] = "queued".into();
+    run["conclusion"] = Value::Null;
+    run["updated_at"] = chrono::Utc::now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        .into();
+    (StatusCode::CREATED, axum::Json(json!({}))).into_response()
+}
+
 async fn gh_job_logs(
     State((log, state)): State<GhState>,
     Path((_, _, id)): Path<(String, String, u64)>,
@@ -1205,6 +1243,12 @@ const EXPIRED_TOKEN_PREFIX: &str = "expired-";
 /// Edits with such a token fail with 502 for their first four attempts (one Discord
 /// client call with its retries), then succeed.
 const FLAKY_TOKEN_PREFIX: &str = "flaky-";
+/// Edits with such a token fail with 502 every time (a job that keeps failing), except
+/// a give-up notice, so a test sees the notice land.
+const DOWN_TOKEN_PREFIX: &str = "down-";
+/// Edits with such a token fail with 502 for their first 8 calls (the command's own
+/// delivery, then one attempt of the delivery job), then succeed.
+const BLIP_TOKEN_PREFIX: &str = "blip-";
 
 async fn discord_edit(
     State((log, _)): State<DcState>,
@@ -1215,11 +1259,19 @@ async fn discord_edit(
     body: Bytes,
 ) -> Response {
     log.push(&method, &uri, &headers, &body);
-    if token.starts_with(FLAKY_TOKEN_PREFIX)
-        && log
-            .matching("PATCH", &format!("/{token}/messages/@original"))
-            .len()
-            <= 4
+    let failing = match token {
+        _ if token.starts_with(FLAKY_TOKEN_PREFIX) => 4,
+        _ if token.starts_with(DOWN_TOKEN_PREFIX) => {
+            let notice = String::from_utf8_lossy(&body).contains("Gave up");
+            if notice { 0 } else { usize::MAX }
+        }
+        _ if token.starts_with(BLIP_TOKEN_PREFIX) => 8,
+        _ => 0,
+    };
+    if log
+        .matching("PATCH", &format!("/{token}/messages/@original"))
+        .len()
+        <= failing
     {
         return (
             StatusCode::BAD_GATEWAY,

@@ -73,6 +73,15 @@ impl JobStore for DownStore {
     async fn claim_job(&self, _: &str, _: i64, _: i64) -> StoreResult<Option<JobRecord>> {
         down()
     }
+    async fn claim_job_id(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> StoreResult<Option<JobRecord>> {
+        down()
+    }
     async fn renew_job_lease(&self, _: &str, _: &str, _: i64) -> StoreResult<bool> {
         down()
     }
@@ -184,6 +193,19 @@ impl LockStore for DownStore {
         down()
     }
     async fn release_lock(&self, _: &str, _: &str) -> StoreResult<()> {
+        down()
+    }
+}
+
+#[async_trait]
+impl BlockStore for DownStore {
+    async fn put_block(&self, _: &BlockRecord, _: &AuditRecord) -> StoreResult<()> {
+        down()
+    }
+    async fn remove_block(&self, _: &str, _: &AuditRecord, _: i64) -> StoreResult<bool> {
+        down()
+    }
+    async fn get_block(&self, _: &str, _: i64) -> StoreResult<Option<BlockRecord>> {
         down()
     }
 }

@@ -394,6 +394,69 @@ pub fn command(name: &str, options: Value, user: &str, roles: &[&str], token: &s
     })
 }
 
+/// Posts `body` and returns the text of its immediate ephemeral answer (type 4, flag
+/// 64), failing when the answer is anything else.
+pub async fn ephemeral_text(app: &TestApp, body: &Value) -> String {
+    let answer: Value = app.post_interaction(body).await.json().await.unwrap();
+    assert_eq!(answer["type"], 4, "{answer}");
+    assert_eq!(answer["data"]["flags"], 64, "{answer}");
+    answer["data"]["content"].as_str().unwrap().to_owned()
+}
+
+/// A press of the button `custom_id` on a message of `/<name>`.
+pub fn press(name: &str, custom_id: &str, user: &str, token: &str) -> Value {
+    let mut body = command(name, json!([]), user, &[], token);
+    body["type"] = 3.into();
+    body["data"] = json!({"custom_id": custom_id, "component_type": 2});
+    body
+}
+
+/// Posts `body` and returns the answer, which must be a 200.
+pub async fn send(app: &TestApp, body: &Value) -> Value {
+    let res = app.post_interaction(body).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// The `custom_id`s of a message's buttons, in order.
+pub fn custom_ids(message: &Value) -> Vec<String> {
+    message["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["custom_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A `workflow_run` delivery about the fake's run `id` of the deploy workflow (77,
+/// `client-deploy.yml`) as it is now.
+pub async fn post_run_event(app: &TestApp, id: u64, delivery: &str) {
+    let repo = "octo-org/octo-repo";
+    let mut run = app.github.run(id).expect("run exists");
+    run["repository"]["full_name"] = repo.into();
+    run["path"] = ".github/workflows/client-deploy.yml@main".into();
+    let action = if run["status"] == "completed" {
+        "completed"
+    } else {
+        "in_progress"
+    };
+    let body = json!({
+        "action": action,
+        "workflow_run": run,
+        "workflow": {"id": 77, "name": "Client deploy", "path": ".github/workflows/client-deploy.yml"},
+        "repository": {"full_name": repo},
+        "sender": {"login": "octocat", "id": 1, "type": "User"},
+    });
+    let res = app.post_webhook("workflow_run", delivery, &body).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
 /// Polls `check` until it returns `Some`, failing after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
 where

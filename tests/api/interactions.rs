@@ -143,6 +143,11 @@ async fn oversized_bodies_are_refused_before_anything_else() {
         )
         .await;
     assert_eq!(res.status(), 413);
+    // JSON, like every other error.
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"error": "request body too large"})
+    );
 }
 
 #[tokio::test]

@@ -215,7 +215,11 @@ async fn a_job_past_its_deadline_gives_up_instead_of_acting_late() {
         trace_id: None,
     };
     app.app.store.enqueue_job(&record, now).await.unwrap();
-    app.app.queue.submitted_elsewhere();
+    app.app
+        .queue
+        .submitted_elsewhere(std::slice::from_ref(&record), now)
+        .await
+        .unwrap();
     let edit = app.discord.wait_for_edit("tok-late").await;
     let content = edit["content"].as_str().unwrap();
     assert!(

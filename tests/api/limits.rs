@@ -6,19 +6,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Options, TestApp, command, eventually, now_secs, on_each_store, spawn_app_with,
+    Backend, Options, TestApp, command, ephemeral_text, eventually, now_secs, on_each_store,
+    spawn_app_with,
 };
 
 async fn content(app: &TestApp, name: &str, user: &str, roles: &[&str]) -> String {
-    let body: Value = app
-        .post_interaction(&command(name, json!([]), user, roles, "tok"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["type"], 4, "{body}");
-    assert_eq!(body["data"]["flags"], 64, "{body}");
-    body["data"]["content"].as_str().unwrap().to_owned()
+    ephemeral_text(app, &command(name, json!([]), user, roles, "tok")).await
 }
 
 /// Waits until the current 60 s window has at least 10 s left, so a burst of

@@ -5,17 +5,25 @@ mod fakes;
 mod helpers;
 
 mod binary;
+mod block;
 mod deploy;
 mod diagnose_dispatch;
+mod edges;
 mod faults;
 mod followups;
 mod interactions;
 mod jobs;
+#[cfg(feature = "conformance")]
+mod lambda;
 mod limits;
 mod metrics;
 mod ops;
+mod rollback;
+#[cfg(feature = "conformance")]
+mod runtime_api;
 mod settings;
 mod status;
 mod store_faults;
+mod tolerant;
 mod verify;
 mod webhook;
