@@ -740,3 +740,83 @@ async fn traces_into_a_closed_pipe_end_quietly() {
     assert_eq!(rest.status.code(), Some(0), "{stderr}");
     app.stop().await;
 }
+
+/// The jobs queue on moto with a dead-letter queue that holds a job that gave up.
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn doctor_fails_when_the_dead_letter_queue_holds_jobs() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+
+    let moto = valine::store::dynamodb_local::DynamoDbLocal::moto()
+        .endpoint()
+        .to_owned();
+    let sqs = aws_sdk_sqs::Client::new(&valine::store::dynamodb_local::sdk_config_for(&moto));
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("valine-jobs-dlq-{suffix}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("valine-jobs-{suffix}"))
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+
+    let set_up = healthy_set_up().await;
+    let mut vars = set_up.vars.clone();
+    for (k, v) in [
+        ("VALINE_QUEUE_URL", queue_url),
+        ("AWS_ENDPOINT_URL_SQS", moto),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "valinetest".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "valinetest".to_owned()),
+        ("HOME", std::env::temp_dir().display().to_string()),
+    ] {
+        vars.insert(k.to_owned(), v);
+    }
+    let output = run(&vars, &["doctor"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let queue = line(&text, "store.queue");
+    assert!(
+        queue.starts_with("✅") && queue.contains("empty"),
+        "{queue}"
+    );
+
+    sqs.send_message()
+        .queue_url(&dlq_url)
+        .message_body(r#"{"kind":"command"}"#)
+        .send()
+        .await
+        .unwrap();
+    let output = run(&vars, &["doctor"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let queue = line(&text, "store.queue");
+    assert!(
+        queue.starts_with("❌") && queue.contains("holds 1 messages"),
+        "{queue}"
+    );
+    assert!(queue.contains("redrive"), "{queue}");
+}
