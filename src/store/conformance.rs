@@ -99,6 +99,7 @@ macro_rules! store_conformance_suite {
             correlation_put_keeps_live_record,
             correlation_expired_is_ignored_and_replaceable,
             correlation_attach_run_rules,
+            correlation_a_later_dispatch_takes_the_run_over,
             correlation_latest_deploy,
             delivery_attaches_correlation,
             delivery_records_failed_step,
@@ -1710,6 +1711,31 @@ pub async fn correlation_attach_run_rules(store: SharedStore) {
         }
     }
     assert_eq!(won, 1);
+}
+
+/// A re-run (`/rollback`) is a later dispatch of a run an earlier one holds: the later
+/// correlation takes it over, the earlier cannot take it back.
+pub async fn correlation_a_later_dispatch_takes_the_run_over(store: SharedStore) {
+    let earlier = correlation("c1", CorrelationKind::Deploy, NOW_MS);
+    let later = correlation("c2", CorrelationKind::Deploy, NOW_MS + 1000);
+    for c in [&earlier, &later] {
+        assert!(store.put_correlation(c, NOW).await.expect("put"));
+    }
+    assert!(store.attach_run("c1", 5, NOW).await.expect("attach"));
+    assert!(store.attach_run("c2", 5, NOW).await.expect("take over"));
+    let holder = store
+        .correlation_for_run(5, NOW)
+        .await
+        .expect("run")
+        .expect("held");
+    assert_eq!((holder.id.as_str(), holder.run_id), ("c2", Some(5)));
+    assert!(!store.attach_run("c1", 5, NOW).await.expect("take back"));
+    let holder = store
+        .correlation_for_run(5, NOW)
+        .await
+        .expect("run")
+        .expect("held");
+    assert_eq!(holder.id, "c2");
 }
 
 pub async fn correlation_latest_deploy(store: SharedStore) {

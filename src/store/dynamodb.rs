@@ -85,6 +85,8 @@ pub struct IndexSchema {
     pub name: &'static str,
     pub partition_key: &'static str,
     pub sort_key: &'static str,
+    /// The projection type, as DynamoDB names it (`ALL`).
+    pub projection: &'static str,
 }
 
 /// Everything about the table that `valine init` creates and the deployment template must
@@ -97,20 +99,36 @@ pub struct TableSchema {
     pub ttl_attribute: &'static str,
     /// `PAY_PER_REQUEST` (on-demand).
     pub billing_mode: &'static str,
+    /// The DynamoDB type of every key attribute, the table's and the indexes' (`S`).
+    pub key_attribute_type: &'static str,
     /// Each projects `ALL` attributes.
     pub indexes: &'static [IndexSchema],
+}
+
+impl TableSchema {
+    /// Every key attribute of the table and its indexes, in the order `valine init`
+    /// declares them: what a table's `AttributeDefinitions` must list, no more.
+    pub fn key_attributes(&self) -> Vec<&'static str> {
+        let mut names = vec![self.partition_key, self.sort_key];
+        for index in self.indexes {
+            names.extend([index.partition_key, index.sort_key]);
+        }
+        names
+    }
 }
 
 const GSI1: IndexSchema = IndexSchema {
     name: "gsi1",
     partition_key: "gsi1pk",
     sort_key: "gsi1sk",
+    projection: "ALL",
 };
 
 const GSI2: IndexSchema = IndexSchema {
     name: "gsi2",
     partition_key: "gsi2pk",
     sort_key: "gsi2sk",
+    projection: "ALL",
 };
 
 /// The one description of the table (see the module documentation for what each index
@@ -120,6 +138,7 @@ pub const TABLE_SCHEMA: TableSchema = TableSchema {
     sort_key: "sk",
     ttl_attribute: "expires_at",
     billing_mode: "PAY_PER_REQUEST",
+    key_attribute_type: "S",
     indexes: &[GSI1, GSI2],
 };
 
@@ -2714,7 +2733,7 @@ pub(crate) async fn ensure_table(
                         aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
                             .index_name(index.name)
                             .set_key_schema(Some(index_key_schema(op, index)?))
-                            .projection(all_projection())
+                            .projection(index_projection(index))
                             .build()
                             .map_err(|e| build_error(op, e))?,
                     )
@@ -2820,24 +2839,21 @@ fn index_key_schema(op: &'static str, index: &IndexSchema) -> StoreResult<Vec<Ke
     ])
 }
 
-fn all_projection() -> Projection {
+fn index_projection(index: &IndexSchema) -> Projection {
     Projection::builder()
-        .projection_type(ProjectionType::All)
+        .projection_type(ProjectionType::from(index.projection))
         .build()
 }
 
 /// Every key attribute of the table and its indexes: all strings.
 fn attribute_definitions(op: &'static str) -> StoreResult<Vec<AttributeDefinition>> {
-    let mut names = vec![TABLE_SCHEMA.partition_key, TABLE_SCHEMA.sort_key];
-    for index in TABLE_SCHEMA.indexes {
-        names.extend([index.partition_key, index.sort_key]);
-    }
-    names
+    TABLE_SCHEMA
+        .key_attributes()
         .into_iter()
         .map(|name| {
             AttributeDefinition::builder()
                 .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
+                .attribute_type(ScalarAttributeType::from(TABLE_SCHEMA.key_attribute_type))
                 .build()
                 .map_err(|e| build_error(op, e))
         })
@@ -2852,7 +2868,7 @@ async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
             GlobalSecondaryIndex::builder()
                 .index_name(index.name)
                 .set_key_schema(Some(index_key_schema(op, index)?))
-                .projection(all_projection())
+                .projection(index_projection(index))
                 .build()
                 .map_err(|e| build_error(op, e))?,
         );
@@ -3540,6 +3556,21 @@ mod tests {
         let defs = attribute_definitions("t").expect("defs");
         let names: Vec<_> = defs.iter().map(|d| d.attribute_name()).collect();
         assert_eq!(names, ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]);
+        assert!(
+            defs.iter()
+                .all(|d| d.attribute_type() == &ScalarAttributeType::S)
+        );
         assert_eq!(TABLE_SCHEMA.ttl_attribute, "expires_at");
+        // The schema's strings are names the SDK knows, not `Unknown` variants.
+        for index in TABLE_SCHEMA.indexes {
+            assert_eq!(
+                index_projection(index).projection_type(),
+                Some(&ProjectionType::All)
+            );
+        }
+        assert_eq!(
+            BillingMode::from(TABLE_SCHEMA.billing_mode),
+            BillingMode::PayPerRequest
+        );
     }
 }

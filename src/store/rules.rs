@@ -160,8 +160,12 @@ impl CorrelationRecord {
     /// Whether `run_id` may be attached to this correlation at `now`. `holders` are the
     /// stored correlations that name `run_id` (live or not, this one included or not).
     /// Attaching needs this correlation live and without another run, and no other live
-    /// correlation holding the run: one dispatch, one run. Attaching the same run again
-    /// is allowed, so a repeated webhook is harmless.
+    /// correlation holding the run, unless that one was created earlier: one dispatch,
+    /// one run, and a later dispatch of the same run (a re-run by `/rollback`, the only
+    /// way a run can belong to a newer dispatch, since a run's title names the dispatch
+    /// that created it) takes it over, so news of its new attempt goes to the command
+    /// that started it. Attaching the same run again is allowed, so a repeated webhook
+    /// is harmless.
     pub fn can_attach(&self, run_id: u64, holders: &[CorrelationRecord], now: i64) -> bool {
         is_live(self.expires_at, now)
             && self.run_id.is_none_or(|attached| attached == run_id)
@@ -169,6 +173,7 @@ impl CorrelationRecord {
                 other.id == self.id
                     || other.run_id != Some(run_id)
                     || !is_live(other.expires_at, now)
+                    || other.created_at_ms < self.created_at_ms
             })
     }
 }
@@ -538,6 +543,17 @@ mod tests {
         assert!(!free.can_attach(5, &[correlation("c2", Some(5), NOW + 10)], NOW));
         assert!(free.can_attach(5, &[correlation("c2", Some(5), NOW)], NOW));
         assert!(free.can_attach(5, &[correlation("c2", Some(6), NOW + 10)], NOW));
+    }
+
+    #[test]
+    fn a_later_dispatch_of_the_run_takes_it_over_and_never_the_reverse() {
+        let mut earlier = correlation("c1", Some(5), NOW + 10);
+        earlier.created_at_ms = 1_000;
+        let mut later = correlation("c2", None, NOW + 10);
+        later.created_at_ms = 2_000;
+        assert!(later.can_attach(5, std::slice::from_ref(&earlier), NOW));
+        later.run_id = Some(5);
+        assert!(!earlier.can_attach(5, &[later], NOW));
     }
 
     fn job(state: JobState) -> JobRecord {

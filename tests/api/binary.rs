@@ -431,7 +431,22 @@ async fn register_commands_overwrites_once_and_reports_the_diff() {
         .log
         .matching("PUT", "/applications/4242/commands");
     assert_eq!(puts.len(), 1);
-    assert_eq!(puts[0].body.as_array().unwrap().len(), 9);
+    // The whole registry, the newest commands included.
+    assert_eq!(
+        puts[0].body.as_array().unwrap().len(),
+        valine::commands::COMMANDS.len()
+    );
+    for name in ["block", "unblock", "rollback"] {
+        assert!(
+            puts[0]
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == name),
+            "{name}"
+        );
+    }
     assert_eq!(
         puts[0].headers["authorization"],
         format!("Bot {BOT_TOKEN}").as_str()

@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use valine::app::WorkerSettings;
-use valine::store::AuditRecord;
+use valine::store::{AuditRecord, CorrelationKind, CorrelationRecord};
 
 use crate::fakes::{FakeSite, healthy_sites, run_json};
 use crate::helpers::{
@@ -105,6 +105,18 @@ async fn audit(app: &TestApp) -> Vec<AuditRecord> {
         .expect("audit")
 }
 
+/// The edit of `token`'s message that shows the followed run's successful result.
+async fn result_edit(app: &TestApp, token: &str) -> Value {
+    eventually(WAIT, || async {
+        app.discord.edits_of(token).into_iter().find(|e| {
+            e["embeds"][0]["title"]
+                .as_str()
+                .is_some_and(|t| t.contains("success"))
+        })
+    })
+    .await
+}
+
 /// Asks for a preview and returns its message (the edit of the ephemeral deferral).
 async fn preview(app: &TestApp, options: Value, token: &str) -> Value {
     let answer = send(app, &rollback(options, DEPLOYER, token)).await;
@@ -194,14 +206,7 @@ async fn a_confirmed_preview_reruns_the_last_good_deploy_and_follows_it_to_a_ver
     app.github
         .set_run_status(3002, "completed", Some("success"));
     post_run_event(&app, 3002, "rb-1").await;
-    let done = eventually(WAIT, || async {
-        app.discord.edits_of("tok-confirm").into_iter().find(|e| {
-            e["embeds"][0]["title"]
-                .as_str()
-                .is_some_and(|t| t.contains("success"))
-        })
-    })
-    .await;
+    let done = result_edit(&app, "tok-confirm").await;
     assert_eq!(done["embeds"][0]["title"], "🟢 Client deploy: success");
     assert_eq!(done["embeds"][1]["title"], "✅ Deploy verified", "{done}");
 }
@@ -374,4 +379,54 @@ async fn refusals_are_clear_and_change_nothing() {
     );
     assert_eq!(reruns(&app), 1);
     assert!(audit(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_run_an_earlier_deploy_dispatched_is_followed_by_the_rollback_that_reruns_it() {
+    let Rig { app, _sites } = rig(&[]).await;
+    // Run 3002 was dispatched by an earlier `/deploy-client`, whose correlation holds it.
+    let now_ms = crate::helpers::now_ms();
+    let earlier = CorrelationRecord {
+        id: "vl-00000000000000aa".into(),
+        kind: CorrelationKind::Deploy,
+        requester: DEPLOYER.into(),
+        channel_id: None,
+        application_id: None,
+        interaction_token: None,
+        token_expires_at_ms: now_ms - 3_600_000,
+        wait: false,
+        api_base: None,
+        run_id: None,
+        created_at_ms: now_ms - 3 * 3_600_000,
+        expires_at: now_secs() + 3600,
+    };
+    let store = &app.app.store;
+    assert!(store.put_correlation(&earlier, now_secs()).await.unwrap());
+    assert!(
+        store
+            .attach_run(&earlier.id, 3002, now_secs())
+            .await
+            .unwrap()
+    );
+
+    let options = json!([{"name": "confirm", "type": 5, "value": true}]);
+    send(&app, &rollback(options, DEPLOYER, "tok-held")).await;
+    let started = app.discord.wait_for_edit("tok-held").await;
+    assert_eq!(
+        started["embeds"][0]["title"], "⏪ Rollback started",
+        "{started}"
+    );
+    let holder = store
+        .correlation_for_run(3002, now_secs())
+        .await
+        .unwrap()
+        .expect("held");
+    assert_ne!(holder.id, earlier.id, "the rollback took the run over");
+
+    // The webhook's news of the new attempt reaches the rollback's message.
+    app.github
+        .set_run_status(3002, "completed", Some("success"));
+    post_run_event(&app, 3002, "held-1").await;
+    let done = result_edit(&app, "tok-held").await;
+    assert_eq!(done["embeds"][0]["title"], "🟢 Client deploy: success");
 }
