@@ -235,10 +235,7 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
                     )));
                 }
             };
-            Ok(checks_exit(
-                &crate::ops::smoke::run(&url, timeout).await,
-                json,
-            ))
+            checks_exit(&crate::ops::smoke::run(&url, timeout).await, json)
         }
     }
 }
@@ -256,15 +253,29 @@ async fn doctor(json: bool) -> Result<u8, Exit> {
         );
     }
     let checks = crate::ops::doctor::run(loaded).await;
-    Ok(checks_exit(&checks, json))
+    checks_exit(&checks, json)
 }
 
 /// Prints a report of checks; exit code 1 when any failed.
-fn checks_exit(checks: &[crate::ops::Check], json: bool) -> u8 {
-    if crate::ops::print(checks, json) {
-        exit::OK
-    } else {
-        exit::FAILED
+fn checks_exit(checks: &[crate::ops::Check], json: bool) -> Result<u8, Exit> {
+    let (text, passed) = crate::ops::report(checks, json);
+    out(&text)?;
+    Ok(if passed { exit::OK } else { exit::FAILED })
+}
+
+/// Writes `text` to stdout. A reader that went away (`valine traces | head -1`) ends
+/// the output quietly: that is not a failure of the command.
+fn out(text: &str) -> Result<(), Exit> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Exit::failed(format!("cannot write the output: {e}")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -278,7 +289,7 @@ async fn traces(request: crate::ops::traces::Request, json: bool) -> Result<u8, 
             crate::ops::traces::TracesError::Store(e) => Exit::failed(e.to_string()),
             other => Exit::failed(other.to_string()),
         })?;
-    print!("{output}");
+    out(&output)?;
     Ok(exit::OK)
 }
 
@@ -289,7 +300,7 @@ async fn cleanup(dry_run: bool) -> Result<u8, Exit> {
     let output = crate::ops::cleanup::run(app.store.as_ref(), dry_run, now)
         .await
         .map_err(|e| Exit::failed(format!("cleanup failed: {e}")))?;
-    print!("{output}");
+    out(&output)?;
     Ok(exit::OK)
 }
 

@@ -106,6 +106,17 @@ pub enum Handled {
     Keep,
 }
 
+/// What a jobs queue holds (approximate counts, as SQS gives them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepths {
+    pub waiting: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    /// The dead-letter queue's name and how many messages it holds; `None` when the
+    /// queue has no redrive policy.
+    pub dead_letters: Option<(String, u64)>,
+}
+
 pub struct SqsQueue {
     client: Client,
     url: String,
@@ -154,6 +165,76 @@ impl SqsQueue {
             .await
             .map_err(|e| self.sdk_error("be read", e))?;
         Ok(())
+    }
+
+    /// How many messages the queue holds, and its dead-letter queue (`valine doctor`):
+    /// reads only.
+    pub async fn depths(&self) -> Result<QueueDepths, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .attribute_names(A::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("be read", e))?;
+        let attributes = out.attributes().cloned().unwrap_or_default();
+        let count = |name: A| -> u64 {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let waiting = count(A::ApproximateNumberOfMessages);
+        let in_flight = count(A::ApproximateNumberOfMessagesNotVisible);
+        let delayed = count(A::ApproximateNumberOfMessagesDelayed);
+        // `{"deadLetterTargetArn": "arn:aws:sqs:<region>:<account>:<name>", …}`
+        let target = attributes
+            .get(&A::RedrivePolicy)
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+            .and_then(|p| p["deadLetterTargetArn"].as_str().map(str::to_owned));
+        let dead_letters = match target {
+            None => None,
+            Some(arn) => {
+                let mut parts = arn.rsplit(':');
+                let name = parts.next().unwrap_or_default().to_owned();
+                let account = parts.next().unwrap_or_default().to_owned();
+                let url = self
+                    .client
+                    .get_queue_url()
+                    .queue_name(&name)
+                    .queue_owner_aws_account_id(account)
+                    .send()
+                    .await
+                    .map_err(|e| self.sdk_error("find its dead-letter queue", e))?
+                    .queue_url
+                    .unwrap_or_default();
+                let out = self
+                    .client
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(A::ApproximateNumberOfMessages)
+                    .send()
+                    .await
+                    .map_err(|e| self.sdk_error("read its dead-letter queue", e))?;
+                let held = out
+                    .attributes()
+                    .and_then(|a| a.get(&A::ApproximateNumberOfMessages))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                Some((name, held))
+            }
+        };
+        Ok(QueueDepths {
+            waiting,
+            in_flight,
+            delayed,
+            dead_letters,
+        })
     }
 
     /// Sends `envelope`, due `delay` from now (capped at [`MAX_DELAY`]: a later job

@@ -3,9 +3,9 @@
 //! Each check says what it found and, when something is wrong, the fix the runbook
 //! gives for it. Doctor only reads: GitHub and Discord get `GET` requests, the store is
 //! opened without writing (`store::inspect`: no migration, no heartbeat), and probes of
-//! the frontend and API go through the SSRF-safe prober like every verification. The
-//! groups (Discord, GitHub, store and targets) run side by side; the order of the lines
-//! is fixed.
+//! the frontend and API go through the SSRF-safe prober like every verification. Once
+//! the store is open (the targets may be stored settings), Discord, GitHub and the
+//! targets are checked side by side; the order of the lines is fixed.
 
 use super::Check;
 use super::workflow::{self, DEPLOY_INPUTS, DIAGNOSE_INPUTS};
@@ -693,7 +693,52 @@ async fn inspect_store(config: &Config) -> (Option<store::SharedStore>, Vec<Chec
             "look their traces up with `valine traces` and the logs (`filter level = \"ERROR\"`)",
         ));
     }
+    #[cfg(feature = "aws")]
+    if let Some(url) = &config.queue_url {
+        checks.push(queue_check(url, &inspection.store).await);
+    }
     (Some(inspection.store), checks)
+}
+
+/// The SQS jobs queue and its dead-letter queue: ❌ when jobs gave up there.
+#[cfg(feature = "aws")]
+async fn queue_check(url: &str, store: &store::SharedStore) -> Check {
+    let name = "store.queue";
+    let queue = crate::jobs::sqs::SqsQueue::from_env(
+        url.to_owned(),
+        std::sync::Arc::clone(store),
+        crate::clock::Clock::system(),
+    )
+    .await;
+    let depths = match queue.depths().await {
+        Ok(depths) => depths,
+        Err(e) => {
+            return Check::fail(
+                name,
+                e.to_string(),
+                "check VALINE_QUEUE_URL, AWS_REGION and that the credentials may read the queue",
+            );
+        }
+    };
+    let found = format!(
+        "{url}: {} waiting, {} in flight, {} delayed",
+        depths.waiting, depths.in_flight, depths.delayed
+    );
+    match depths.dead_letters {
+        None => Check::warn(
+            name,
+            format!("{found}; no dead-letter queue"),
+            "give the queue a redrive policy (maxReceiveCount 5) to a dead-letter queue, as \
+             the deployment template does",
+        ),
+        Some((dlq, 0)) => Check::ok(name, format!("{found}; dead-letter queue {dlq} empty")),
+        Some((dlq, held)) => Check::fail(
+            name,
+            format!("{found}; dead-letter queue {dlq} holds {held} messages: jobs that gave up"),
+            "read them (SQS console → Send and receive messages), fix the cause from the \
+             logs of their trace_id, then redrive them to the jobs queue",
+        ),
+    }
 }
 
 fn store_failure(name: &'static str, error: &StoreError) -> Check {

@@ -97,20 +97,19 @@ impl Check {
     }
 }
 
-/// Prints the checks as lines of text or JSON objects and returns whether all passed
-/// (no ❌; warnings pass).
-pub fn print(checks: &[Check], json: bool) -> bool {
+/// The checks as lines of text or JSON objects, and whether all passed (no ❌;
+/// warnings pass).
+pub fn report(checks: &[Check], json: bool) -> (String, bool) {
+    let mut out = String::new();
     for check in checks {
         if json {
-            println!(
-                "{}",
-                serde_json::to_string(check).unwrap_or_else(|_| "{}".to_owned())
-            );
+            out.push_str(&serde_json::to_string(check).unwrap_or_else(|_| "{}".to_owned()));
         } else {
-            println!("{}", check.line());
+            out.push_str(&check.line());
         }
+        out.push('\n');
     }
-    checks.iter().all(|c| c.status != Status::Fail)
+    (out, checks.iter().all(|c| c.status != Status::Fail))
 }
 
 #[cfg(test)]
@@ -129,6 +128,21 @@ mod tests {
         assert!(skipped.line().starts_with(
             "⚠️ discord.status_channel: skipped: DISCORD_STATUS_CHANNEL_ID not set → fix:"
         ));
+    }
+
+    #[test]
+    fn a_report_passes_unless_a_check_failed() {
+        let warned = [Check::ok("a", "fine"), Check::warn("b", "meh", "look")];
+        let (text, passed) = report(&warned, false);
+        assert!(passed);
+        assert_eq!(text.lines().count(), 2);
+        let failed = [Check::ok("a", "fine"), Check::fail("c", "broken", "mend")];
+        let (json, passed) = report(&failed, true);
+        assert!(!passed);
+        assert!(
+            json.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
     }
 
     #[test]

@@ -608,17 +608,22 @@ async fn traces_and_cleanup_work(backend: Backend) {
 }
 on_each_store!(traces_and_cleanup_work);
 
-#[tokio::test]
-async fn traces_and_cleanup_from_the_command_line() {
-    let set_up = healthy_set_up().await;
-    let app = spawn_app_with(Options {
+/// An in-process Valine on the set-up's SQLite file, to write records the binary reads.
+async fn app_on_the_same_store(set_up: &SetUp) -> crate::helpers::TestApp {
+    spawn_app_with(Options {
         env: vec![(
             "VALINE_STORE",
             format!("sqlite:{}", set_up.dir.path().join("valine.db").display()),
         )],
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn traces_and_cleanup_from_the_command_line() {
+    let set_up = healthy_set_up().await;
+    let app = app_on_the_same_store(&set_up).await;
     let now_ms = app.app.clock.now_ms();
     app.app
         .store
@@ -689,4 +694,129 @@ async fn doctor_reads_a_dynamodb_store_without_writing_to_it() {
         .unwrap()
         .count();
     assert_eq!(items, 0);
+}
+
+#[tokio::test]
+async fn traces_into_a_closed_pipe_end_quietly() {
+    let set_up = healthy_set_up().await;
+    let app = app_on_the_same_store(&set_up).await;
+    let now_ms = app.app.clock.now_ms();
+    // Far more than a pipe holds (64 KiB), so the writer meets the closed end.
+    for i in 0..1000 {
+        app.app
+            .store
+            .put_trace(&trace(
+                &format!("{i:032x}"),
+                "42",
+                "status",
+                now_ms - i,
+                now_ms / 1000 + 3600,
+            ))
+            .await
+            .unwrap();
+    }
+    let vars = set_up.vars.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut child = valine(&vars)
+            .args(["traces", "--since", "1h", "--limit", "1000", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is dropped here: the rest of the output meets a closed pipe.
+        (first, child.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let (first, rest) = output;
+    assert!(first.starts_with('{'), "{first}");
+    let stderr = String::from_utf8_lossy(&rest.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(rest.status.code(), Some(0), "{stderr}");
+    app.stop().await;
+}
+
+/// The jobs queue on moto with a dead-letter queue that holds a job that gave up.
+#[cfg(feature = "conformance")]
+#[tokio::test]
+async fn doctor_fails_when_the_dead_letter_queue_holds_jobs() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+
+    let moto = valine::store::dynamodb_local::DynamoDbLocal::moto()
+        .endpoint()
+        .to_owned();
+    let sqs = aws_sdk_sqs::Client::new(&valine::store::dynamodb_local::sdk_config_for(&moto));
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("valine-jobs-dlq-{suffix}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("valine-jobs-{suffix}"))
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+
+    let set_up = healthy_set_up().await;
+    let mut vars = set_up.vars.clone();
+    for (k, v) in [
+        ("VALINE_QUEUE_URL", queue_url),
+        ("AWS_ENDPOINT_URL_SQS", moto),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "valinetest".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "valinetest".to_owned()),
+        ("HOME", std::env::temp_dir().display().to_string()),
+    ] {
+        vars.insert(k.to_owned(), v);
+    }
+    let output = run(&vars, &["doctor"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let queue = line(&text, "store.queue");
+    assert!(
+        queue.starts_with("✅") && queue.contains("empty"),
+        "{queue}"
+    );
+
+    sqs.send_message()
+        .queue_url(&dlq_url)
+        .message_body(r#"{"kind":"command"}"#)
+        .send()
+        .await
+        .unwrap();
+    let output = run(&vars, &["doctor"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let queue = line(&text, "store.queue");
+    assert!(
+        queue.starts_with("❌") && queue.contains("holds 1 messages"),
+        "{queue}"
+    );
+    assert!(queue.contains("redrive"), "{queue}");
 }
