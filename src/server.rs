@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -139,13 +139,36 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn interactions(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The answer to a PING, built once: a PING is Discord checking the endpoint, and
+/// everything it costs besides the signature check is overhead (docs/design.md, "A slash
+/// command").
+fn pong() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        r#"{"type":1}"#,
+    )
+        .into_response()
+}
+
+async fn interactions(State(app): State<Arc<App>>, request: Request) -> Response {
+    // The request is taken apart rather than extracted as `HeaderMap` and `Bytes`: the
+    // `HeaderMap` extractor copies every header of every request.
+    let (parts, body) = request.into_parts();
+    // Buffered under the route's limit, as the `Bytes` extractor does (same rejections).
+    let body = match Bytes::from_request(Request::new(body), &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     let Some(verifier) = app.verifier.as_ref() else {
         return not_configured("DISCORD_PUBLIC_KEY");
     };
+    let headers = &parts.headers;
     if let Err(e) = verifier.verify(
-        header(&headers, "x-signature-ed25519"),
-        header(&headers, "x-signature-timestamp"),
+        header(headers, "x-signature-ed25519"),
+        header(headers, "x-signature-timestamp"),
         &body,
         app.clock.now_secs(),
     ) {
@@ -153,6 +176,7 @@ async fn interactions(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
         return error(StatusCode::UNAUTHORIZED, "invalid request signature");
     }
     let incoming = match interaction::parse(&body) {
+        Ok(Incoming::Ping) => return pong(),
         Ok(incoming) => incoming,
         Err(e) => {
             tracing::info!(reason = %e, outcome = "invalid", "signed body is not an interaction");
@@ -184,6 +208,7 @@ fn answering_as(app: &App, handle: ReplyHandle) -> ReplyHandle {
 
 async fn answer(app: &App, incoming: Incoming) -> Value {
     match incoming {
+        // Answered by `interactions` before the budget is set up (see `pong`).
         Incoming::Ping => json!({ "type": callback::PONG }),
         Incoming::Command {
             caller,

@@ -9,6 +9,7 @@
 //! `{"error":"invalid request signature"}`, see [`SignatureError::PUBLIC_MESSAGE`]) so a
 //! prober learns nothing; the variant only tells the logs why.
 
+use ed25519_dalek::ed25519::signature::MultipartVerifier;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 /// Largest accepted distance between the signed timestamp and the server clock, in
@@ -21,6 +22,39 @@ const SIGNATURE_HEX_LEN: usize = 128;
 
 /// Length of an Ed25519 public key in hex characters.
 const PUBLIC_KEY_HEX_LEN: usize = 64;
+
+/// The canonical y-coordinates (little-endian, sign bit cleared) of the eight points of
+/// small order: the identity (y = 1), the point of order 2 (y = p - 1), the two of order
+/// 4 (y = 0) and the four of order 8. A test derives the set from the curve itself.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    [0; 32],
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
+
+/// Whether a compressed point (a signature's `R`) is one of the eight of small order.
+fn is_small_order_encoding(point: &[u8; 32]) -> bool {
+    let mut y = *point;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
+}
 
 /// Why `DISCORD_PUBLIC_KEY` could not be used. Start-up maps this to exit code 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +122,11 @@ impl SignatureVerifier {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(trimmed, &mut bytes).map_err(|_| KeyError::NotHex)?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::InvalidKey)?;
+        // A key of small order verifies signatures on almost any message. It is refused
+        // here, once, instead of on every request (see `verify`).
+        if key.is_weak() {
+            return Err(KeyError::InvalidKey);
+        }
         Ok(Self { key })
     }
 
@@ -113,16 +152,25 @@ impl SignatureVerifier {
             .map_err(|_| SignatureError::MalformedSignature)?;
         let signed_at = parse_timestamp(timestamp)?;
 
-        // The signed message is the timestamp header exactly as sent, then the body.
-        let mut message = Vec::with_capacity(timestamp.len() + body.len());
-        message.extend_from_slice(timestamp.as_bytes());
-        message.extend_from_slice(body);
-
-        // verify_strict rejects malleable (non-canonical) signatures and small-order
-        // keys, which plain `verify` tolerates.
+        // The signed message is the timestamp header exactly as sent, then the body, hashed
+        // in two parts rather than copied into one buffer.
+        //
+        // This is ed25519-dalek's `verify_strict` without the work that does not depend on
+        // the request. `verify_strict` adds two checks to the plain (cofactorless)
+        // verification: the key is not of small order, which `from_hex` checked once at
+        // start-up, and the signature's `R` is not of small order, which it finds by
+        // decompressing `R` on every request (a field exponentiation, about a tenth of a
+        // verification). The plain verification compares `R` byte for byte with a point
+        // it computed and compressed itself, so an `R` it accepts is the canonical
+        // encoding of a point; a point of small order is then one of eight known
+        // encodings, compared here instead. Same signatures accepted, same refused (the
+        // tests hold it to `verify_strict`).
         let signature = Signature::from_bytes(&sig_bytes);
+        if is_small_order_encoding(signature.r_bytes()) {
+            return Err(SignatureError::Mismatch);
+        }
         self.key
-            .verify_strict(&message, &signature)
+            .multipart_verify(&[timestamp.as_bytes(), body], &signature)
             .map_err(|_| SignatureError::Mismatch)?;
 
         // Checked after the signature so that `StaleTimestamp` in the logs means "really
@@ -318,6 +366,113 @@ mod tests {
         ];
         for e in errors {
             assert!(e.to_string().starts_with(SignatureError::PUBLIC_MESSAGE));
+        }
+    }
+
+    /// The eight encodings `verify` refuses as `R` are exactly the points of small order:
+    /// the multiples of a point of order 8 (the curve's small-order points form a cyclic
+    /// group of order 8).
+    #[test]
+    fn small_order_encodings_are_the_eight_torsion_points() {
+        use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+        use curve25519_dalek::traits::Identity;
+        let generator = CompressedEdwardsY(SMALL_ORDER_Y[3])
+            .decompress()
+            .expect("a point");
+        let mut multiples = Vec::new();
+        let mut point = EdwardsPoint::identity();
+        for _ in 0..8 {
+            assert!(point.is_small_order());
+            multiples.push(point.compress().to_bytes());
+            point += generator;
+        }
+        assert_eq!(point, EdwardsPoint::identity(), "order 8");
+        multiples.sort_unstable();
+        multiples.dedup();
+        assert_eq!(multiples.len(), 8, "eight distinct points");
+        for encoding in &multiples {
+            assert!(
+                is_small_order_encoding(encoding),
+                "{}",
+                hex::encode(encoding)
+            );
+        }
+        let mut masked: Vec<[u8; 32]> = multiples
+            .iter()
+            .map(|e| {
+                let mut y = *e;
+                y[31] &= 0x7f;
+                y
+            })
+            .collect();
+        masked.sort_unstable();
+        masked.dedup();
+        let mut listed = SMALL_ORDER_Y.to_vec();
+        listed.sort_unstable();
+        assert_eq!(masked, listed, "no other encoding is listed");
+    }
+
+    /// A signature whose `R` is the identity, made by the key's owner: `s = k·a` makes
+    /// the plain (cofactorless) equation hold. `verify_strict` refuses it, so must we.
+    fn identity_r_signature(key: &SigningKey, message: &[u8]) -> Signature {
+        use curve25519_dalek::Scalar;
+        use sha2::{Digest, Sha512};
+        let r = SMALL_ORDER_Y[1];
+        let mut h = Sha512::new();
+        h.update(r);
+        h.update(key.verifying_key().as_bytes());
+        h.update(message);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let s = k * key.to_scalar();
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(&r);
+        bytes[32..].copy_from_slice(s.as_bytes());
+        Signature::from_bytes(&bytes)
+    }
+
+    #[test]
+    fn accepts_exactly_what_verify_strict_accepts() {
+        use ed25519_dalek::Verifier;
+        let key = signing_key(11);
+        let v = verifier_for(&key);
+        let ts = NOW.to_string();
+        let message = [ts.as_bytes(), BODY].concat();
+        let forged = identity_r_signature(&key, &message);
+        // The plain check accepts the small-order `R`; the strict one must not.
+        assert!(key.verifying_key().verify(&message, &forged).is_ok());
+        let genuine = key.sign(&message);
+        let mut candidates = vec![genuine, forged, signing_key(12).sign(&message)];
+        // Every single-bit change of a genuine signature.
+        for bit in 0..512 {
+            let mut bytes = genuine.to_bytes();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            candidates.push(Signature::from_bytes(&bytes));
+        }
+        for small in SMALL_ORDER_Y {
+            let mut bytes = genuine.to_bytes();
+            bytes[..32].copy_from_slice(&small);
+            candidates.push(Signature::from_bytes(&bytes));
+        }
+        for signature in candidates {
+            let strict = key.verifying_key().verify_strict(&message, &signature);
+            let ours = v.verify(
+                Some(&hex::encode(signature.to_bytes())),
+                Some(&ts),
+                BODY,
+                NOW,
+            );
+            assert_eq!(strict.is_ok(), ours.is_ok(), "{signature:?}");
+        }
+    }
+
+    #[test]
+    fn weak_public_keys_are_refused_at_construction() {
+        // The identity and the point of order 2: both decode, both are of small order.
+        for encoding in [SMALL_ORDER_Y[1], SMALL_ORDER_Y[2]] {
+            assert_eq!(
+                SignatureVerifier::from_hex(&hex::encode(encoding)).err(),
+                Some(KeyError::InvalidKey)
+            );
         }
     }
 
