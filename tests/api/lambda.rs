@@ -170,6 +170,25 @@ impl World {
             .collect()
     }
 
+    /// Starts the function with `var` set to `value` and returns the message of the init
+    /// error it reports, which must name `var`.
+    async fn init_error_with(&self, var: &str, value: &str) -> String {
+        let mut vars = self.vars.clone();
+        vars.insert(var.into(), value.into());
+        let lambda = Lambda::start(&vars).await;
+        let (_, error) = lambda
+            .runtime
+            .init_error(Duration::from_secs(30))
+            .await
+            .expect("init error reported");
+        let message = error["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.contains(var), "{message}");
+        message
+    }
+
     /// Waits (up to 20 s) for exactly one message and returns it.
     async fn one_message(&self) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -748,56 +767,24 @@ async fn lambda_reports_an_invalid_configuration_as_an_init_error() {
     assert_eq!(lambda.exit_code().await, Some(2));
 
     // An `ssm:` parameter that does not exist: the variable and the parameter named.
-    let mut vars = world.vars.clone();
     let parameter = format!(
         "/valine/test-{}/github-token",
         uuid::Uuid::new_v4().simple()
     );
-    vars.insert("GITHUB_TOKEN".into(), format!("ssm:{parameter}"));
-    let lambda = Lambda::start(&vars).await;
-    let (_, error) = lambda
-        .runtime
-        .init_error(Duration::from_secs(20))
-        .await
-        .expect("init error reported");
-    let message = error["errorMessage"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("GITHUB_TOKEN") && message.contains(&parameter),
-        "{message}"
-    );
+    let message = world
+        .init_error_with("GITHUB_TOKEN", &format!("ssm:{parameter}"))
+        .await;
+    assert!(message.contains(&parameter), "{message}");
 
     // A queue that does not exist.
-    let mut vars = world.vars.clone();
     let missing_queue = world.queue_url.replace("valine-jobs-", "valine-missing-");
-    vars.insert("VALINE_QUEUE_URL".into(), missing_queue.clone());
-    let lambda = Lambda::start(&vars).await;
-    let (_, error) = lambda
-        .runtime
-        .init_error(Duration::from_secs(30))
-        .await
-        .expect("init error reported");
-    let message = error["errorMessage"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("VALINE_QUEUE_URL") && message.contains(&missing_queue),
-        "{message}"
-    );
+    let message = world
+        .init_error_with("VALINE_QUEUE_URL", &missing_queue)
+        .await;
+    assert!(message.contains(&missing_queue), "{message}");
 
     // A value that does not parse.
-    let mut vars = world.vars.clone();
-    vars.insert("DISCORD_PUBLIC_KEY".into(), "not-hex".into());
-    let lambda = Lambda::start(&vars).await;
-    let (_, error) = lambda
-        .runtime
-        .init_error(Duration::from_secs(20))
-        .await
-        .expect("init error reported");
-    assert!(
-        error["errorMessage"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("DISCORD_PUBLIC_KEY"),
-        "{error}"
-    );
+    world.init_error_with("DISCORD_PUBLIC_KEY", "not-hex").await;
 }
 
 /// `serve` with `VALINE_QUEUE_URL` hands its jobs to SQS and consumes them from there.
