@@ -274,6 +274,12 @@ impl SqsQueue {
         Ok(())
     }
 
+    /// Sends `job`, delayed until its `run_after_ms` as seen at `now_ms`.
+    async fn send_due(&self, job: &NewJob, now_ms: i64) -> Result<(), QueueError> {
+        let delay = Duration::from_millis(u64::try_from(job.run_after_ms - now_ms).unwrap_or(0));
+        self.send(&Envelope::from(job), delay).await
+    }
+
     /// Receives up to `max` messages (at most 10), waiting up to `wait` for the first,
     /// hidden from other consumers for `visibility`.
     pub async fn receive(
@@ -612,15 +618,12 @@ impl JobQueue for SqsQueue {
         crate::metrics::jobs_submitted(1);
         // Sent even when the id existed: a second message for one job is harmless (the
         // copy finds the job settled or leased), a missing one would lose it.
-        let delay = Duration::from_millis(u64::try_from(job.run_after_ms - now_ms).unwrap_or(0));
-        self.send(&Envelope::from(job), delay).await
+        self.send_due(job, now_ms).await
     }
 
     async fn submitted_elsewhere(&self, jobs: &[NewJob], now_ms: i64) -> Result<(), QueueError> {
         for job in jobs {
-            let delay =
-                Duration::from_millis(u64::try_from(job.run_after_ms - now_ms).unwrap_or(0));
-            self.send(&Envelope::from(job), delay).await?;
+            self.send_due(job, now_ms).await?;
         }
         Ok(())
     }

@@ -356,6 +356,23 @@ fn signed_interaction(body: &Value, base64: bool) -> Value {
     )
 }
 
+/// A GitHub `ping` delivery of `raw`, signed with `secret`, as an HTTP API event.
+fn ping_webhook(raw: &str, secret: &str) -> Value {
+    http_event(
+        "/github/webhook",
+        &[
+            ("X-GitHub-Event", "ping".into()),
+            ("X-GitHub-Delivery", uuid::Uuid::new_v4().to_string()),
+            (
+                "X-Hub-Signature-256",
+                github_signature(secret, raw.as_bytes()),
+            ),
+        ],
+        raw,
+        false,
+    )
+}
+
 /// The HTTP response inside a function result: status and JSON body.
 fn http_answer(answer: &Value) -> (u64, Value) {
     let status = answer["statusCode"].as_u64().expect("statusCode");
@@ -504,37 +521,13 @@ async fn lambda_answers_http_api_events_and_runs_jobs_from_sqs() {
     let raw = delivery.to_string();
     let hook = lambda
         .runtime
-        .invoke(http_event(
-            "/github/webhook",
-            &[
-                ("X-GitHub-Event", "ping".into()),
-                ("X-GitHub-Delivery", uuid::Uuid::new_v4().to_string()),
-                (
-                    "X-Hub-Signature-256",
-                    github_signature(WEBHOOK_SECRET, raw.as_bytes()),
-                ),
-            ],
-            &raw,
-            false,
-        ))
+        .invoke(ping_webhook(&raw, WEBHOOK_SECRET))
         .await
         .response();
     assert_eq!(http_answer(&hook), (200, json!({"status": "ok"})), "{hook}");
     let forged_hook = lambda
         .runtime
-        .invoke(http_event(
-            "/github/webhook",
-            &[
-                ("X-GitHub-Event", "ping".into()),
-                ("X-GitHub-Delivery", uuid::Uuid::new_v4().to_string()),
-                (
-                    "X-Hub-Signature-256",
-                    github_signature("wrong", raw.as_bytes()),
-                ),
-            ],
-            &raw,
-            false,
-        ))
+        .invoke(ping_webhook(&raw, "wrong"))
         .await
         .response();
     assert_eq!(http_answer(&forged_hook).0, 401);
