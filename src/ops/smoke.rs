@@ -14,6 +14,7 @@
 //! operator's own deployment, named on the command line, so it may also be a local
 //! `http://127.0.0.1:8080` (unlike the probe targets Discord users set).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -22,7 +23,7 @@ use hmac::{KeyInit, Mac};
 use serde_json::Value;
 use url::Url;
 
-use super::Check;
+use super::{Check, Status};
 use crate::verify::cert;
 use crate::verify::probe::{ProbeError, ProbeRequest, ProbeResponse, Prober};
 use crate::verify::target::TargetPolicy;
@@ -54,18 +55,24 @@ fn join(base: &Url, path: &str) -> Url {
     url
 }
 
-/// Runs every check against the deployment at `base`, each attempt bounded by
-/// `timeout`.
-pub async fn run(base: &Url, timeout: Duration) -> Vec<Check> {
-    let prober = match Prober::builder(TargetPolicy {
+/// The prober smoke checks go through: the operator names the deployment, so local
+/// and private addresses are allowed.
+fn prober(timeout: Duration) -> Result<Prober, Check> {
+    Prober::builder(TargetPolicy {
         safe_local: true,
         allowed_domains: Vec::new(),
     })
     .attempt_timeout(timeout)
     .build()
-    {
+    .map_err(|e| Check::fail("smoke", e.to_string(), "report this as a bug"))
+}
+
+/// Runs every check against the deployment at `base`, each attempt bounded by
+/// `timeout`.
+pub async fn run(base: &Url, timeout: Duration) -> Vec<Check> {
+    let prober = match prober(timeout) {
         Ok(prober) => prober,
-        Err(e) => return vec![Check::fail("smoke", e.to_string(), "report this as a bug")],
+        Err(check) => return vec![check],
     };
     let (healthz, unsigned, forged, webhook) = tokio::join!(
         healthz(&prober, base),
@@ -75,6 +82,35 @@ pub async fn run(base: &Url, timeout: Duration) -> Vec<Check> {
     );
     let certificate = certificate(base, [&healthz.1, &unsigned.1, &forged.1, &webhook.1]);
     vec![healthz.0, unsigned.0, forged.0, webhook.0, certificate]
+}
+
+/// `valine healthcheck`: this host's own `/healthz` on the address `serve` listens on
+/// (an unspecified address is asked on loopback), for a container's or a supervisor's
+/// health check. Unlike smoke, a missing `/healthz` is a failure: `serve` always has one.
+pub async fn local_health(listen: SocketAddr, timeout: Duration) -> Check {
+    let host = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let base = match Url::parse(&format!("http://{}", SocketAddr::new(host, listen.port()))) {
+        Ok(base) => base,
+        Err(e) => return Check::fail("healthz", e.to_string(), "report this as a bug"),
+    };
+    let prober = match prober(timeout) {
+        Ok(prober) => prober,
+        Err(check) => return check,
+    };
+    match healthz(&prober, &base).await {
+        (check, Some((response, _))) if response.status == 200 => check,
+        (check, None) => check,
+        (check, Some(_)) if check.status == Status::Fail => check,
+        (_, Some((response, _))) => Check::fail(
+            "healthz",
+            format!("{base}healthz answered {}", response.status),
+            "check that VALINE_LISTEN is the address `valine serve` listens on",
+        ),
+    }
 }
 
 type Answer = Option<(ProbeResponse, Vec<u8>)>;
