@@ -960,7 +960,11 @@ pub async fn open(location: &StoreLocation) -> StoreResult<SharedStore> {
         }
         StoreLocation::SqliteMemory => Ok(Arc::new(sqlite::SqliteStore::open_in_memory().await?)),
         #[cfg(feature = "aws")]
-        StoreLocation::DynamoDb(table) => Ok(Arc::new(dynamodb::DynamoDbStore::open(table).await?)),
+        StoreLocation::DynamoDb(table) => {
+            let store = dynamodb::DynamoDbStore::open(table).await?;
+            tracing::info!(table = %table, "store opened");
+            Ok(Arc::new(store))
+        }
         #[cfg(not(feature = "aws"))]
         StoreLocation::DynamoDb(_) => Err(without_aws("open")),
     }
