@@ -2,7 +2,7 @@
 //! only maps the result to an exit code.
 
 mod invoke;
-mod out;
+pub(crate) mod out;
 mod show_config;
 
 use std::sync::Arc;

@@ -556,9 +556,10 @@ fn text_line(entries: &[(Cow<'static, str>, Value)]) -> Vec<u8> {
             .and_then(|(_, v)| v.as_str())
             .unwrap_or("")
     };
+    // The entries open with the layer's own keys, in the order of `RESERVED`.
     let mut line = format!("{} {:>5} {}", text(0), text(1), one_line(text(2)));
     let mut first = true;
-    for (key, value) in entries.iter().skip(5) {
+    for (key, value) in entries.iter().skip(RESERVED.len()) {
         let mut pairs = Vec::new();
         flatten(key, value, &mut pairs);
         for (key, value) in pairs {
