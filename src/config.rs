@@ -784,11 +784,38 @@ mod tests {
                 );
             }
         }
-        // Uncommented keys must load as they stand.
+        // Every example value is a valid one: the files uncommented load as they stand
+        // (`ssm:` values aside, which need SSM, and the SQS queue in a build without AWS).
+        let usable = |line: &&str| {
+            !line.contains("ssm:")
+                && (cfg!(feature = "aws")
+                    || !line.to_ascii_uppercase().contains("VALINE_QUEUE_URL"))
+        };
+        let uncommented = |text: &str, separator: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("# "))
+                .filter(|l| {
+                    l.split_once(separator)
+                        .is_some_and(|(k, _)| !k.contains(' '))
+                })
+                .filter(usable)
+                .map(str::to_owned)
+                .collect()
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("valine.toml");
-        std::fs::write(&path, &toml).unwrap();
+        let keys = uncommented(&toml, " = ");
+        assert!(keys.len() > 30, "{keys:?}");
+        std::fs::write(&path, keys.join("\n")).unwrap();
         Config::from_vars(vars(&[("VALINE_CONFIG", path.to_str().unwrap())])).unwrap();
+        let pairs: HashMap<String, String> = uncommented(&env, "=")
+            .iter()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(name, _)| *name != "VALINE_CONFIG")
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        assert!(pairs.len() > 30, "{pairs:?}");
+        Config::from_vars(pairs).unwrap();
     }
 
     #[tokio::test]
