@@ -1,6 +1,10 @@
 //! The command-line edge: argument definitions and what each sub-command does. `main.rs`
 //! only maps the result to an exit code.
 
+mod invoke;
+pub(crate) mod out;
+mod show_config;
+
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -9,8 +13,8 @@ use crate::app::App;
 use crate::commands::{self, pipeline};
 use crate::config::Config;
 use crate::discord::interaction::Caller;
-use crate::store::{AuditRecord, Outcome};
-use crate::telemetry::{self, LogTarget};
+use crate::store::AuditRecord;
+use crate::telemetry::{self, LogEdge};
 
 /// Exit codes: 0 on success, 1 on a failed operation, 2 on bad usage or configuration.
 pub mod exit {
@@ -19,10 +23,13 @@ pub mod exit {
     pub const USAGE: u8 = 2;
 }
 
+/// The version and, when the build knew it, the git commit: `0.1.0 (abc1234)`.
+pub const VERSION_LINE: &str = env!("VALINE_VERSION_LINE");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "valine",
-    version,
+    version = VERSION_LINE,
     about = "ChatOps for GitHub Actions deployments, driven from Discord"
 )]
 pub struct Cli {
@@ -34,9 +41,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve Discord interactions and GitHub webhooks, with the background worker.
     Serve {
-        /// Address to listen on.
-        #[arg(long, env = "VALINE_LISTEN")]
-        listen: Option<std::net::SocketAddr>,
+        /// Address to listen on, host:port or localhost:port (overrides VALINE_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Run one slash command through the same pipeline as Discord and print the reply.
     Invoke {
@@ -128,6 +135,20 @@ pub enum Command {
         #[arg(long, default_value = "10s")]
         timeout: String,
     },
+    /// Print the effective configuration: every variable, its value (secrets only as
+    /// `(set)`) and where it came from (default, file, environment, ssm). Exits 2 when
+    /// one is invalid, naming it.
+    Config {
+        /// One JSON object per variable: variable, value, source, secret.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script, e.g. `valine completions bash >
+    /// /etc/bash_completion.d/valine`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// A failure to report on stderr with its exit code.
@@ -155,12 +176,17 @@ impl Exit {
 
 /// The configuration, `ssm:` values resolved; any failure is a bad configuration (exit
 /// code 2) naming the variable (and for SSM, the parameter).
-async fn load_config(log_to: LogTarget) -> Result<Config, Exit> {
+async fn load_config(edge: LogEdge) -> Result<Config, Exit> {
     let config = Config::load()
         .await
         .map_err(|e| Exit::usage(e.to_string()))?;
-    telemetry::init(&config.log, &config.stage, config.secret_values(), log_to);
+    init_logs(&config, edge);
     Ok(config)
+}
+
+/// Starts logging as the configuration says, for `edge`.
+fn init_logs(config: &Config, edge: LogEdge) {
+    telemetry::init(config.log_settings(), config.secret_values(), edge);
 }
 
 async fn open_app(config: Config) -> Result<Arc<App>, Exit> {
@@ -185,19 +211,25 @@ async fn open_app(config: Config) -> Result<Arc<App>, Exit> {
 
 /// `valine init`: prepares the store and prints what it created or found.
 async fn init() -> Result<u8, Exit> {
-    let config = load_config(LogTarget::Stderr).await?;
+    let config = load_config(LogEdge::Cli).await?;
     let lines = crate::store::init(&config.store)
         .await
         .map_err(|e| Exit::failed(format!("cannot prepare the store: {e}")))?;
     for line in lines {
-        println!("{line}");
+        out::line(line)?;
     }
     Ok(exit::OK)
 }
 
 pub async fn run(cli: Cli) -> Result<u8, Exit> {
     match cli.command {
-        Command::Serve { listen } => serve(listen).await,
+        Command::Serve { listen } => {
+            let listen = listen
+                .map(|raw| crate::config::parse_listen(&raw))
+                .transpose()
+                .map_err(|e| Exit::usage(format!("--listen: {e}")))?;
+            serve(listen).await
+        }
         Command::Invoke {
             line,
             user,
@@ -237,7 +269,18 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
             };
             checks_exit(&crate::ops::smoke::run(&url, timeout).await, json)
         }
+        Command::Config { json } => show_config::run(json).await,
+        Command::Completions { shell } => completions(shell),
     }
+}
+
+/// `valine completions SHELL`: the script clap derives from the command definition.
+fn completions(shell: clap_complete::Shell) -> Result<u8, Exit> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "valine", &mut script);
+    out::print(&String::from_utf8_lossy(&script))?;
+    Ok(exit::OK)
 }
 
 /// `valine doctor`: a configuration that does not load is reported as a failed check,
@@ -245,12 +288,7 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
 async fn doctor(json: bool) -> Result<u8, Exit> {
     let loaded = Config::load().await;
     if let Ok(config) = &loaded {
-        telemetry::init(
-            &config.log,
-            &config.stage,
-            config.secret_values(),
-            LogTarget::Stderr,
-        );
+        init_logs(config, LogEdge::Cli);
     }
     let checks = crate::ops::doctor::run(loaded).await;
     checks_exit(&checks, json)
@@ -259,28 +297,12 @@ async fn doctor(json: bool) -> Result<u8, Exit> {
 /// Prints a report of checks; exit code 1 when any failed.
 fn checks_exit(checks: &[crate::ops::Check], json: bool) -> Result<u8, Exit> {
     let (text, passed) = crate::ops::report(checks, json);
-    out(&text)?;
+    out::print(&text)?;
     Ok(if passed { exit::OK } else { exit::FAILED })
 }
 
-/// Writes `text` to stdout. A reader that went away (`valine traces | head -1`) ends
-/// the output quietly: that is not a failure of the command.
-fn out(text: &str) -> Result<(), Exit> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Exit::failed(format!("cannot write the output: {e}")))
-        }
-        _ => Ok(()),
-    }
-}
-
 async fn traces(request: crate::ops::traces::Request, json: bool) -> Result<u8, Exit> {
-    let config = load_config(LogTarget::Stderr).await?;
+    let config = load_config(LogEdge::Cli).await?;
     let app = open_app(config).await?;
     let now_ms = app.clock.now_ms();
     let output = crate::ops::traces::run(app.store.as_ref(), &request, json, now_ms)
@@ -289,18 +311,18 @@ async fn traces(request: crate::ops::traces::Request, json: bool) -> Result<u8, 
             crate::ops::traces::TracesError::Store(e) => Exit::failed(e.to_string()),
             other => Exit::failed(other.to_string()),
         })?;
-    out(&output)?;
+    out::print(&output)?;
     Ok(exit::OK)
 }
 
 async fn cleanup(dry_run: bool) -> Result<u8, Exit> {
-    let config = load_config(LogTarget::Stderr).await?;
+    let config = load_config(LogEdge::Cli).await?;
     let app = open_app(config).await?;
     let now = app.clock.now_ms().div_euclid(1000);
     let output = crate::ops::cleanup::run(app.store.as_ref(), dry_run, now)
         .await
         .map_err(|e| Exit::failed(format!("cleanup failed: {e}")))?;
-    out(&output)?;
+    out::print(&output)?;
     Ok(exit::OK)
 }
 
@@ -328,7 +350,7 @@ pub fn started_by_lambda() -> bool {
 }
 
 async fn serve(listen: Option<std::net::SocketAddr>) -> Result<u8, Exit> {
-    let mut config = load_config(LogTarget::Stdout).await?;
+    let mut config = load_config(LogEdge::Serve).await?;
     if let Some(listen) = listen {
         config.listen = listen;
     }
@@ -349,7 +371,7 @@ async fn serve(listen: Option<std::net::SocketAddr>) -> Result<u8, Exit> {
         Some(metrics_addr) => Some(serve_metrics(metrics_addr).await?),
         None => None,
     };
-    tracing::info!(listen = %addr, version = crate::VERSION, "valine serving");
+    tracing::info!(listen = %addr, version = VERSION_LINE, "valine serving");
     crate::server::run(listener, app, shutdown_signal())
         .await
         .map_err(|e| Exit::failed(format!("server error: {e}")))?;
@@ -399,7 +421,10 @@ async fn shutdown_signal() {
 
 async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Result<u8, Exit> {
     let (command, options) = commands::parse_invoke_line(line).map_err(Exit::usage)?;
-    let config = load_config(LogTarget::Stderr).await?;
+    let mut config = load_config(LogEdge::Cli).await?;
+    // The operator's tool is neither limited nor counted: a limit of 0 skips the count,
+    // so a script of invokes cannot lock a real user (user 0, or `--user`) out either.
+    config.rate_limit_per_minute = 0;
     let app = open_app(config).await?;
     let caller = Caller {
         user_id: user,
@@ -413,20 +438,12 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
             | pipeline::Decision::Update { reply, outcome } => (reply, outcome),
             pipeline::Decision::Defer { job, .. } => pipeline::run_deferred(&app, &job).await,
         };
-    if json {
-        println!("{}", reply.to_message_json());
-    } else {
-        print!("{}", reply.render_text());
-    }
-    Ok(match outcome {
-        Outcome::Ok | Outcome::Duplicate | Outcome::Ignored => exit::OK,
-        Outcome::Invalid => exit::USAGE,
-        Outcome::Error | Outcome::Denied | Outcome::RateLimited => exit::FAILED,
-    })
+    out::print(&invoke::render(command.spec(), line, &reply, json))?;
+    Ok(invoke::exit_code(outcome))
 }
 
 async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {
-    let config = load_config(LogTarget::Stderr).await?;
+    let config = load_config(LogEdge::Cli).await?;
     // `--guild` (or the environment) wins; a guild set only in the config file counts too.
     let guild = guild.or_else(|| config.discord_guild_id.clone());
     let desired = commands::registration_set();
@@ -437,10 +454,7 @@ async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {
         if dry_run {
             // Without credentials there is nothing to compare with; the JSON alone is
             // still what an operator wants to see.
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&desired).unwrap_or_default()
-            );
+            out::line(serde_json::to_string_pretty(&desired).unwrap_or_default())?;
             return Ok(exit::OK);
         }
         return Err(Exit::usage(
@@ -461,9 +475,9 @@ async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {
     .await
     .map_err(|e| Exit::failed(format!("registration failed: {e}")))?;
     if let Some(json) = json {
-        println!("{json}");
+        out::line(json)?;
     }
-    print!("{report}");
+    out::print(&report.to_string())?;
     Ok(exit::OK)
 }
 
@@ -535,7 +549,7 @@ fn rfc3339(at_ms: i64) -> String {
 
 async fn audit(user: Option<String>, since: &str, json: bool) -> Result<u8, Exit> {
     let since_secs = parse_since(since).map_err(Exit::usage)?;
-    let config = load_config(LogTarget::Stderr).await?;
+    let config = load_config(LogEdge::Cli).await?;
     let app = open_app(config).await?;
     let now = app.clock.now_ms();
     let since_ms = now.saturating_sub(since_secs.saturating_mul(1000));
@@ -546,13 +560,13 @@ async fn audit(user: Option<String>, since: &str, json: bool) -> Result<u8, Exit
         .map_err(|e| Exit::failed(e.to_string()))?;
     for r in &records {
         if json {
-            println!("{}", audit_json(r));
+            out::line(audit_json(r))?;
         } else {
-            println!("{}", audit_line(r));
+            out::line(audit_line(r))?;
         }
     }
     if records.is_empty() && !json {
-        println!("No audit records.");
+        out::line("No audit records.")?;
     }
     Ok(exit::OK)
 }

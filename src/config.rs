@@ -10,7 +10,12 @@
 //! [`Config::load`] before parsing (the `aws` feature; see [`crate::ssm`]) and kept as a
 //! secret. [`Config::from_vars`] stays synchronous and makes no AWS call: there an
 //! unresolved `ssm:` value is an error naming its variable.
+//!
+//! Every variable, with its default and meaning, is listed once in [`vars::VARS`].
 
+pub mod vars;
+
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
@@ -19,6 +24,7 @@ use url::Url;
 
 use crate::github::RepoSlug;
 use crate::store::StoreLocation;
+use crate::telemetry::LogFormat;
 
 /// A configuration value that cannot be used; start-up stops with exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,7 +120,10 @@ pub struct Config {
     /// The SQS queue jobs travel over (`VALINE_QUEUE_URL`); the store's own queue when
     /// unset. See `docs/design.md#jobs-over-sqs`.
     pub queue_url: Option<String>,
-    pub log: String,
+    /// `VALINE_LOG`, when set; each edge has its own default.
+    pub log: Option<String>,
+    /// `VALINE_LOG_FORMAT`, when set; otherwise chosen by where the lines go.
+    pub log_format: Option<LogFormat>,
     missing: Vec<&'static str>,
     /// Variable → SSM parameter, for each variable whose value was read from SSM.
     ssm_parameters: BTreeMap<String, String>,
@@ -125,10 +134,21 @@ pub struct Config {
 /// Raw key/value pairs, upper-case keys; the environment layered over the file.
 struct Source {
     values: HashMap<String, String>,
+    /// Every variable asked for, so a test can hold the list of known variables to
+    /// what the parser really reads.
+    read: RefCell<BTreeSet<String>>,
 }
 
 impl Source {
+    fn new(values: HashMap<String, String>) -> Self {
+        Source {
+            values,
+            read: RefCell::default(),
+        }
+    }
+
     fn get(&self, var: &str) -> Result<Option<&str>, ConfigError> {
+        self.read.borrow_mut().insert(var.to_owned());
         match self.values.get(var).map(|v| v.trim()) {
             None | Some("") => Ok(None),
             Some(v) if v.starts_with("ssm:") => Err(invalid(var, UNRESOLVED_SSM)),
@@ -240,6 +260,33 @@ fn parse_queue_url(v: &str) -> Result<String, String> {
     Ok(v.trim().to_owned())
 }
 
+/// A listening address: `host:port` with an IP address, or `localhost:port`, which
+/// means the IPv4 loopback (no name lookup, so it cannot resolve to something else).
+pub fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
+    let raw = raw.trim();
+    let usage = || {
+        format!(
+            "expected host:port such as 127.0.0.1:8080, 0.0.0.0:8080 or localhost:8080, got {raw:?}"
+        )
+    };
+    if let Some(port) = raw.strip_prefix("localhost:") {
+        let port: u16 = port.parse().map_err(|_| usage())?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    raw.parse::<SocketAddr>().map_err(|_| usage())
+}
+
+/// Variable → SSM parameter, for every `ssm:` value among `values`.
+fn ssm_references(values: &HashMap<String, String>) -> BTreeMap<String, String> {
+    values
+        .iter()
+        .filter_map(|(var, value)| {
+            let parameter = value.trim().strip_prefix("ssm:")?;
+            Some((var.clone(), parameter.trim().to_owned()))
+        })
+        .collect()
+}
+
 /// Converts a TOML table's scalar (or array of scalars) into the string form the
 /// environment would carry.
 fn toml_to_string(value: &toml::Value) -> Option<String> {
@@ -276,14 +323,12 @@ impl Config {
     /// the file's keys is first read from SSM Parameter Store (one batched read; no AWS
     /// call when there is none) and kept as a secret.
     pub async fn load_vars(env: HashMap<String, String>) -> Result<Self, LoadError> {
-        let values = Self::merge(env)?;
-        let ssm_parameters: BTreeMap<String, String> = values
-            .iter()
-            .filter_map(|(var, value)| {
-                let parameter = value.trim().strip_prefix("ssm:")?;
-                Some((var.clone(), parameter.trim().to_owned()))
-            })
-            .collect();
+        Self::load_values(Self::merge(env)?).await
+    }
+
+    /// [`load_vars`](Self::load_vars) after the file and the environment are merged.
+    async fn load_values(values: HashMap<String, String>) -> Result<Self, LoadError> {
+        let ssm_parameters = ssm_references(&values);
         #[cfg(feature = "aws")]
         let values = crate::ssm::resolve_ssm(values).await?;
         let ssm_secrets = ssm_parameters
@@ -292,7 +337,7 @@ impl Config {
             .filter(|v| !v.trim().is_empty())
             .map(|v| SecretString::from(v.clone()))
             .collect();
-        let mut config = Self::from_source(&Source { values })?;
+        let mut config = Self::from_source(&Source::new(values))?;
         config.ssm_parameters = ssm_parameters;
         config.ssm_secrets = ssm_secrets;
         Ok(config)
@@ -301,13 +346,20 @@ impl Config {
     /// Builds the configuration from environment-like pairs; `VALINE_CONFIG` among
     /// them names an optional TOML file whose lower-case keys the pairs override.
     pub fn from_vars(env: HashMap<String, String>) -> Result<Self, ConfigError> {
-        Self::from_source(&Source {
-            values: Self::merge(env)?,
-        })
+        Self::from_source(&Source::new(Self::merge(env)?))
     }
 
     /// The file's keys (upper-cased) with `env` layered over them.
     fn merge(env: HashMap<String, String>) -> Result<HashMap<String, String>, ConfigError> {
+        let mut values = Self::file_values(&env)?;
+        values.extend(env);
+        Ok(values)
+    }
+
+    /// The keys (upper-cased) of the file `VALINE_CONFIG` names, if any. A key that is
+    /// not a variable is an error naming the closest one: a typo would otherwise leave
+    /// the setting silently at its default.
+    fn file_values(env: &HashMap<String, String>) -> Result<HashMap<String, String>, ConfigError> {
         let mut values = HashMap::new();
         if let Some(path) = env.get("VALINE_CONFIG").filter(|p| !p.trim().is_empty()) {
             let text = std::fs::read_to_string(path)
@@ -319,10 +371,19 @@ impl Config {
                 let value = toml_to_string(value).ok_or_else(|| {
                     invalid("VALINE_CONFIG", format!("key {key} must be a plain value"))
                 })?;
-                values.insert(key.to_ascii_uppercase(), value);
+                let name = key.to_ascii_uppercase();
+                if !vars::file_key(&name) {
+                    let hint = vars::closest_key(key)
+                        .map(|known| format!(" — did you mean {known:?}?"))
+                        .unwrap_or_default();
+                    return Err(invalid(
+                        "VALINE_CONFIG",
+                        format!("unknown key {key:?} in {path}{hint}"),
+                    ));
+                }
+                values.insert(name, value);
             }
         }
-        values.extend(env);
         Ok(values)
     }
 
@@ -380,27 +441,24 @@ impl Config {
                     )
                 })?,
         };
-        let store = src
+        let store = match src
             .string("VALINE_STORE", "sqlite:./valine.db")?
             .parse::<StoreLocation>()
-            .map_err(|e| invalid("VALINE_STORE", e))?;
-        let listen_raw = src.string("VALINE_LISTEN", "127.0.0.1:8080")?;
-        let listen = listen_raw.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "VALINE_LISTEN",
-                format!("expected host:port, got {listen_raw:?}"),
-            )
-        })?;
+            .map_err(|e| invalid("VALINE_STORE", e))?
+        {
+            // Absolute from here on, so every message about the file (start-up, store
+            // errors) names the one file an operator should look at, whatever the
+            // working directory.
+            StoreLocation::SqliteFile(path) => {
+                StoreLocation::SqliteFile(std::path::absolute(&path).unwrap_or(path))
+            }
+            other => other,
+        };
+        let listen = parse_listen(&src.string("VALINE_LISTEN", "127.0.0.1:8080")?)
+            .map_err(|e| invalid("VALINE_LISTEN", e))?;
         let metrics_listen = src
             .get("VALINE_METRICS_LISTEN")?
-            .map(|raw| {
-                raw.parse::<SocketAddr>().map_err(|_| {
-                    invalid(
-                        "VALINE_METRICS_LISTEN",
-                        format!("expected host:port, got {raw:?}"),
-                    )
-                })
-            })
+            .map(|raw| parse_listen(raw).map_err(|e| invalid("VALINE_METRICS_LISTEN", e)))
             .transpose()?;
         let queue_url = src
             .get("VALINE_QUEUE_URL")?
@@ -464,7 +522,11 @@ impl Config {
             listen,
             metrics_listen,
             queue_url,
-            log: src.string("VALINE_LOG", "info")?,
+            log: src.get("VALINE_LOG")?.map(str::to_owned),
+            log_format: src
+                .get("VALINE_LOG_FORMAT")?
+                .map(|v| v.parse().map_err(|e| invalid("VALINE_LOG_FORMAT", e)))
+                .transpose()?,
             missing: Vec::new(),
             ssm_parameters: BTreeMap::new(),
             ssm_secrets: Vec::new(),
@@ -480,6 +542,15 @@ impl Config {
     /// The expected variables that are not set, for one WARN line each at start-up.
     pub fn missing(&self) -> &[&'static str] {
         &self.missing
+    }
+
+    /// What [`crate::telemetry::init`] needs from the configuration.
+    pub fn log_settings(&self) -> crate::telemetry::LogSettings<'_> {
+        crate::telemetry::LogSettings {
+            filter: self.log.as_deref(),
+            format: self.log_format,
+            stage: &self.stage,
+        }
     }
 
     /// The variables read from SSM, each with its parameter name.
@@ -528,10 +599,16 @@ mod tests {
         assert_eq!(config.verify_api_paths, vec!["/health", "/hello"]);
         assert_eq!(config.rate_limit_per_minute, 10);
         assert!(config.auto_verify && !config.dry_run && !config.safe_local);
-        assert_eq!(
-            config.store,
-            StoreLocation::SqliteFile("./valine.db".into())
+        let StoreLocation::SqliteFile(path) = &config.store else {
+            panic!("{:?}", config.store)
+        };
+        assert!(
+            path.is_absolute() && path.ends_with("valine.db"),
+            "{path:?}"
         );
+        assert!(!path.to_string_lossy().contains("/./"), "{path:?}");
+        assert_eq!(config.log, None);
+        assert_eq!(config.log_format, None);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.metrics_listen, None);
         assert_eq!(
@@ -554,6 +631,8 @@ mod tests {
             ("DRY_RUN", "maybe"),
             ("ADMIN_USER_IDS", "12,abc"),
             ("VALINE_LISTEN", "nowhere"),
+            ("VALINE_LISTEN", "localhost:http"),
+            ("VALINE_LOG_FORMAT", "yaml"),
             ("VALINE_METRICS_LISTEN", "9090"),
             ("VERIFY_API_PATHS", "health"),
             ("GITHUB_TOKEN", "ssm:/valine/token"),
@@ -585,5 +664,194 @@ mod tests {
         assert_eq!(config.admin_user_ids.len(), 2);
         assert!(!format!("{config:?}").contains("ghp_filesecret"));
         assert_eq!(config.secret_values(), vec!["ghp_filesecret".to_string()]);
+    }
+
+    #[test]
+    fn listen_takes_an_ip_or_localhost() {
+        let config = Config::from_vars(vars(&[
+            ("VALINE_LISTEN", "localhost:9000"),
+            ("VALINE_METRICS_LISTEN", "0.0.0.0:9090"),
+        ]))
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.metrics_listen.unwrap().to_string(), "0.0.0.0:9090");
+        let err = Config::from_vars(vars(&[("VALINE_LISTEN", "localhost")])).unwrap_err();
+        assert_eq!(err.var, "VALINE_LISTEN");
+        assert!(err.reason.contains("localhost:8080"), "{err}");
+        assert_eq!(parse_listen("[::1]:80").unwrap().to_string(), "[::1]:80");
+    }
+
+    #[test]
+    fn log_format_is_read() {
+        let config = Config::from_vars(vars(&[
+            ("VALINE_LOG_FORMAT", "Text"),
+            ("VALINE_LOG", "debug"),
+        ]))
+        .unwrap();
+        assert_eq!(config.log_format, Some(LogFormat::Text));
+        assert_eq!(config.log.as_deref(), Some("debug"));
+    }
+
+    #[test]
+    fn an_unknown_file_key_names_the_file_and_the_closest_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("valine.toml");
+        std::fs::write(&path, "stage = \"prod\"\ngithub_rep = \"o/r\"\n").unwrap();
+        let err =
+            Config::from_vars(vars(&[("VALINE_CONFIG", path.to_str().unwrap())])).unwrap_err();
+        assert_eq!(err.var, "VALINE_CONFIG");
+        assert_eq!(
+            err.reason,
+            format!(
+                "unknown key \"github_rep\" in {} — did you mean \"github_repo\"?",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "valine_config = \"/other.toml\"\n").unwrap();
+        let err =
+            Config::from_vars(vars(&[("VALINE_CONFIG", path.to_str().unwrap())])).unwrap_err();
+        assert!(
+            err.reason.starts_with("unknown key \"valine_config\""),
+            "{err}"
+        );
+    }
+
+    /// Every variable the parser reads is in the table, and every variable in the
+    /// table is read (the GitHub App ones once their fields exist), so `valine config`
+    /// and the example files cannot drift from the code.
+    #[test]
+    fn the_table_lists_exactly_the_variables_the_parser_reads() {
+        let source = Source::new(HashMap::new());
+        Config::from_source(&source).unwrap();
+        let read = source.read.into_inner();
+        for name in &read {
+            assert!(
+                vars::find(name).is_some(),
+                "{name} is read but not in vars::VARS"
+            );
+        }
+        for var in vars::VARS {
+            let elsewhere = [
+                "VALINE_CONFIG",
+                "GITHUB_APP_ID",
+                "GITHUB_APP_PRIVATE_KEY",
+                "GITHUB_APP_INSTALLATION_ID",
+            ];
+            assert!(
+                read.contains(var.name) || elsewhere.contains(&var.name),
+                "{} is listed but never read",
+                var.name
+            );
+        }
+    }
+
+    /// A default in the table is the parser's default: writing it changes nothing.
+    #[test]
+    fn table_defaults_are_the_parser_defaults() {
+        let unset = format!("{:?}", Config::from_vars(vars(&[])).unwrap());
+        for var in vars::VARS {
+            if let vars::Fallback::Value(default) = var.fallback {
+                let set = Config::from_vars(vars(&[(var.name, default)])).unwrap();
+                assert_eq!(format!("{set:?}"), unset, "{}={default:?}", var.name);
+            }
+        }
+    }
+
+    /// `valine.example.toml` and `.env.example` mention every variable (the file
+    /// cannot set `VALINE_CONFIG`), and the example TOML parses with every key known.
+    #[test]
+    fn the_example_files_list_every_variable() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let toml = std::fs::read_to_string(root.join("valine.example.toml")).unwrap();
+        let env = std::fs::read_to_string(root.join(".env.example")).unwrap();
+        let mentions = |text: &str, name: &str| {
+            text.lines().any(|line| {
+                let line = line.trim_start_matches(['#', ' ']);
+                line.starts_with(&format!("{name} =")) || line.starts_with(&format!("{name}="))
+            })
+        };
+        for var in vars::VARS {
+            assert!(
+                mentions(&env, var.name),
+                "{} missing from .env.example",
+                var.name
+            );
+            if var.name != "VALINE_CONFIG" {
+                let key = var.name.to_ascii_lowercase();
+                assert!(
+                    mentions(&toml, &key),
+                    "{key} missing from valine.example.toml"
+                );
+            }
+        }
+        // Every example value is a valid one: the files uncommented load as they stand
+        // (`ssm:` values aside, which need SSM, and the SQS queue in a build without AWS).
+        let usable = |line: &&str| {
+            !line.contains("ssm:")
+                && (cfg!(feature = "aws")
+                    || !line.to_ascii_uppercase().contains("VALINE_QUEUE_URL"))
+        };
+        let uncommented = |text: &str, separator: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("# "))
+                .filter(|l| {
+                    l.split_once(separator)
+                        .is_some_and(|(k, _)| !k.contains(' '))
+                })
+                .filter(usable)
+                .map(str::to_owned)
+                .collect()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("valine.toml");
+        let keys = uncommented(&toml, " = ");
+        assert!(keys.len() > 30, "{keys:?}");
+        std::fs::write(&path, keys.join("\n")).unwrap();
+        Config::from_vars(vars(&[("VALINE_CONFIG", path.to_str().unwrap())])).unwrap();
+        let pairs: HashMap<String, String> = uncommented(&env, "=")
+            .iter()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(name, _)| *name != "VALINE_CONFIG")
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        assert!(pairs.len() > 30, "{pairs:?}");
+        Config::from_vars(pairs).unwrap();
+    }
+
+    #[tokio::test]
+    async fn inspect_shows_values_sources_and_hides_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("valine.toml");
+        std::fs::write(
+            &path,
+            "stage = \"prod\"\ngithub_token = \"ghp_filesecret\"\ndeploy_branch = \"release\"\n",
+        )
+        .unwrap();
+        let (listed, loaded) = Config::inspect(vars(&[
+            ("VALINE_CONFIG", path.to_str().unwrap()),
+            ("DEPLOY_BRANCH", "trunk"),
+            ("GITHUB_WEBHOOK_SECRET", "whsec"),
+        ]))
+        .await;
+        loaded.unwrap();
+        let get = |name: &str| listed.iter().find(|e| e.var.name == name).unwrap().clone();
+        assert_eq!(get("STAGE").shown.as_deref(), Some("prod"));
+        assert_eq!(get("STAGE").origin, vars::Origin::File);
+        assert_eq!(get("DEPLOY_BRANCH").shown.as_deref(), Some("trunk"));
+        assert_eq!(get("DEPLOY_BRANCH").origin, vars::Origin::Environment);
+        assert_eq!(get("GITHUB_TOKEN").shown.as_deref(), Some(vars::SET));
+        assert_eq!(
+            get("GITHUB_WEBHOOK_SECRET").shown.as_deref(),
+            Some(vars::SET)
+        );
+        assert_eq!(get("RATE_LIMIT_PER_MINUTE").shown.as_deref(), Some("10"));
+        assert_eq!(get("RATE_LIMIT_PER_MINUTE").origin, vars::Origin::Default);
+        assert_eq!(get("GITHUB_REPO").shown, None);
+        assert_eq!(listed.len(), vars::VARS.len());
+        assert!(!format!("{listed:?}").contains("ghp_filesecret"));
+
+        let (listed, loaded) = Config::inspect(vars(&[("RATE_LIMIT_PER_MINUTE", "lots")])).await;
+        assert_eq!(loaded.unwrap_err().var(), "RATE_LIMIT_PER_MINUTE");
+        assert_eq!(listed.len(), vars::VARS.len());
     }
 }

@@ -28,7 +28,7 @@ use crate::app::{App, AppError, Feed};
 use crate::config::Config;
 use crate::jobs::sqs::{Delivery, Handled, SqsQueue};
 use crate::store::StoreLocation;
-use crate::telemetry::{self, LogTarget};
+use crate::telemetry::{self, LogEdge};
 
 /// Variables the Lambda runtime library reads at start; Lambda always sets them.
 const RUNTIME_VARS: [&str; 3] = [
@@ -88,15 +88,19 @@ impl Edge {
         let config = match Config::load().await {
             Ok(config) => config,
             Err(e) => {
-                telemetry::init("info", "unknown", Vec::new(), LogTarget::Stdout);
+                let settings = telemetry::LogSettings {
+                    filter: None,
+                    format: None,
+                    stage: "unknown",
+                };
+                telemetry::init(settings, Vec::new(), LogEdge::Lambda);
                 return Err(e.to_string());
             }
         };
         telemetry::init(
-            &config.log,
-            &config.stage,
+            config.log_settings(),
             config.secret_values(),
-            LogTarget::Stdout,
+            LogEdge::Lambda,
         );
         if let Some(var) = RUNTIME_VARS.iter().find(|v| std::env::var_os(v).is_none()) {
             return Err(format!(

@@ -1,6 +1,7 @@
-//! Structured logging: one flat JSON object per line (see `docs/design.md#logs`).
+//! Structured logging: one flat JSON object per line, or one readable line of text for
+//! people at a terminal (see `docs/design.md#logs`).
 //!
-//! [`JsonLayer`] is a [`tracing_subscriber::Layer`] that turns every event into a single
+//! [`LogLayer`] is a [`tracing_subscriber::Layer`] that turns every event into a single
 //! line such as
 //!
 //! ```text
@@ -15,13 +16,23 @@
 //! line written inside it. The one exception to flatness is the error object: fields
 //! named `error.type` and `error.message` become `"error": {"type": …, "message": …}`.
 //!
+//! [`LogFormat::Text`] writes the same fields, collected and redacted the same way, as
+//!
+//! ```text
+//! 2026-11-28T04:43:18.123Z  INFO command done  trace_id=… command=deploy-client duration_ms=812 outcome=ok
+//! ```
+//!
+//! (timestamp, level, message, then `key=value`; the error object as `error.type=…`).
+//! [`init`] picks it only for a terminal, and never under Lambda, where CloudWatch
+//! queries need the JSON.
+//!
 //! Redaction happens here, at the last point before bytes leave the process, so that a
 //! secret quoted by some library error (an HTTP client printing a URL, say) cannot slip
 //! through a call site that forgot to scrub: every string is passed through
 //! [`crate::secret::scrub`] and webhook URLs through
 //! [`crate::secret::redact_webhook_path`], and token-like field names are never written.
 //!
-//! Under Lambda (`AWS_LAMBDA_FUNCTION_NAME` set, or [`JsonLayer::with_emf`]) every
+//! Under Lambda (`AWS_LAMBDA_FUNCTION_NAME` set, or [`LogLayer::with_emf`]) every
 //! completion line (one with `duration_ms` and `outcome`) is also a CloudWatch Embedded
 //! Metric Format record, so CloudWatch turns the logs into metrics without an agent or
 //! API calls: `_aws` names the namespace `Valine`, the dimensions (`stage` with
@@ -134,107 +145,203 @@ const REDACTED: &str = "[REDACTED]";
 /// read differently by different parsers (CloudWatch keeps the last one).
 const RESERVED: [&str; 5] = ["timestamp", "level", "message", "target", "stage"];
 
-/// Filter used when `VALINE_LOG` is unset or does not parse: the default level.
-const DEFAULT_FILTER: &str = "info";
-
-/// Where [`init`] sends log lines: stdout for `serve` and `lambda`, stderr for the
-/// sub-commands whose stdout is their output.
+/// How log lines are written (`VALINE_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogTarget {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
+pub enum LogFormat {
+    /// One flat JSON object per line: what CloudWatch and log shippers read.
+    Json,
+    /// One readable line per event, for people at a terminal.
+    Text,
 }
 
-/// Installs the global subscriber: an [`EnvFilter`] built from `filter` (`RUST_LOG`
-/// syntax, normally `VALINE_LOG`) in front of a [`JsonLayer`] writing to `to`.
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            _ => Err(format!("expected json or text, got {value:?}")),
+        }
+    }
+}
+
+/// Which edge of the binary is logging: it decides where lines go, the default filter
+/// and whether text is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEdge {
+    /// `valine serve`: stdout, `info`.
+    Serve,
+    /// `valine lambda`: stdout, `info`, always JSON (CloudWatch queries need it).
+    Lambda,
+    /// Every other sub-command: stderr (stdout is their output), `warn`, so that log
+    /// lines do not interleave with what the command prints.
+    Cli,
+}
+
+impl LogEdge {
+    /// The filter used when `VALINE_LOG` is unset or does not parse.
+    pub fn default_filter(self) -> &'static str {
+        match self {
+            LogEdge::Serve | LogEdge::Lambda => "info",
+            LogEdge::Cli => "warn",
+        }
+    }
+
+    fn to_stdout(self) -> bool {
+        matches!(self, LogEdge::Serve | LogEdge::Lambda)
+    }
+}
+
+/// What the configuration says about logging, for [`init`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings<'a> {
+    /// `VALINE_LOG`, when set.
+    pub filter: Option<&'a str>,
+    /// `VALINE_LOG_FORMAT`, when set.
+    pub format: Option<LogFormat>,
+    pub stage: &'a str,
+}
+
+/// The format to write in: the one asked for, else text on a terminal and JSON
+/// elsewhere (a file, a pipe, a log shipper). Under Lambda it is always JSON; the
+/// second value says a requested `text` was overruled, which deserves a warning.
+pub fn choose_format(
+    requested: Option<LogFormat>,
+    terminal: bool,
+    lambda: bool,
+) -> (LogFormat, bool) {
+    match (requested, lambda) {
+        (Some(LogFormat::Text), true) => (LogFormat::Json, true),
+        (_, true) => (LogFormat::Json, false),
+        (Some(format), false) => (format, false),
+        (None, false) if terminal => (LogFormat::Text, false),
+        (None, false) => (LogFormat::Json, false),
+    }
+}
+
+/// Installs the global subscriber: an [`EnvFilter`] built from `VALINE_LOG` (`RUST_LOG`
+/// syntax; the edge's default when unset) in front of a [`LogLayer`] writing where the
+/// edge writes, in the format [`choose_format`] picks. `secrets` are scrubbed from
+/// every line.
 ///
-/// An invalid filter falls back to `info` and a WARN line says so, because refusing to
-/// start over a logging typo would be worse than logging a bit too much. If a global
-/// subscriber is already installed (a second call, or a test harness) this does
-/// nothing: the first subscriber stays in charge.
-pub fn init(filter: &str, stage: &str, secrets: Vec<String>, to: LogTarget) {
-    let (env_filter, rejected) = parse_filter(filter);
-    let writer = match to {
-        LogTarget::Stdout => BoxMakeWriter::new(io::stdout),
-        LogTarget::Stderr => BoxMakeWriter::new(io::stderr),
+/// An invalid filter falls back to the default and a WARN line says so, because
+/// refusing to start over a logging typo would be worse than logging a bit too much. If
+/// a global subscriber is already installed (a second call, or a test harness) this
+/// does nothing: the first subscriber stays in charge.
+pub fn init(settings: LogSettings<'_>, secrets: Vec<String>, edge: LogEdge) {
+    use std::io::IsTerminal;
+    let default = edge.default_filter();
+    let filter = settings.filter.unwrap_or(default);
+    let (env_filter, rejected) = parse_filter(filter, default);
+    let (writer, terminal) = if edge.to_stdout() {
+        (BoxMakeWriter::new(io::stdout), io::stdout().is_terminal())
+    } else {
+        (BoxMakeWriter::new(io::stderr), io::stderr().is_terminal())
     };
     // Lambda sets this in every function's environment; CloudWatch reads EMF from logs.
-    let emf = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let (format, overruled) = choose_format(
+        settings.format,
+        terminal,
+        in_lambda || edge == LogEdge::Lambda,
+    );
     let installed = tracing_subscriber::registry()
         .with(env_filter)
-        .with(layer(stage, secrets, writer).with_emf(emf))
+        .with(
+            layer(settings.stage, secrets, writer)
+                .with_emf(in_lambda)
+                .with_format(format),
+        )
         .try_init()
         .is_ok();
     // Only warn through our own subscriber: when another one is in charge, the filter
     // we rejected is not the one in use, and the warning would be misleading.
-    if installed && let Some(error) = rejected {
+    if !installed {
+        return;
+    }
+    if let Some(error) = rejected {
         tracing::warn!(
             filter,
             error.type = "invalid_log_filter",
             error.message = %error,
-            "invalid log filter (VALINE_LOG); falling back to {DEFAULT_FILTER}"
+            "invalid log filter (VALINE_LOG); falling back to {default}"
+        );
+    }
+    if overruled {
+        tracing::warn!(
+            variable = "VALINE_LOG_FORMAT",
+            "VALINE_LOG_FORMAT=text is ignored under Lambda: CloudWatch queries and metrics read JSON lines"
         );
     }
 }
 
-/// Builds a [`JsonLayer`] writing to `writer`, for callers that assemble their own
+/// Builds a JSON [`LogLayer`] writing to `writer`, for callers that assemble their own
 /// subscriber (tests capturing output, the Lambda entry point).
 ///
 /// `secrets` are the values that must never appear in a line (the configured tokens and
 /// webhook secret); empty and very short ones are ignored by [`scrub`], since replacing
 /// them would mangle ordinary text.
-pub fn layer<W>(stage: &str, secrets: Vec<String>, writer: W) -> JsonLayer<W>
+pub fn layer<W>(stage: &str, secrets: Vec<String>, writer: W) -> LogLayer<W>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    JsonLayer {
+    LogLayer {
         stage: stage.to_owned(),
         redactor: Redactor::new(secrets),
         make_writer: writer,
         emf: false,
+        format: LogFormat::Json,
     }
 }
 
-/// Parses a `RUST_LOG`-style filter; on failure returns the `info` filter together with
-/// the parse error so that the caller can report it once logging works.
-fn parse_filter(filter: &str) -> (EnvFilter, Option<String>) {
+/// Parses a `RUST_LOG`-style filter; on failure returns the `default` filter together
+/// with the parse error so that the caller can report it once logging works.
+fn parse_filter(filter: &str, default: &str) -> (EnvFilter, Option<String>) {
     let filter = filter.trim();
     if filter.is_empty() {
         // An empty EnvFilter enables nothing but errors; an unset-but-empty VALINE_LOG
         // means "default", not "almost silent".
-        return (EnvFilter::new(DEFAULT_FILTER), None);
+        return (EnvFilter::new(default), None);
     }
     match EnvFilter::try_new(filter) {
         Ok(parsed) => (parsed, None),
-        Err(error) => (EnvFilter::new(DEFAULT_FILTER), Some(error.to_string())),
+        Err(error) => (EnvFilter::new(default), Some(error.to_string())),
     }
 }
 
-/// A [`Layer`] writing one flat, redacted JSON object per event; see the module docs.
-pub struct JsonLayer<W> {
+/// A [`Layer`] writing one flat, redacted JSON object (or line of text) per event; see
+/// the module docs.
+pub struct LogLayer<W> {
     stage: String,
     redactor: Redactor,
     make_writer: W,
-    /// Completion lines are also CloudWatch EMF records.
+    /// Completion lines are also CloudWatch EMF records (JSON only).
     emf: bool,
+    format: LogFormat,
 }
 
-impl<W> JsonLayer<W> {
+impl<W> LogLayer<W> {
     /// Makes every completion line also a CloudWatch Embedded Metric Format record.
     pub fn with_emf(mut self, emf: bool) -> Self {
         self.emf = emf;
         self
     }
+
+    /// Writes lines in `format`; EMF records exist only in JSON.
+    pub fn with_format(mut self, format: LogFormat) -> Self {
+        self.format = format;
+        self
+    }
 }
 
-impl<W> fmt::Debug for JsonLayer<W> {
+impl<W> fmt::Debug for LogLayer<W> {
     // Written by hand so that `{:?}` can never print the secrets the layer holds.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JsonLayer")
+        f.debug_struct("LogLayer")
             .field("stage", &self.stage)
             .field("emf", &self.emf)
+            .field("format", &self.format)
             .field(
                 "secrets",
                 &format_args!("{} redacted", self.redactor.secrets.len()),
@@ -243,7 +350,7 @@ impl<W> fmt::Debug for JsonLayer<W> {
     }
 }
 
-impl<S, W> Layer<S> for JsonLayer<W>
+impl<S, W> Layer<S> for LogLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -251,7 +358,7 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        // Two JsonLayers on one registry (stdout plus a capture, say) share the span's
+        // Two LogLayers on one registry (stdout plus a capture, say) share the span's
         // extensions; `insert` panics on a duplicate type, and the raw values are the
         // same for both, so the first layer's copy serves both.
         if extensions.get_mut::<SpanFields>().is_none() {
@@ -303,7 +410,7 @@ where
     }
 }
 
-impl<W> JsonLayer<W> {
+impl<W> LogLayer<W> {
     /// Renders one event as a complete line, newline included, so that it reaches the
     /// writer in one `write_all` and lines from concurrent threads cannot interleave.
     fn format(
@@ -331,7 +438,7 @@ impl<W> JsonLayer<W> {
         entries.push(("stage".into(), Value::String(self.stage.clone())));
 
         let error = self.error_object(&mut fields);
-        let emf = if self.emf {
+        let emf = if self.emf && self.format == LogFormat::Json {
             emf_metadata(&fields, now.timestamp_millis())
         } else {
             None
@@ -355,6 +462,9 @@ impl<W> JsonLayer<W> {
             }
             (None, Some(error)) => entries.push(("error".into(), error)),
             (None, None) => {}
+        }
+        if self.format == LogFormat::Text {
+            return text_line(&entries);
         }
 
         let mut line = Vec::with_capacity(256);
@@ -433,6 +543,81 @@ fn emf_metadata(fields: &FieldSet, timestamp_ms: i64) -> Option<(Value, bool)> {
         }],
     });
     Some((aws, failed))
+}
+
+/// Writes the entries [`LogLayer::format`] built as one line of text: timestamp, level
+/// and message, then every field as `key=value`. `target` and `stage` are left out:
+/// they are the same on every line a person reads in one terminal.
+fn text_line(entries: &[(Cow<'static, str>, Value)]) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let text = |index: usize| {
+        entries
+            .get(index)
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    // The entries open with the layer's own keys, in the order of `RESERVED`.
+    let mut line = format!("{} {:>5} {}", text(0), text(1), one_line(text(2)));
+    let mut first = true;
+    for (key, value) in entries.iter().skip(RESERVED.len()) {
+        let mut pairs = Vec::new();
+        flatten(key, value, &mut pairs);
+        for (key, value) in pairs {
+            line.push_str(if first { "  " } else { " " });
+            first = false;
+            let _ = write!(line, "{key}={value}");
+        }
+    }
+    line.push('\n');
+    line.into_bytes()
+}
+
+/// `key=value` pairs of a field; an object (the error) becomes `key.member=value`.
+fn flatten(key: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(members) => {
+            // The error's class reads best before its message (JSON keeps keys sorted).
+            let (kind, rest): (Vec<_>, Vec<_>) = members.iter().partition(|(m, _)| *m == "type");
+            for (member, value) in kind.into_iter().chain(rest) {
+                flatten(&format!("{key}.{member}"), value, out);
+            }
+        }
+        Value::String(text) => out.push((key.to_owned(), quoted(text))),
+        other => out.push((key.to_owned(), other.to_string())),
+    }
+}
+
+/// A string value as written after `=`: bare when it reads unambiguously, else quoted
+/// with JSON escapes, so that a value with spaces cannot pass for several fields.
+fn quoted(text: &str) -> String {
+    let bare = !text.is_empty()
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\'));
+    if bare {
+        text.to_owned()
+    } else {
+        Value::String(text.to_owned()).to_string()
+    }
+}
+
+/// The message with line breaks and other control characters escaped: one event stays
+/// one line.
+fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Serialises key/value pairs as a JSON object in the given order (serde_json's `Map`
@@ -1009,11 +1194,12 @@ mod tests {
 
     #[test]
     fn invalid_filter_falls_back_to_info() {
-        let (_, rejected) = parse_filter("valine=loud");
+        let (filter, rejected) = parse_filter("valine=loud", "info");
         assert!(rejected.is_some());
-        let (_, accepted) = parse_filter("info,valine::github=debug");
+        assert_eq!(filter.max_level_hint(), Some(Level::INFO.into()));
+        let (_, accepted) = parse_filter("info,valine::github=debug", "info");
         assert!(accepted.is_none());
-        let (filter, empty) = parse_filter("  ");
+        let (filter, empty) = parse_filter("  ", "info");
         assert!(empty.is_none());
         assert_eq!(filter.max_level_hint(), Some(Level::INFO.into()));
     }
@@ -1194,7 +1380,125 @@ mod tests {
     fn init_twice_does_not_panic() {
         // "off" keeps the global subscriber silent for the rest of the test binary; the
         // other tests use scoped dispatchers, which take precedence.
-        init("off", "test", vec![SECRET.to_owned()], LogTarget::Stderr);
-        init("off", "test", vec![], LogTarget::Stdout);
+        let settings = LogSettings {
+            filter: Some("off"),
+            format: None,
+            stage: "test",
+        };
+        init(settings, vec![SECRET.to_owned()], LogEdge::Cli);
+        init(settings, vec![], LogEdge::Serve);
+    }
+
+    #[test]
+    fn cli_sub_commands_default_to_warn_and_servers_to_info() {
+        assert_eq!(LogEdge::Cli.default_filter(), "warn");
+        assert_eq!(LogEdge::Serve.default_filter(), "info");
+        assert_eq!(LogEdge::Lambda.default_filter(), "info");
+        let (filter, _) = parse_filter("", LogEdge::Cli.default_filter());
+        assert_eq!(filter.max_level_hint(), Some(Level::WARN.into()));
+        let (filter, rejected) = parse_filter("valine=loud", LogEdge::Cli.default_filter());
+        assert!(rejected.is_some());
+        assert_eq!(filter.max_level_hint(), Some(Level::WARN.into()));
+    }
+
+    #[test]
+    fn format_is_text_on_a_terminal_json_elsewhere_and_always_json_under_lambda() {
+        use LogFormat::{Json, Text};
+        // (requested, terminal, lambda) → (format, text overruled)
+        let cases = [
+            (None, true, false, Text, false),
+            (None, false, false, Json, false),
+            (Some(Json), true, false, Json, false),
+            (Some(Text), false, false, Text, false),
+            (None, true, true, Json, false),
+            (Some(Json), true, true, Json, false),
+            (Some(Text), true, true, Json, true),
+            (Some(Text), false, true, Json, true),
+        ];
+        for (requested, terminal, lambda, format, overruled) in cases {
+            assert_eq!(
+                choose_format(requested, terminal, lambda),
+                (format, overruled),
+                "{requested:?} terminal={terminal} lambda={lambda}"
+            );
+        }
+        assert_eq!(" TEXT ".parse::<LogFormat>(), Ok(Text));
+        assert_eq!("json".parse::<LogFormat>(), Ok(Json));
+        assert!(
+            "yaml"
+                .parse::<LogFormat>()
+                .unwrap_err()
+                .contains("json or text")
+        );
+    }
+
+    /// Runs `f` under a capturing subscriber writing text; returns the raw output.
+    fn capture_text(f: impl FnOnce()) -> String {
+        let capture = Capture::default();
+        let layer = layer("test", vec![SECRET.to_owned()], capture.clone())
+            .with_format(LogFormat::Text)
+            // EMF belongs to JSON: a text line never carries `_aws`.
+            .with_emf(true);
+        tracing::subscriber::with_default(Registry::default().with(layer), f);
+        capture.raw()
+    }
+
+    #[test]
+    fn text_lines_have_time_level_message_then_fields() {
+        let raw = capture_text(|| {
+            let span = info_span!("command", trace_id = "t-1", command = "/deploy-client");
+            let _g = span.enter();
+            info!(run_id = 3001_u64, ok = true, "dispatch sent");
+            warn!(reason = "two words", empty = "", "line one\nline two");
+            error!(duration_ms = 5_u64, outcome = "error", error.type = "github_api", error.message = "404 Not Found", "failed");
+        });
+        let lines: Vec<&str> = raw.lines().collect();
+        assert_eq!(lines.len(), 3, "{raw}");
+        let (timestamp, rest) = lines[0].split_once(' ').unwrap();
+        chrono::DateTime::parse_from_rfc3339(timestamp).expect("RFC 3339 timestamp");
+        assert!(
+            timestamp.ends_with('Z') && timestamp.len() == 24,
+            "{timestamp}"
+        );
+        assert_eq!(
+            rest,
+            " INFO dispatch sent  trace_id=t-1 command=/deploy-client run_id=3001 ok=true"
+        );
+        assert!(
+            lines[1].ends_with(r#" WARN line one\nline two  trace_id=t-1 command=/deploy-client reason="two words" empty="""#),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].ends_with(
+                r#"ERROR failed  trace_id=t-1 command=/deploy-client duration_ms=5 outcome=error error.type=github_api error.message="404 Not Found""#
+            ),
+            "{}",
+            lines[2]
+        );
+        assert!(!raw.contains("_aws") && !raw.contains("stage"), "{raw}");
+    }
+
+    #[test]
+    fn text_lines_are_redacted_like_json() {
+        let url = "https://discord.com/api/v10/webhooks/1/aW50ZXJhY3Rpb246TOKEN/messages/@original";
+        let raw = capture_text(|| {
+            let span = info_span!("command", header = format!("Bearer {SECRET}").as_str());
+            let _g = span.enter();
+            info!(url, interaction_token = "abc", "calling with {SECRET}");
+            error!(error.message = %format!("bad credentials {SECRET}"), "failed");
+        });
+        assert!(
+            !raw.contains(SECRET) && !raw.contains("aW50ZXJhY3Rpb246TOKEN"),
+            "{raw}"
+        );
+        assert!(raw.contains("calling with [REDACTED]"), "{raw}");
+        assert!(raw.contains(r#"header="Bearer [REDACTED]""#), "{raw}");
+        assert!(raw.contains("interaction_token=[REDACTED]"), "{raw}");
+        assert!(raw.contains("/webhooks/1/[REDACTED]/messages"), "{raw}");
+        assert!(
+            raw.contains(r#"error.message="bad credentials [REDACTED]""#),
+            "{raw}"
+        );
     }
 }

@@ -72,7 +72,14 @@ impl Command for Diagnose {
         if let Some(workflow) = app.config.diagnose_workflow.clone() {
             diagnosis.dispatch = Some(dispatch(app, call, &workflow, &diagnosis, tracer).await);
         }
-        Ok(Reply::embed(diagnosis.to_embed(tracer.short_id())))
+        let reply = Reply::embed(diagnosis.to_embed(tracer.short_id()));
+        // Problems found make the answer a failure, as a failed verification is:
+        // `valine invoke '/diagnose'` exits 1 and a script can act on it.
+        Ok(if diagnosis.counts().0 > 0 {
+            reply.failed()
+        } else {
+            reply
+        })
     }
 }
 

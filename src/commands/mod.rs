@@ -460,7 +460,7 @@ pub fn parse_invoke_line(line: &str) -> Result<(&'static dyn Command, OptionMap)
             .options
             .iter()
             .find(|o| o.name == key)
-            .ok_or_else(|| format!("/{} has no option `{key}`", spec.name))?;
+            .ok_or_else(|| unknown_option(&spec, key))?;
         let value = match option.kind {
             OptionKind::String => OptionValue::String(raw.to_owned()),
             OptionKind::Integer { .. } => OptionValue::Integer(
@@ -488,6 +488,20 @@ pub fn parse_invoke_line(line: &str) -> Result<(&'static dyn Command, OptionMap)
         options.insert(key.to_owned(), value);
     }
     Ok((command, options))
+}
+
+/// The error for an option the command does not have, listing the ones it has.
+fn unknown_option(spec: &CommandSpec, key: &str) -> String {
+    let known: Vec<&str> = spec.options.iter().map(|o| o.name).collect();
+    if known.is_empty() {
+        format!("unknown option {key:?}: /{} takes no options", spec.name)
+    } else {
+        format!(
+            "unknown option {key:?} for /{}; options: {}",
+            spec.name,
+            known.join(", ")
+        )
+    }
 }
 
 /// Shell-like splitting on spaces with `"…"` quoting anywhere in a token.
@@ -590,7 +604,14 @@ mod tests {
         assert_eq!(opts["ref"], OptionValue::String("feature/a b".into()));
         assert_eq!(opts["wait"], OptionValue::Boolean(true));
         assert!(parse_invoke_line("/status count:two").is_err());
-        assert!(parse_invoke_line("/status colour:red").is_err());
+        assert_eq!(
+            parse_invoke_line("/status cnt:2").err().as_deref(),
+            Some("unknown option \"cnt\" for /status; options: count")
+        );
+        assert_eq!(
+            parse_invoke_line("/debug-last x:1").err().as_deref(),
+            Some("unknown option \"x\": /debug-last takes no options")
+        );
         assert!(parse_invoke_line("/nope").is_err());
         assert!(parse_invoke_line("/status count:\"2").is_err());
         assert!(parse_invoke_line("").is_err());

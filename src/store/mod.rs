@@ -952,10 +952,19 @@ impl std::str::FromStr for StoreLocation {
 /// `valine init`.
 pub async fn open(location: &StoreLocation) -> StoreResult<SharedStore> {
     match location {
-        StoreLocation::SqliteFile(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        StoreLocation::SqliteFile(path) => {
+            let store = sqlite::SqliteStore::open(path).await?;
+            // Which file, once, so an operator never has to guess the working directory.
+            tracing::info!(path = %path.display(), "store opened");
+            Ok(Arc::new(store))
+        }
         StoreLocation::SqliteMemory => Ok(Arc::new(sqlite::SqliteStore::open_in_memory().await?)),
         #[cfg(feature = "aws")]
-        StoreLocation::DynamoDb(table) => Ok(Arc::new(dynamodb::DynamoDbStore::open(table).await?)),
+        StoreLocation::DynamoDb(table) => {
+            let store = dynamodb::DynamoDbStore::open(table).await?;
+            tracing::info!(table = %table, "store opened");
+            Ok(Arc::new(store))
+        }
         #[cfg(not(feature = "aws"))]
         StoreLocation::DynamoDb(_) => Err(without_aws("open")),
     }

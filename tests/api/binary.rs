@@ -312,6 +312,15 @@ async fn serve_starts_with_partial_configuration_and_says_what_is_missing() {
     );
     let (code, lines) = server.stop().await;
     assert_eq!(code, 0);
+    let opened = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["message"] == "store opened")
+        .unwrap_or_else(|| panic!("no store opened line: {lines:?}"));
+    assert_eq!(
+        opened["path"],
+        dir.path().join("v.db").display().to_string()
+    );
     for var in [
         "DISCORD_PUBLIC_KEY",
         "GITHUB_TOKEN",
@@ -646,6 +655,24 @@ async fn serve_reads_ssm_values_and_a_missing_parameter_exits_2_naming_both() {
         .send()
         .await
         .unwrap();
+    // `valine config` says where the value came from, never what it is.
+    let shown = valine(&ssm_vars(dir.path(), &format!("ssm:{parameter}")))
+        .args(["config", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(shown.status.code(), Some(0), "{shown:?}");
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(!shown.contains(&secret), "{shown}");
+    let token: Value = shown
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["variable"] == "DISCORD_BOT_TOKEN")
+        .unwrap();
+    assert_eq!(
+        token,
+        json!({"variable": "DISCORD_BOT_TOKEN", "value": "(set)", "source": "ssm",
+               "secret": true, "parameter": parameter})
+    );
     let server = Server::start(&ssm_vars(dir.path(), &format!("ssm:{parameter}"))).await;
     let (code, lines) = server.stop().await;
     assert_eq!(code, 0);

@@ -6,6 +6,7 @@ mod helpers;
 
 mod binary;
 mod block;
+mod cli_edges;
 mod deploy;
 mod diagnose_dispatch;
 mod edges;

@@ -670,6 +670,8 @@ async fn invoke_applies_inline_and_valine_audit_prints_the_log() {
     vars.insert("ADMIN_USER_IDS".into(), ADMIN.into());
     vars.insert("GITHUB_SYNC_SETTINGS".into(), "true".into());
     vars.insert("DRY_RUN".into(), "true".into());
+    // Sub-commands log warnings only unless told otherwise; the dry-run line is INFO.
+    vars.insert("VALINE_LOG".into(), "info".into());
 
     let (code, stdout, stderr) = valine_bin(
         &vars,
