@@ -135,6 +135,17 @@ pub enum Command {
         #[arg(long, default_value = "10s")]
         timeout: String,
     },
+    /// Ask the local `valine serve` for its health (`GET /healthz` on VALINE_LISTEN; an
+    /// unspecified address such as 0.0.0.0 is asked on loopback). Exits 0 when healthy,
+    /// 1 otherwise: for container and supervisor health checks.
+    Healthcheck {
+        /// The address `serve` listens on (default: VALINE_LISTEN, else 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s")]
+        timeout: String,
+    },
     /// Print the effective configuration: every variable, its value (secrets only as
     /// `(set)`) and where it came from (default, file, environment, ssm). Exits 2 when
     /// one is invalid, naming it.
@@ -257,21 +268,39 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
         Command::Cleanup { dry_run } => cleanup(dry_run).await,
         Command::Smoke { url, json, timeout } => {
             let url = crate::ops::smoke::parse_url(&url).map_err(Exit::usage)?;
-            let timeout = match parse_since(&timeout) {
-                Ok(secs) if (1..=300).contains(&secs) => {
-                    std::time::Duration::from_secs(secs as u64)
-                }
-                _ => {
-                    return Err(Exit::usage(format!(
-                        "--timeout expects 1s to 5m, got {timeout:?}"
-                    )));
-                }
-            };
+            let timeout = parse_timeout(&timeout)?;
             checks_exit(&crate::ops::smoke::run(&url, timeout).await, json)
         }
+        Command::Healthcheck { listen, timeout } => healthcheck(listen, &timeout).await,
         Command::Config { json } => show_config::run(json).await,
         Command::Completions { shell } => completions(shell),
     }
+}
+
+/// `--timeout`: 1 s to 5 min, in the `--since` notation.
+fn parse_timeout(raw: &str) -> Result<std::time::Duration, Exit> {
+    match parse_since(raw) {
+        Ok(secs) if (1..=300).contains(&secs) => Ok(std::time::Duration::from_secs(secs as u64)),
+        _ => Err(Exit::usage(format!(
+            "--timeout expects 1s to 5m, got {raw:?}"
+        ))),
+    }
+}
+
+/// `valine healthcheck`: reads only the listen address (no other configuration, no
+/// `ssm:` lookups), so it stays cheap enough to run every few seconds.
+async fn healthcheck(listen: Option<String>, timeout: &str) -> Result<u8, Exit> {
+    let timeout = parse_timeout(timeout)?;
+    let (raw, name) = match listen {
+        Some(raw) => (raw, "--listen"),
+        None => (
+            std::env::var("VALINE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".to_owned()),
+            "VALINE_LISTEN",
+        ),
+    };
+    let addr = crate::config::parse_listen(&raw).map_err(|e| Exit::usage(format!("{name}: {e}")))?;
+    let check = crate::ops::smoke::local_health(addr, timeout).await;
+    checks_exit(&[check], false)
 }
 
 /// `valine completions SHELL`: the script clap derives from the command definition.

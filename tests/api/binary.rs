@@ -310,6 +310,27 @@ async fn serve_starts_with_partial_configuration_and_says_what_is_missing() {
         res.json::<Value>().await.unwrap(),
         json!({"error": "DISCORD_PUBLIC_KEY is not configured"})
     );
+    // `valine healthcheck` (the container HEALTHCHECK) asks the same listener; an
+    // unspecified address is asked on loopback, and nothing listening is a failure.
+    let check = |listen: String| {
+        let vars = vars.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                valine(&vars)
+                    .args(["healthcheck", "--listen", &listen, "--timeout", "2s"])
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let healthy = check(format!("0.0.0.0:{}", server.port)).await;
+    assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
+    assert!(String::from_utf8_lossy(&healthy.stdout).contains("✅"));
+    let closed = check(format!("127.0.0.1:{}", free_port())).await;
+    assert_eq!(closed.status.code(), Some(1), "{closed:?}");
+    assert!(String::from_utf8_lossy(&closed.stdout).contains("❌"));
     let (code, lines) = server.stop().await;
     assert_eq!(code, 0);
     let opened = lines
