@@ -298,7 +298,8 @@ async fn healthcheck(listen: Option<String>, timeout: &str) -> Result<u8, Exit> 
             "VALINE_LISTEN",
         ),
     };
-    let addr = crate::config::parse_listen(&raw).map_err(|e| Exit::usage(format!("{name}: {e}")))?;
+    let addr =
+        crate::config::parse_listen(&raw).map_err(|e| Exit::usage(format!("{name}: {e}")))?;
     let check = crate::ops::smoke::local_health(addr, timeout).await;
     checks_exit(&[check], false)
 }

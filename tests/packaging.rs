@@ -64,7 +64,11 @@ fn the_image_settings_are_valid_configuration_and_the_store_is_in_the_volume() {
     let steps = instructions(&read("Dockerfile"));
     let env = final_env(&steps);
     let config = Config::from_vars(env.clone()).expect("the image's ENV is valid configuration");
-    assert_eq!(config.listen.ip().to_string(), "0.0.0.0", "reachable from outside");
+    assert_eq!(
+        config.listen.ip().to_string(),
+        "0.0.0.0",
+        "reachable from outside"
+    );
     let exposed: Vec<&str> = steps
         .iter()
         .filter(|(k, _)| k == "EXPOSE")
@@ -74,10 +78,16 @@ fn the_image_settings_are_valid_configuration_and_the_store_is_in_the_volume() {
     let StoreLocation::SqliteFile(path) = &config.store else {
         panic!("the image uses a SQLite file, got {:?}", config.store);
     };
-    assert!(path.starts_with("/data/"), "store {path:?} outside the volume");
+    assert!(
+        path.starts_with("/data/"),
+        "store {path:?} outside the volume"
+    );
     let volume = steps.iter().find(|(k, _)| k == "VOLUME").expect("a VOLUME");
     assert_eq!(volume.1, r#"["/data"]"#);
-    assert_eq!(env.get("VALINE_LOG_FORMAT").map(String::as_str), Some("json"));
+    assert_eq!(
+        env.get("VALINE_LOG_FORMAT").map(String::as_str),
+        Some("json")
+    );
 }
 
 #[test]
@@ -93,7 +103,12 @@ fn the_image_runs_unprivileged_with_a_health_check_the_binary_has() {
         .iter()
         .find(|(k, _)| k == "HEALTHCHECK")
         .expect("a HEALTHCHECK");
-    let cmd = health.1.split_once("CMD").expect("HEALTHCHECK CMD").1.trim();
+    let cmd = health
+        .1
+        .split_once("CMD")
+        .expect("HEALTHCHECK CMD")
+        .1
+        .trim();
     let argv: Vec<String> = serde_json::from_str(cmd).expect("exec form");
     assert_eq!(argv[0], "valine");
     let help = Command::new(env!("CARGO_BIN_EXE_valine"))
@@ -101,7 +116,11 @@ fn the_image_runs_unprivileged_with_a_health_check_the_binary_has() {
         .arg("--help")
         .output()
         .unwrap();
-    assert!(help.status.success(), "`valine {}` exists", argv[1..].join(" "));
+    assert!(
+        help.status.success(),
+        "`valine {}` exists",
+        argv[1..].join(" ")
+    );
     let entry = steps.iter().find(|(k, _)| k == "ENTRYPOINT").unwrap();
     assert_eq!(entry.1, r#"["valine"]"#);
     let cmd = steps.iter().rfind(|(k, _)| k == "CMD").unwrap();
@@ -163,7 +182,11 @@ fn the_systemd_unit_runs_serve_with_its_store_in_the_state_directory() {
     );
     // A configuration error (exit 2) is not fixed by restarting.
     assert_eq!(value("RestartPreventExitStatus"), ["2"]);
-    for hardening in ["NoNewPrivileges=yes", "ProtectSystem=strict", "DynamicUser=yes"] {
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "DynamicUser=yes",
+    ] {
         assert!(unit.contains(hardening), "{hardening}");
     }
 }

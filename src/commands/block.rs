@@ -25,7 +25,8 @@ const MAX_REASON_CHARS: usize = 300;
 const MAX_DURATION_SECS: i64 = 365 * 24 * 3600;
 
 /// Whether `caller` is refused everything: named in `BLOCKED_USER_IDS`, or (unless an
-/// admin) blocked by `/block`. The store is asked every time, so a block made by any
+/// admin) blocked by `/block`; for autocomplete (commands and buttons check it with the
+/// rate limit in one store read, in the pipeline's gate). The store is asked every time, so a block made by any
 /// process counts at once; an error means Valine cannot tell, and callers refuse.
 pub async fn is_blocked(app: &App, caller: &Caller) -> Result<bool, StoreError> {
     if auth::is_blocked(&app.config, caller) {

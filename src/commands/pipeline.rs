@@ -16,7 +16,7 @@ use crate::discord::interaction::{Caller, OptionMap};
 use crate::discord::response::Reply;
 use crate::jobs::{ButtonPress, DeferredCommand, ReplyTarget};
 use crate::ratelimit::{self, Decision as RateDecision};
-use crate::store::Outcome;
+use crate::store::{Admission, Outcome};
 use crate::trace::Tracer;
 
 #[derive(Debug)]
@@ -61,57 +61,58 @@ fn over_budget(op: &'static str) -> crate::store::StoreError {
 
 /// Checks that apply to commands and buttons alike, in the documented order: blocked
 /// users (`BLOCKED_USER_IDS` and `/block`; before anything else, not counted), the guild,
-/// the rate limit. Both store reads fail closed.
-/// `Some` is the refusal to send.
+/// the rate limit. The store part is one read (`AdmissionStore::admit`) that fails
+/// closed. `Some` is the refusal to send.
 async fn gate(app: &App, caller: &Caller) -> Option<(Reply, Outcome)> {
-    // One budget for both store round trips: a slow store is refused well inside 3 s.
-    let deadline = tokio::time::Instant::now() + STORE_BUDGET;
-    let blocked = tokio::time::timeout_at(deadline, super::block::is_blocked(app, caller))
+    let blocked = || {
+        Some((
+            Reply::ephemeral("⛔ You are blocked from using this bot."),
+            Outcome::Denied,
+        ))
+    };
+    if auth::is_blocked(&app.config, caller) {
+        return blocked();
+    }
+    // Admins cannot be blocked with /block; a request from another guild is refused
+    // without being counted.
+    let check_block = !auth::is_admin(&app.config, caller);
+    let guild_ok = match (&app.config.discord_guild_id, &caller.guild_id) {
+        (Some(required), Some(actual)) => required == actual,
+        _ => true,
+    };
+    let limit = app.config.rate_limit_per_minute;
+    let now = app.clock.now_secs();
+    let hit = ratelimit::hit(limit, now).filter(|_| guild_ok);
+    let admission = if check_block || hit.is_some() {
+        tokio::time::timeout(
+            STORE_BUDGET,
+            app.store.admit(&caller.user_id, now, check_block, hit),
+        )
         .await
-        .unwrap_or_else(|_| Err(over_budget("get_block")));
-    match blocked {
-        Ok(false) => {}
-        Ok(true) => {
-            return Some((
-                Reply::ephemeral("⛔ You are blocked from using this bot."),
-                Outcome::Denied,
-            ));
-        }
+        .unwrap_or_else(|_| Err(over_budget("admit")))
+    } else {
+        Ok(Admission::Open { count: None })
+    };
+    let count = match admission {
+        Ok(Admission::Blocked) => return blocked(),
+        Ok(Admission::Open { count }) => count,
         Err(e) => {
-            tracing::error!(error.type = "store_unavailable", error.message = %e, "blocks cannot be read; refusing");
+            tracing::error!(error.type = "store_unavailable", error.message = %e, "blocks and the rate limit cannot be read; refusing");
             return Some((Reply::ephemeral(FAIL_CLOSED), Outcome::Error));
         }
-    }
-    if let (Some(required), Some(actual)) = (&app.config.discord_guild_id, &caller.guild_id)
-        && required != actual
-    {
+    };
+    if !guild_ok {
         return Some((
             Reply::ephemeral("⛔ This bot is not available in this server."),
             Outcome::Denied,
         ));
     }
-    let limit = app.config.rate_limit_per_minute;
-    let counted = tokio::time::timeout_at(
-        deadline,
-        ratelimit::check(
-            app.store.as_ref(),
-            &caller.user_id,
-            limit,
-            app.clock.now_secs(),
-        ),
-    )
-    .await
-    .unwrap_or_else(|_| Err(over_budget("hit_rate_window")));
-    match counted {
-        Ok(RateDecision::Allowed) => None,
-        Ok(RateDecision::Limited { retry_in_secs }) => Some((
+    match count.map(|count| ratelimit::decide(count, limit, now)) {
+        Some(RateDecision::Limited { retry_in_secs }) => Some((
             Reply::ephemeral(format!("⏳ Rate limited: try again in {retry_in_secs} s")),
             Outcome::RateLimited,
         )),
-        Err(e) => {
-            tracing::error!(error.type = "store_unavailable", error.message = %e, "rate limit cannot be counted; refusing");
-            Some((Reply::ephemeral(FAIL_CLOSED), Outcome::Error))
-        }
+        Some(RateDecision::Allowed) | None => None,
     }
 }
 

@@ -40,10 +40,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{
-    AuditRecord, BlockRecord, Census, CorrelationKind, CorrelationRecord, DeliveryEffects,
-    FailedStepRecord, JobRecord, JobState, NewJob, Outcome, PendingConfirmation, RecordKind,
-    RunAttachment, RunRecord, SettingRecord, SharedStore, StepStatus, TraceQuery, TraceRecord,
-    TraceStep, VerificationRecord,
+    Admission, AuditRecord, BlockRecord, Census, CorrelationKind, CorrelationRecord,
+    DeliveryEffects, FailedStepRecord, JobRecord, JobState, NewJob, Outcome, PendingConfirmation,
+    RateHit, RecordKind, RunAttachment, RunRecord, SettingRecord, SharedStore, StepStatus,
+    TraceQuery, TraceRecord, TraceStep, VerificationRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from
@@ -106,6 +106,7 @@ macro_rules! store_conformance_suite {
             verification_first_live_one_wins,
             recent_runs_newest_first_without_expired,
             block_put_get_and_replace,
+            admission_is_block_then_count,
             block_expires_at_its_instant,
             block_remove_only_a_live_one_with_its_audit,
         );
@@ -2019,6 +2020,50 @@ pub async fn block_put_get_and_replace(store: SharedStore) {
         .expect("block again");
     assert_eq!(store.get_block("u1", NOW).await.expect("get"), Some(second));
     assert_eq!(audit_ids(&store).await, ["b2", "b1"]);
+}
+
+pub async fn admission_is_block_then_count(store: SharedStore) {
+    let hit = Some(RateHit {
+        window_start: NOW,
+        expires_at: NOW + 120,
+    });
+    assert_eq!(
+        store.admit("u1", NOW, true, hit).await.expect("admit"),
+        Admission::Open { count: Some(1) }
+    );
+    assert_eq!(
+        store.admit("u1", NOW, true, None).await.expect("admit"),
+        Admission::Open { count: None },
+        "no hit asked, none counted"
+    );
+    store
+        .put_block(
+            &block("u1", None, Some(NOW + 60)),
+            &audit("b1", "admin", NOW_MS, LATER),
+        )
+        .await
+        .expect("block");
+    assert_eq!(
+        store.admit("u1", NOW, true, hit).await.expect("admit"),
+        Admission::Blocked
+    );
+    // Not checked (an admin): counted despite the block.
+    assert_eq!(
+        store.admit("u1", NOW, false, hit).await.expect("admit"),
+        Admission::Open { count: Some(2) }
+    );
+    // The blocked request was not counted; once the block lapses, requests count again.
+    assert_eq!(
+        store.admit("u1", NOW + 60, true, hit).await.expect("admit"),
+        Admission::Open { count: Some(3) }
+    );
+    assert_eq!(
+        store
+            .hit_rate_window("u1", NOW, NOW + 120)
+            .await
+            .expect("hit"),
+        4
+    );
 }
 
 pub async fn block_expires_at_its_instant(store: SharedStore) {

@@ -66,9 +66,9 @@ use serde::de::DeserializeOwned;
 
 use super::rules;
 use super::{
-    AuditRecord, BlockRecord, BlockStore, BoxError, Census, CorrelationKind, CorrelationRecord,
-    CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore,
-    HousekeepingStore, JobRecord, JobState, JobStore, LockStore, NewJob, Outcome,
+    AdmissionStore, AuditRecord, BlockRecord, BlockStore, BoxError, Census, CorrelationKind,
+    CorrelationRecord, CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord,
+    HealthStore, HousekeepingStore, JobRecord, JobState, JobStore, LockStore, NewJob, Outcome,
     PendingConfirmation, RateLimitStore, RecordCounts, RecordKind, RunRecord, SettingRecord,
     SettingsStore, StoreError, StoreResult, TraceQuery, TraceRecord, TraceStore,
     VerificationRecord, VerificationStore,
@@ -2240,6 +2240,11 @@ impl SettingsStore for DynamoDbStore {
         }
     }
 }
+
+/// Two requests (the block read, then the count): DynamoDB has no single call that
+/// reads one item and conditionally updates another, and a transaction would cost more
+/// than the two small calls.
+impl AdmissionStore for DynamoDbStore {}
 
 #[async_trait]
 impl BlockStore for DynamoDbStore {

@@ -882,6 +882,54 @@ pub trait LockStore: Send + Sync {
     async fn release_lock(&self, name: &str, owner: &str) -> StoreResult<()>;
 }
 
+/// A rate-window hit to count: the window's first second and when its record expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHit {
+    pub window_start: i64,
+    pub expires_at: i64,
+}
+
+/// What the store says about a request before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A live `/block` stands; nothing was counted.
+    Blocked,
+    /// Not blocked; the window's count including this hit, when a hit was asked for.
+    Open { count: Option<u32> },
+}
+
+/// The store reads every command and button press makes before it runs, in one round
+/// trip where the backend allows it: they sit on the path Discord's 3-second deadline
+/// is measured on.
+#[async_trait]
+pub trait AdmissionStore: BlockStore + RateLimitStore {
+    /// The live block of `user_id` (when `check_block`), then, only when there is
+    /// none, one hit on the rate window `hit`: a blocked user's requests are never
+    /// counted. Equal to [`BlockStore::get_block`] followed by
+    /// [`RateLimitStore::hit_rate_window`], which is what this default does; a backend
+    /// that can do both in one round trip overrides it (checked by the conformance
+    /// suite's `admission_is_block_then_count`).
+    async fn admit(
+        &self,
+        user_id: &str,
+        now: i64,
+        check_block: bool,
+        hit: Option<RateHit>,
+    ) -> StoreResult<Admission> {
+        if check_block && self.get_block(user_id, now).await?.is_some() {
+            return Ok(Admission::Blocked);
+        }
+        let count = match hit {
+            Some(hit) => Some(
+                self.hit_rate_window(user_id, hit.window_start, hit.expires_at)
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok(Admission::Open { count })
+    }
+}
+
 /// Everything Valine keeps; one backend implements all of it.
 pub trait Store:
     HealthStore
@@ -895,6 +943,7 @@ pub trait Store:
     + CorrelationStore
     + VerificationStore
     + BlockStore
+    + AdmissionStore
 {
 }
 
@@ -910,6 +959,7 @@ impl<T> Store for T where
         + CorrelationStore
         + VerificationStore
         + BlockStore
+        + AdmissionStore
 {
 }
 

@@ -51,12 +51,12 @@ use serde::de::DeserializeOwned;
 
 use super::rules;
 use super::{
-    AuditRecord, BlockRecord, BlockStore, BoxError, Census, CorrelationKind, CorrelationRecord,
-    CorrelationStore, DeliveryEffects, DeliveryStore, FailedStepRecord, HealthStore,
-    HousekeepingStore, JobRecord, JobState, JobStore, LockRecord, LockStore, NewJob, Outcome,
-    PendingConfirmation, RateLimitStore, RecordCounts, RecordKind, RunAttachment, RunRecord,
-    SettingRecord, SettingsStore, StoreError, StoreResult, TraceQuery, TraceRecord, TraceStore,
-    VerificationRecord, VerificationStore,
+    Admission, AdmissionStore, AuditRecord, BlockRecord, BlockStore, BoxError, Census,
+    CorrelationKind, CorrelationRecord, CorrelationStore, DeliveryEffects, DeliveryStore,
+    FailedStepRecord, HealthStore, HousekeepingStore, JobRecord, JobState, JobStore, LockRecord,
+    LockStore, NewJob, Outcome, PendingConfirmation, RateHit, RateLimitStore, RecordCounts,
+    RecordKind, RunAttachment, RunRecord, SettingRecord, SettingsStore, StoreError, StoreResult,
+    TraceQuery, TraceRecord, TraceStore, VerificationRecord, VerificationStore,
 };
 
 /// Long enough to ride out another process's write transaction (they are all short),
@@ -1521,16 +1521,65 @@ impl RateLimitStore for SqliteStore {
     ) -> StoreResult<u32> {
         let user_id = user_id.to_owned();
         self.call("hit_rate_window", move |conn| {
-            let count: i64 = conn
-                .prepare_cached(
-                    "INSERT INTO rate_windows (user_id, window_start, count, expires_at) \
-                     VALUES (?1, ?2, 1, ?3) \
-                     ON CONFLICT (user_id, window_start) DO UPDATE \
-                     SET count = count + 1, expires_at = max(expires_at, excluded.expires_at) \
-                     RETURNING count",
-                )?
-                .query_row(params![user_id, window_start, expires_at], |row| row.get(0))?;
-            to_u32(count, "rate window count")
+            hit_window(conn, &user_id, window_start, expires_at)
+        })
+        .await
+    }
+}
+
+/// One hit on a rate window, returning the count including it.
+fn hit_window(
+    conn: &Connection,
+    user_id: &str,
+    window_start: i64,
+    expires_at: i64,
+) -> FResult<u32> {
+    let count: i64 = conn
+        .prepare_cached(
+            "INSERT INTO rate_windows (user_id, window_start, count, expires_at) \
+             VALUES (?1, ?2, 1, ?3) \
+             ON CONFLICT (user_id, window_start) DO UPDATE \
+             SET count = count + 1, expires_at = max(expires_at, excluded.expires_at) \
+             RETURNING count",
+        )?
+        .query_row(params![user_id, window_start, expires_at], |row| row.get(0))?;
+    to_u32(count, "rate window count")
+}
+
+/// The live block of `user_id` ([`BlockRecord::is_live`]), if any.
+fn live_block(conn: &Connection, user_id: &str, now: i64) -> FResult<Option<BlockRecord>> {
+    Ok(
+        query_opt(conn, BLOCK_SELECT, [user_id], block_from_row)?
+            .filter(|block| block.is_live(now)),
+    )
+}
+
+/// Both reads in one hand-off to the blocking pool and one hold of the connection:
+/// each hand-off costs a thread wake-up on the request path.
+#[async_trait]
+impl AdmissionStore for SqliteStore {
+    async fn admit(
+        &self,
+        user_id: &str,
+        now: i64,
+        check_block: bool,
+        hit: Option<RateHit>,
+    ) -> StoreResult<Admission> {
+        let user_id = user_id.to_owned();
+        self.call("admit", move |conn| {
+            if check_block && live_block(conn, &user_id, now)?.is_some() {
+                return Ok(Admission::Blocked);
+            }
+            let count = match hit {
+                Some(hit) => Some(hit_window(
+                    conn,
+                    &user_id,
+                    hit.window_start,
+                    hit.expires_at,
+                )?),
+                None => None,
+            };
+            Ok(Admission::Open { count })
         })
         .await
     }
@@ -2203,11 +2252,8 @@ impl BlockStore for SqliteStore {
 
     async fn get_block(&self, user_id: &str, now: i64) -> StoreResult<Option<BlockRecord>> {
         let user_id = user_id.to_owned();
-        self.call("get_block", move |conn| {
-            Ok(query_opt(conn, BLOCK_SELECT, [&user_id], block_from_row)?
-                .filter(|block| block.is_live(now)))
-        })
-        .await
+        self.call("get_block", move |conn| live_block(conn, &user_id, now))
+            .await
     }
 }
 

@@ -197,6 +197,8 @@ impl LockStore for DownStore {
     }
 }
 
+impl valine::store::AdmissionStore for DownStore {}
+
 #[async_trait]
 impl BlockStore for DownStore {
     async fn put_block(&self, _: &BlockRecord, _: &AuditRecord) -> StoreResult<()> {
