@@ -52,6 +52,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Try Valine without credentials: a simulated GitHub repository and deployed site on
+    /// 127.0.0.1, and a walk through /status, /verify-latest, /diagnose, /deploy-client
+    /// and /debug-last. Nothing leaves the machine.
+    Demo {
+        /// Keep running after the walkthrough (until Ctrl-C), for `valine invoke`.
+        #[arg(long)]
+        serve: bool,
+    },
     /// Make Discord's registered commands equal to Valine's (one bulk overwrite).
     RegisterCommands {
         /// Register in this guild instead of globally.
@@ -204,6 +212,7 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
             roles,
             json,
         } => invoke(&line, user, roles, json).await,
+        Command::Demo { serve } => demo(serve).await,
         Command::RegisterCommands { guild, dry_run } => register(guild, dry_run).await,
         Command::Audit { user, since, json } => audit(user, &since, json).await,
         Command::Init => init().await,
@@ -408,11 +417,7 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
         channel_id: None,
     };
     let (reply, outcome) =
-        match pipeline::decide_command(&app, &caller, command.spec().name, options, None).await {
-            pipeline::Decision::Reply { reply, outcome }
-            | pipeline::Decision::Update { reply, outcome } => (reply, outcome),
-            pipeline::Decision::Defer { job, .. } => pipeline::run_deferred(&app, &job).await,
-        };
+        pipeline::answer_inline(&app, &caller, command.spec().name, options, None).await;
     if json {
         println!("{}", reply.to_message_json());
     } else {
@@ -423,6 +428,22 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
         Outcome::Invalid => exit::USAGE,
         Outcome::Error | Outcome::Denied | Outcome::RateLimited => exit::FAILED,
     })
+}
+
+/// `valine demo [--serve]`: exit 0 when every step of the walkthrough went as it should.
+async fn demo(serve: bool) -> Result<u8, Exit> {
+    let failed = |e: crate::demo::DemoError| Exit::failed(e.to_string());
+    let mut demo = crate::demo::Demo::start().await.map_err(failed)?;
+    let ok = demo
+        .walk_through(&mut std::io::stdout())
+        .await
+        .map_err(failed)?;
+    if serve {
+        out(&demo.serve_hint())?;
+        shutdown_signal().await;
+    }
+    demo.stop().await;
+    Ok(if ok { exit::OK } else { exit::FAILED })
 }
 
 async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {
