@@ -88,6 +88,8 @@ async fn original(
         .unwrap_or_else(|e| e.into_inner())
         .get(&token)
         .cloned();
-    axum::Json(last.unwrap_or_else(|| json!({"id": "1", "content": "", "embeds": [], "components": []})))
-        .into_response()
+    axum::Json(
+        last.unwrap_or_else(|| json!({"id": "1", "content": "", "embeds": [], "components": []})),
+    )
+    .into_response()
 }

@@ -200,7 +200,10 @@ impl Sim {
         match sent {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => {
-                tracing::warn!(status = response.status().as_u16(), "simulated webhook refused")
+                tracing::warn!(
+                    status = response.status().as_u16(),
+                    "simulated webhook refused"
+                )
             }
             Err(e) => tracing::warn!(error.message = %e, "simulated webhook not delivered"),
         }

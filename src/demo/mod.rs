@@ -160,14 +160,14 @@ fn config_file(urls: &Urls, store: &std::path::Path, webhook_secret: &str) -> St
     set("vite_api_base", urls.api.as_str().into());
     // The targets are on loopback, which the probe rules refuse unless told otherwise.
     set("safe_local", true.into());
-    set(
-        "valine_store",
-        format!("sqlite:{}", store.display()).into(),
-    );
+    set("valine_store", format!("sqlite:{}", store.display()).into());
     set("admin_user_ids", USER.into());
     set("deployer_user_ids", USER.into());
     // Follow-up edits of the /deploy-client message go to the demo, not to Discord.
-    set("discord_api_base", format!("{}{}", urls.chat, chat::API_PREFIX).into());
+    set(
+        "discord_api_base",
+        format!("{}{}", urls.chat, chat::API_PREFIX).into(),
+    );
     set("rate_limit_per_minute", 60.into());
     set("valine_log", "warn".into());
     format!(
@@ -428,7 +428,9 @@ impl Demo {
         let _ = self.stop.send(true);
         match self.valine.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error.message = %e, "the demo's server stopped with an error"),
+            Ok(Err(e)) => {
+                tracing::warn!(error.message = %e, "the demo's server stopped with an error")
+            }
             Err(e) => tracing::warn!(error.message = %e, "the demo's server ended abnormally"),
         }
     }
@@ -454,7 +456,10 @@ mod tests {
 
     #[test]
     fn shell_words_survive_a_shell() {
-        assert_eq!(shell_word("/tmp/valine-demo-x/valine.toml"), "/tmp/valine-demo-x/valine.toml");
+        assert_eq!(
+            shell_word("/tmp/valine-demo-x/valine.toml"),
+            "/tmp/valine-demo-x/valine.toml"
+        );
         assert_eq!(shell_word("/a b/valine"), "'/a b/valine'");
         assert_eq!(shell_word("it's"), "'it'\\''s'");
         assert_eq!(shell_word(""), "''");
@@ -481,7 +486,10 @@ mod tests {
         assert_eq!(config.github_repo.unwrap().to_string(), REPO);
         assert!(config.safe_local && !config.dry_run);
         assert!(config.admin_user_ids.contains(USER) && config.deployer_user_ids.contains(USER));
-        assert_eq!(config.discord_api_base.as_str(), "http://127.0.0.1:4/api/v10");
+        assert_eq!(
+            config.discord_api_base.as_str(),
+            "http://127.0.0.1:4/api/v10"
+        );
         assert!(config.discord_bot_token.is_none() && config.discord_public_key.is_none());
         assert_eq!(
             config.store,

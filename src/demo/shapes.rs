@@ -15,9 +15,14 @@ pub struct Place {
     pub repo: String,
 }
 
-/// The examples name this repository and these hosts; [`Place::localise`] replaces them.
-const EXAMPLE_REPO: &str = "octo-org/octo-repo";
-const EXAMPLE_HOSTS: [&str; 2] = ["https://api.github.com", "https://github.com"];
+/// The examples name these repositories and these hosts; [`Place::localise`] replaces
+/// them.
+const EXAMPLE_REPOS: [&str; 2] = ["octo-org/octo-repo", "octocat/Hello-World"];
+const EXAMPLE_HOSTS: [&str; 3] = [
+    "https://api.github.com",
+    "http://api.github.com",
+    "https://github.com",
+];
 
 fn example(text: &str) -> Value {
     // The fixtures are part of the source and checked by the tests: not input.
@@ -34,7 +39,10 @@ impl Place {
     fn localise(&self, value: Value) -> Value {
         match value {
             Value::String(s) => {
-                let mut s = s.replace(EXAMPLE_REPO, &self.repo);
+                let mut s = s;
+                for repo in EXAMPLE_REPOS {
+                    s = s.replace(repo, &self.repo);
+                }
                 for host in EXAMPLE_HOSTS {
                     s = s.replace(host, &self.base);
                 }
@@ -69,6 +77,15 @@ impl Place {
     pub fn repository(&self) -> Value {
         let mut repo = self.localise(example(include_str!("../github/fixtures/repository.json")));
         self.name_repository(&mut repo);
+        // The example lacks `language`, which the schema requires (nullable).
+        repo["language"] = "TypeScript".into();
+        // Not a fork, nor made from a template.
+        if let Value::Object(fields) = &mut repo {
+            for key in ["parent", "source", "template_repository"] {
+                fields.remove(key);
+            }
+        }
+        repo["fork"] = false.into();
         repo["permissions"]["push"] = true.into();
         repo
     }
@@ -79,13 +96,8 @@ impl Place {
         value["id"] = workflow.id.into();
         value["name"] = workflow.name.into();
         value["path"] = workflow.path().into();
-        value["html_url"] = format!(
-            "{}/{}/blob/main/{}",
-            self.base,
-            self.repo,
-            workflow.path()
-        )
-        .into();
+        value["html_url"] =
+            format!("{}/{}/blob/main/{}", self.base, self.repo, workflow.path()).into();
         value["url"] = format!(
             "{}/repos/{}/actions/workflows/{}",
             self.base, self.repo, workflow.id
@@ -144,9 +156,8 @@ impl Place {
 
     /// One job of a run, its steps one after the other from `started_at`.
     pub fn job(&self, run_id: u64, job: &Job) -> Value {
-        let mut value = self.localise(
-            example(include_str!("../github/fixtures/jobs.json"))["jobs"][0].clone(),
-        );
+        let mut value =
+            self.localise(example(include_str!("../github/fixtures/jobs.json"))["jobs"][0].clone());
         value["id"] = job.id.into();
         value["run_id"] = run_id.into();
         value["name"] = job.name.into();
@@ -154,7 +165,10 @@ impl Place {
         value["conclusion"] = job.conclusion.into();
         value["html_url"] = format!("{}/job/{}", self.run_page(run_id), job.id).into();
         value["url"] = format!("{}/repos/{}/actions/jobs/{}", self.base, self.repo, job.id).into();
-        value["run_url"] = format!("{}/repos/{}/actions/runs/{run_id}", self.base, self.repo).into();
+        value["run_url"] =
+            format!("{}/repos/{}/actions/runs/{run_id}", self.base, self.repo).into();
+        // The example lacks `created_at`, which the schema requires.
+        value["created_at"] = time(job.started_at);
         value["started_at"] = time(job.started_at);
         let mut at = job.started_at;
         value["steps"] = job

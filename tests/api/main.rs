@@ -6,6 +6,7 @@ mod helpers;
 
 mod binary;
 mod block;
+mod demo;
 mod deploy;
 mod diagnose_dispatch;
 mod edges;
