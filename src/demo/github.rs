@@ -70,21 +70,22 @@ pub struct Sim {
 
 impl Sim {
     /// A repository `place.repo` whose API accepts `token`, with its history of runs.
-    pub fn new(place: Place, token: &str, clock: Clock) -> Arc<Sim> {
+    /// Fails only when no HTTP client can be built for its webhooks.
+    pub fn new(place: Place, token: &str, clock: Clock) -> Result<Arc<Sim>, reqwest::Error> {
         crate::github::api::ensure_crypto_provider();
+        // Webhooks go to Valine on loopback: never through a proxy.
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+            .build()?;
         let data = history(clock.now());
-        Arc::new(Sim {
+        Ok(Arc::new(Sim {
             place,
             token: token.to_owned(),
             clock,
             http,
             data: Mutex::new(data),
-        })
+        }))
     }
 
     /// From now on, run changes are sent to `webhook`.
@@ -332,7 +333,7 @@ async fn runs(
         .filter(|r| q.branch.as_deref().is_none_or(|b| r.branch == b))
         .cloned()
         .collect();
-    runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     let total = runs.len();
     let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
     let page = q.page.unwrap_or(1).max(1);

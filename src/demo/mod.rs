@@ -95,6 +95,8 @@ pub enum DemoError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     App(#[from] AppError),
+    #[error("cannot make the simulated GitHub's HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
 }
@@ -107,12 +109,12 @@ impl DemoError {
 
 /// The loopback addresses of what the demo runs.
 #[derive(Debug, Clone)]
-pub struct Urls {
-    pub github: String,
-    pub frontend: String,
-    pub api: String,
-    pub chat: String,
-    pub valine: String,
+struct Urls {
+    github: String,
+    frontend: String,
+    api: String,
+    chat: String,
+    valine: String,
 }
 
 /// A running demo: the simulation, and Valine configured for it.
@@ -208,7 +210,8 @@ impl Demo {
             },
             TOKEN,
             clock.clone(),
-        );
+        )
+        .map_err(DemoError::Client)?;
         let (chat_router, edits) = chat::router();
         let servers = vec![
             serve(github_listener, sim.router()),
@@ -269,15 +272,6 @@ impl Demo {
             _servers: servers,
             _dir: dir,
         })
-    }
-
-    pub fn urls(&self) -> &Urls {
-        &self.urls
-    }
-
-    /// The configuration file `valine invoke` can use against this demo.
-    pub fn config_path(&self) -> &std::path::Path {
-        &self.config_path
     }
 
     /// Runs the walkthrough, writing every reply to `out`; `true` when each command

@@ -187,7 +187,7 @@ async fn the_simulated_github_answers_in_the_contracts_shapes() {
         base: base.clone(),
         repo: "demo/shop".into(),
     };
-    let sim = Sim::new(place, "t0ken", valine::clock::Clock::system());
+    let sim = Sim::new(place, "t0ken", valine::clock::Clock::system()).unwrap();
     let router = sim.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
     let http = crate::helpers::http();
