@@ -115,11 +115,33 @@ async fn the_demo_walks_through_the_main_features_on_loopback() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A shell set up for a real deployment, behind a proxy: the demo must use none of it.
+fn real_shell(tmp: &std::path::Path) -> HashMap<String, String> {
+    let dead = "http://127.0.0.1:9";
+    let mut vars = vars(tmp);
+    for (var, value) in [
+        ("GITHUB_API_BASE", dead),
+        ("GITHUB_TOKEN", "ghp_real_token_of_the_shell"),
+        ("GITHUB_REPO", "real-org/real-repo"),
+        ("DISCORD_API_BASE", dead),
+        ("DISCORD_BOT_TOKEN", "real.bot.token"),
+        ("FRONTEND_BASE_URL", dead),
+        ("VALINE_STORE", "dynamodb:real-table"),
+        ("HTTP_PROXY", dead),
+        ("HTTPS_PROXY", dead),
+        ("ALL_PROXY", dead),
+    ] {
+        vars.insert(var.to_owned(), value.to_owned());
+    }
+    vars
+}
+
 #[tokio::test]
 async fn the_served_demo_answers_invoke_from_another_process_until_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
+    // Its exit code says whether the walkthrough succeeded, despite that environment.
     let mut demo = KillOnDrop(
-        valine(&vars(tmp.path()))
+        valine(&real_shell(tmp.path()))
             .args(["demo", "--serve"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -127,16 +149,25 @@ async fn the_served_demo_answers_invoke_from_another_process_until_sigterm() {
             .unwrap(),
     );
     let (lines, reader) = collect_stdout(&mut demo.0);
-    let line = eventually(DEADLINE, || {
-        let found = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains("invoke '/status'"))
-            .cloned();
-        async move { found }
-    })
+    let printed = tokio::time::timeout(
+        DEADLINE,
+        eventually(DEADLINE + Duration::from_secs(1), || {
+            let found = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains("invoke '/status'"))
+                .cloned();
+            async move { found }
+        }),
+    )
     .await;
+    let line = printed.unwrap_or_else(|_| {
+        panic!(
+            "no invoke line within {DEADLINE:?}; the demo printed:\n{}",
+            lines.lock().unwrap().join("\n")
+        )
+    });
     // `  VALINE_CONFIG=<file> <program> invoke '/status'`
     let config = line
         .trim()
@@ -169,7 +200,11 @@ async fn the_served_demo_answers_invoke_from_another_process_until_sigterm() {
         .unwrap();
     let status = exit_of(&mut demo.0).await;
     reader.join().unwrap();
-    assert_eq!(status.code(), Some(0), "SIGTERM ends the demo cleanly");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the walkthrough succeeded and SIGTERM ends the demo cleanly"
+    );
     assert!(
         !std::path::Path::new(&config).exists(),
         "the demo's files are removed when it stops"
