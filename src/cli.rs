@@ -434,10 +434,17 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
 async fn demo(serve: bool) -> Result<u8, Exit> {
     let failed = |e: crate::demo::DemoError| Exit::failed(e.to_string());
     let mut demo = crate::demo::Demo::start().await.map_err(failed)?;
-    let ok = demo
-        .walk_through(&mut std::io::stdout())
-        .await
-        .map_err(failed)?;
+    // Ctrl-C during the walk still stops the demo cleanly, removing its files.
+    let mut stdout = std::io::stdout();
+    let walked = tokio::select! {
+        walked = demo.walk_through(&mut stdout) => Some(walked),
+        () = shutdown_signal() => None,
+    };
+    let Some(walked) = walked else {
+        demo.stop().await;
+        return Ok(exit::FAILED);
+    };
+    let ok = walked.map_err(failed)?;
     if serve {
         out(&demo.serve_hint())?;
         shutdown_signal().await;
