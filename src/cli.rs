@@ -59,6 +59,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Try Valine without credentials: a simulated GitHub repository and deployed site on
+    /// 127.0.0.1, and a walk through /status, /verify-latest, /diagnose, /deploy-client
+    /// and /debug-last. Nothing leaves the machine.
+    Demo {
+        /// Keep running after the walkthrough (until Ctrl-C), for `valine invoke`.
+        #[arg(long)]
+        serve: bool,
+    },
     /// Make Discord's registered commands equal to Valine's (one bulk overwrite).
     RegisterCommands {
         /// Register in this guild instead of globally.
@@ -247,6 +255,7 @@ pub async fn run(cli: Cli) -> Result<u8, Exit> {
             roles,
             json,
         } => invoke(&line, user, roles, json).await,
+        Command::Demo { serve } => demo(serve).await,
         Command::RegisterCommands { guild, dry_run } => register(guild, dry_run).await,
         Command::Audit { user, since, json } => audit(user, &since, json).await,
         Command::Init => init().await,
@@ -463,13 +472,32 @@ async fn invoke(line: &str, user: String, roles: Vec<String>, json: bool) -> Res
         channel_id: None,
     };
     let (reply, outcome) =
-        match pipeline::decide_command(&app, &caller, command.spec().name, options, None).await {
-            pipeline::Decision::Reply { reply, outcome }
-            | pipeline::Decision::Update { reply, outcome } => (reply, outcome),
-            pipeline::Decision::Defer { job, .. } => pipeline::run_deferred(&app, &job).await,
-        };
+        pipeline::answer_inline(&app, &caller, command.spec().name, options, None).await;
     out::print(&invoke::render(command.spec(), line, &reply, json))?;
     Ok(invoke::exit_code(outcome))
+}
+
+/// `valine demo [--serve]`: exit 0 when every step of the walkthrough went as it should.
+async fn demo(serve: bool) -> Result<u8, Exit> {
+    let failed = |e: crate::demo::DemoError| Exit::failed(e.to_string());
+    let mut demo = crate::demo::Demo::start().await.map_err(failed)?;
+    // Ctrl-C during the walk still stops the demo cleanly, removing its files.
+    let mut stdout = std::io::stdout();
+    let walked = tokio::select! {
+        walked = demo.walk_through(&mut stdout) => Some(walked),
+        () = shutdown_signal() => None,
+    };
+    let Some(walked) = walked else {
+        demo.stop().await;
+        return Ok(exit::FAILED);
+    };
+    let ok = walked.map_err(failed)?;
+    if serve {
+        out::print(&demo.serve_hint())?;
+        shutdown_signal().await;
+    }
+    demo.stop().await;
+    Ok(if ok { exit::OK } else { exit::FAILED })
 }
 
 async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {

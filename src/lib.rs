@@ -22,6 +22,8 @@
 //! - [`cli`]: the sub-commands of the `valine` binary; [`ops`]: the operator's commands
 //!   (`doctor`, `smoke`, `traces`, `cleanup`).
 //! - [`server`]: the HTTP router (interactions, webhook, health).
+//! - [`demo`]: `valine demo`, Valine against a simulated GitHub repository and site on
+//!   loopback.
 //! - `lambda` (feature `aws`): the Lambda edge: HTTP API events through the same
 //!   router, SQS events through the job runner.
 //! - [`commands`]: the `Command` trait, the registry and the pipeline every command and
@@ -53,6 +55,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod deliver;
+pub mod demo;
 pub mod discord;
 pub mod dispatch;
 pub mod dryrun;

@@ -131,6 +131,23 @@ pub async fn decide_command(
     .await
 }
 
+/// The whole answer to a slash command for an edge without Discord to answer later
+/// (`valine invoke`, `valine demo`): decides, and runs a deferred body inline.
+pub async fn answer_inline(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    options: OptionMap,
+    reply_to: Option<ReplyTarget>,
+) -> (Reply, Outcome) {
+    match decide_command(app, caller, name, options, reply_to).await {
+        Decision::Reply { reply, outcome } | Decision::Update { reply, outcome } => {
+            (reply, outcome)
+        }
+        Decision::Defer { job, .. } => run_deferred(app, &job).await,
+    }
+}
+
 /// Runs a decision inside the command's log span and logs the completion line of an
 /// answer given now (a deferred one logs it when its job ends). The trace id exists
 /// before any check, so every line of the command carries it.

@@ -186,6 +186,16 @@ struct Call<'a> {
     interaction_token: Option<&'a str>,
 }
 
+/// Whether `url` names this machine: `localhost` or a loopback address.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 impl DiscordClient {
     /// `api_base` is e.g. `https://discord.com/api/v10`; its path is kept and the
     /// endpoint path appended. The bot token is only needed for channel posts and
@@ -203,11 +213,15 @@ impl DiscordClient {
                 ")"
             )),
         );
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .default_headers(headers)
-            .build()
-            .map_err(Arc::new);
+            .default_headers(headers);
+        // A proxy from the environment is for reaching Discord; an API on this machine
+        // (`valine demo`'s stand-in, a local fake) is reached directly.
+        if is_loopback(&api_base) {
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(Arc::new);
         Self {
             inner: Arc::new(Inner {
                 http,
@@ -794,6 +808,16 @@ pub(crate) mod tests {
     use serde_json::json;
     use std::collections::VecDeque;
     use std::sync::Mutex;
+
+    #[test]
+    fn only_an_api_on_this_machine_bypasses_a_proxy() {
+        let loopback = |u: &str| is_loopback(&Url::parse(u).unwrap());
+        assert!(loopback("http://127.0.0.1:9000/api/v10"));
+        assert!(loopback("http://[::1]:9000/api/v10"));
+        assert!(loopback("http://LOCALHOST:9000"));
+        assert!(!loopback("https://discord.com/api/v10"));
+        assert!(!loopback("http://10.0.0.1/api"));
+    }
 
     /// A request the fake Discord received.
     #[derive(Debug, Clone)]

@@ -293,6 +293,70 @@ impl Reply {
         out
     }
 
+    /// The reply a message body describes: the inverse of
+    /// [`to_message_json`](Self::to_message_json), for showing a message Valine sent
+    /// (an edit `valine demo` received) as [`render_text`](Self::render_text) shows a
+    /// reply. Parts it does not know are skipped.
+    pub fn from_message_json(message: &Value) -> Reply {
+        let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        let list = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).cloned();
+        let embeds = list(message, "embeds")
+            .unwrap_or_default()
+            .iter()
+            .map(|e| Embed {
+                title: text(e, "title").unwrap_or_default(),
+                description: text(e, "description"),
+                color: e
+                    .get("color")
+                    .and_then(Value::as_u64)
+                    .and_then(|c| u32::try_from(c).ok()),
+                fields: list(e, "fields")
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|f| Field {
+                        name: text(f, "name").unwrap_or_default(),
+                        value: text(f, "value").unwrap_or_default(),
+                        inline: f.get("inline").and_then(Value::as_bool).unwrap_or(false),
+                    })
+                    .collect(),
+                footer: e.get("footer").and_then(|f| text(f, "text")),
+                url: text(e, "url"),
+            })
+            .collect();
+        let buttons = list(message, "components")
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|row| list(row, "components").unwrap_or_default())
+            .filter_map(|b| {
+                let label = text(&b, "label")?;
+                Some(match (text(&b, "url"), text(&b, "custom_id")) {
+                    (Some(url), _) => Button::link(label, url),
+                    (None, Some(custom_id)) => Button {
+                        label,
+                        style: match b.get("style").and_then(Value::as_u64) {
+                            Some(1) => ButtonStyle::Primary,
+                            Some(3) => ButtonStyle::Success,
+                            Some(4) => ButtonStyle::Danger,
+                            _ => ButtonStyle::Secondary,
+                        },
+                        target: custom_id,
+                    },
+                    (None, None) => return None,
+                })
+            })
+            .collect();
+        Reply {
+            content: text(message, "content").filter(|c| !c.is_empty()),
+            embeds,
+            buttons,
+            ephemeral: message
+                .get("flags")
+                .and_then(Value::as_u64)
+                .is_some_and(|f| f & EPHEMERAL != 0),
+            failed: false,
+        }
+    }
+
     /// The reply as an interaction response of the given callback type.
     pub fn to_response_json(&self, kind: u8) -> Value {
         json!({ "type": kind, "data": self.to_message_json() })
@@ -459,5 +523,39 @@ mod tests {
         assert!(text.contains("== Deploy runs =="));
         assert!(text.contains("Frontend:\n  200 in 12 ms"));
         assert!(text.contains("-- stage dev"));
+    }
+
+    #[test]
+    fn a_message_body_reads_back_as_the_reply_it_was_made_from() {
+        let reply = Reply {
+            content: Some("🟡 run 7 is in progress".into()),
+            ..Reply::embed(
+                Embed::new("Deploy runs")
+                    .color(GREEN)
+                    .description("🟢 success")
+                    .field("Frontend", "200 in 12 ms")
+                    .footer("stage dev"),
+            )
+        }
+        .with_button(Button::action(
+            "Cancel run",
+            ButtonStyle::Danger,
+            "cancel-run",
+            "7",
+        ))
+        .with_button(Button::link("View run", "http://127.0.0.1:1/runs/7"));
+        let back = Reply::from_message_json(&reply.to_message_json());
+        assert_eq!(back, reply);
+        assert_eq!(back.render_text(), reply.render_text());
+
+        let ephemeral = Reply::ephemeral("only you");
+        assert_eq!(
+            Reply::from_message_json(&ephemeral.to_message_json()),
+            ephemeral
+        );
+        assert_eq!(
+            Reply::from_message_json(&json!({"embeds": "junk", "components": [{}]})),
+            Reply::default()
+        );
     }
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod binary;
 mod block;
 mod cli_edges;
+mod demo;
 mod deploy;
 mod diagnose_dispatch;
 mod edges;

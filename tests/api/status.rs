@@ -247,7 +247,7 @@ async fn debug_last_shows_the_callers_last_status_trace() {
 
 /// Checks that `value` has every property `schema` requires, recursively through
 /// objects and arrays (the part of the contract our fakes must honour).
-fn assert_required(schema: &Value, value: &Value, at: &str) {
+pub(crate) fn assert_required(schema: &Value, value: &Value, at: &str) {
     if let Some(required) = schema["required"].as_array() {
         for key in required {
             let key = key.as_str().unwrap();
