@@ -1,5 +1,6 @@
 //! GitHub: the REST client Valine uses (`api`), its errors (`error`), its wire models
-//! (`model`), and the repository name type shared by configuration and the client.
+//! (`model`), sealing of Actions secrets (`seal`), and the repository name type shared by
+//! configuration and the client.
 
 pub mod api;
 pub mod error;
@@ -7,7 +8,7 @@ pub mod git_ref;
 mod logs;
 pub mod model;
 mod retry;
-mod seal;
+pub mod seal;
 pub mod webhook;
 
 use std::fmt;
