@@ -3,6 +3,7 @@
 //! configuration and the client.
 
 pub mod api;
+pub mod app_auth;
 pub mod error;
 pub mod git_ref;
 mod logs;
@@ -10,6 +11,8 @@ pub mod model;
 mod retry;
 pub mod seal;
 pub mod webhook;
+
+pub use retry::{RetryNotice, RetryObserver, RetryReason, observe_retries};
 
 use std::fmt;
 use std::str::FromStr;

@@ -4,9 +4,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use valine::github::seal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use valine::github::seal;
 
 use valine::store::PendingConfirmation;
 
