@@ -11,6 +11,7 @@ mod diagnose_dispatch;
 mod edges;
 mod faults;
 mod followups;
+mod github;
 mod interactions;
 mod jobs;
 #[cfg(feature = "conformance")]
