@@ -136,8 +136,9 @@ enum Auth {
         header: HeaderValue,
         token: SecretString,
     },
-    /// A GitHub App: installation tokens, fetched with the App's JWT.
-    App(AppAuth),
+    /// A GitHub App: installation tokens, fetched with the App's JWT. Boxed: it holds
+    /// the key and the token state, and is one per client anyway.
+    App(Box<AppAuth>),
 }
 
 struct AppAuth {
@@ -1302,12 +1303,12 @@ fn token_auth(token: SecretString) -> Result<Auth, GitHubError> {
 }
 
 fn app_auth(credentials: AppCredentials, clock: Clock) -> Auth {
-    Auth::App(AppAuth {
+    Auth::App(Box::new(AppAuth {
         credentials,
         clock,
         state: tokio::sync::Mutex::new(TokenState::default()),
         shown: Mutex::new(None),
-    })
+    }))
 }
 
 /// Why a request got no answer, read from the error and its causes: reqwest's own
