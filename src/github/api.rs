@@ -196,18 +196,7 @@ impl GitHubClient {
         repo: RepoSlug,
         user_agent_version: &str,
     ) -> Result<Self, GitHubError> {
-        let settings = HttpSettings {
-            timeout: Some(HTTP_TIMEOUT),
-            pool: true,
-        };
-        Self::build(
-            api_base,
-            token_auth(token)?,
-            repo,
-            user_agent_version,
-            settings,
-            RetryPolicy::default(),
-        )
+        Self::production(api_base, token_auth(token)?, repo, user_agent_version)
     }
 
     /// Builds a client that authenticates as a GitHub App installation. Nothing is sent
@@ -220,13 +209,24 @@ impl GitHubClient {
         user_agent_version: &str,
         clock: Clock,
     ) -> Result<Self, GitHubError> {
+        let auth = app_auth(credentials, clock);
+        Self::production(api_base, auth, repo, user_agent_version)
+    }
+
+    /// The production transport: timeouts, pooled connections, the default retries.
+    fn production(
+        api_base: Url,
+        auth: Auth,
+        repo: RepoSlug,
+        user_agent_version: &str,
+    ) -> Result<Self, GitHubError> {
         let settings = HttpSettings {
             timeout: Some(HTTP_TIMEOUT),
             pool: true,
         };
         Self::build(
             api_base,
-            app_auth(credentials, clock),
+            auth,
             repo,
             user_agent_version,
             settings,
@@ -1621,19 +1621,7 @@ mod tests {
 
         /// A client of `octo-org/octo-repo` behind an Enterprise-style `/api/v3` prefix.
         fn client(&self) -> GitHubClient {
-            let base = Url::parse(&format!("http://{}/api/v3", self.addr)).unwrap();
-            GitHubClient::build(
-                base,
-                token_auth(SecretString::from(TOKEN)).unwrap(),
-                "octo-org/octo-repo".parse().unwrap(),
-                "1.2.3",
-                HttpSettings {
-                    timeout: None,
-                    pool: false,
-                },
-                RetryPolicy::default(),
-            )
-            .unwrap()
+            client_at(&format!("http://{}/api/v3", self.addr))
         }
 
         fn seen(&self) -> Vec<Seen> {
@@ -2145,9 +2133,15 @@ mod tests {
 
     /// A token client of `octo-org/octo-repo` at `base`, where nothing may listen.
     fn client_at(base: &str) -> GitHubClient {
+        client_with(base, token_auth(SecretString::from(TOKEN)).unwrap())
+    }
+
+    /// A client of `octo-org/octo-repo` at `base`, without timeouts or pooled
+    /// connections (see [`HttpSettings`]).
+    fn client_with(base: &str, auth: Auth) -> GitHubClient {
         GitHubClient::build(
             Url::parse(base).unwrap(),
-            token_auth(SecretString::from(TOKEN)).unwrap(),
+            auth,
             "octo-org/octo-repo".parse().unwrap(),
             "1.2.3",
             HttpSettings {
@@ -2813,18 +2807,10 @@ mod tests {
                 key: AppKey::from_pem(KEY).unwrap(),
                 installation_id,
             };
-            GitHubClient::build(
-                Url::parse(&format!("http://{}/api/v3", fake.addr)).unwrap(),
+            client_with(
+                &format!("http://{}/api/v3", fake.addr),
                 app_auth(credentials, Clock::tokio_at(t0().timestamp_millis())),
-                "octo-org/octo-repo".parse().unwrap(),
-                "1.2.3",
-                HttpSettings {
-                    timeout: None,
-                    pool: false,
-                },
-                RetryPolicy::default(),
             )
-            .unwrap()
         }
 
         /// `(method path, Authorization)` of each request, in order.

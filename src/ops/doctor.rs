@@ -350,13 +350,12 @@ async fn github_checks(app: &App) -> Vec<Check> {
         None => None,
         Some(Ok(status)) => Some(Check::ok("github.token", app_found(&status))),
         Some(Err(e)) => {
-            checks.push(github_failure("github.token", &e));
-            checks.extend(blocked(
-                &NAMES[1..],
+            return token_failed(
+                checks,
+                &e,
                 "no installation token from the GitHub App",
-                "github.token",
-            ));
-            return checks;
+                &NAMES[1..],
+            );
         }
     };
     match github.rate_limit().await {
@@ -387,13 +386,7 @@ async fn github_checks(app: &App) -> Vec<Check> {
             );
         }
         Err(e) => {
-            checks.push(github_failure("github.token", &e));
-            checks.extend(blocked(
-                &NAMES[1..],
-                "GitHub refused the token",
-                "github.token",
-            ));
-            return checks;
+            return token_failed(checks, &e, "GitHub refused the token", &NAMES[1..]);
         }
     }
     let repo = github.repo().to_string();
@@ -444,6 +437,18 @@ async fn github_checks(app: &App) -> Vec<Check> {
         .await,
     );
     checks.push(webhook_check(github).await);
+    checks
+}
+
+/// `github.token` failed with `error`: that check, then each of `later` blocked by it.
+fn token_failed(
+    mut checks: Vec<Check>,
+    error: &GitHubError,
+    why: &str,
+    later: &[&'static str],
+) -> Vec<Check> {
+    checks.push(github_failure("github.token", error));
+    checks.extend(blocked(later, why, "github.token"));
     checks
 }
 

@@ -554,6 +554,13 @@ impl FakeGitHub {
         });
     }
 
+    /// How long the installation tokens granted from now on live.
+    pub fn set_app_token_ttl(&self, ttl: chrono::Duration) {
+        if let Some(app) = self.state.lock().unwrap().app.as_mut() {
+            app.token_ttl = ttl;
+        }
+    }
+
     /// Revokes every installation token granted so far (GitHub answers 401 to them).
     pub fn revoke_app_tokens(&self) {
         if let Some(app) = self.state.lock().unwrap().app.as_mut() {
@@ -1038,14 +1045,8 @@ async fn gh_check_token(
         }
     }
     let accepted = state.lock().unwrap().accepted_token.clone();
-    if let Some(token) = accepted {
-        let sent = request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        if sent != Some(&format!("Bearer {token}")) {
-            return gh_error(401, "Bad credentials");
-        }
+    if accepted.is_some_and(|token| sent != format!("Bearer {token}")) {
+        return gh_error(401, "Bad credentials");
     }
     next.run(request).await
 }

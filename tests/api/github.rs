@@ -166,14 +166,7 @@ async fn a_token_about_to_expire_is_replaced_before_it_is_sent() {
     let app = spawn(app_env()).await;
     app.github.enable_app(APP_ID, INSTALLATION_ID);
     // Shorter than the five minutes of margin: never fresh enough to reuse.
-    app.github
-        .state
-        .lock()
-        .unwrap()
-        .app
-        .as_mut()
-        .unwrap()
-        .token_ttl = chrono::Duration::minutes(4);
+    app.github.set_app_token_ttl(chrono::Duration::minutes(4));
     status(&app, "tok-exp1").await;
     status(&app, "tok-exp2").await;
     let api_requests: Vec<String> = app
@@ -211,14 +204,7 @@ async fn refused_app_credentials_name_the_variables_to_check() {
     // Tokens that GitHub refuses (expired at once): one refresh, then the same message.
     let app = spawn(app_env()).await;
     app.github.enable_app(APP_ID, INSTALLATION_ID);
-    app.github
-        .state
-        .lock()
-        .unwrap()
-        .app
-        .as_mut()
-        .unwrap()
-        .token_ttl = chrono::Duration::zero();
+    app.github.set_app_token_ttl(chrono::Duration::zero());
     let content = status(&app, "tok-expired").await;
     assert!(
         content.starts_with("❌ GitHub App credentials were refused"),
