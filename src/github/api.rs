@@ -1044,7 +1044,14 @@ impl GitHubClient {
         let grant: TokenGrant = match reply.status {
             StatusCode::UNAUTHORIZED => return Err(GitHubError::AppCredentialsRefused),
             StatusCode::NOT_FOUND => return Err(not_installed()),
-            _ => self.success(reply, needs::ACTIONS_READ)?.json()?,
+            status if status.is_success() => reply.json()?,
+            // A suspended App, an installation without access: GitHub says which.
+            status => {
+                return Err(GitHubError::Api {
+                    status: status.as_u16(),
+                    message: self.message(&reply),
+                });
+            }
         };
         let token = state.replace(grant, installation_id);
         *app.shown.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.token.clone());
@@ -1319,21 +1326,6 @@ fn unreachable_cause(error: &reqwest::Error) -> Unreachable {
     }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = cause {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return Unreachable::Refused,
-                std::io::ErrorKind::TimedOut => return Unreachable::Timeout,
-                _ => {}
-            }
-            // rustls reports through an io::Error that wraps its own error, which
-            // `source()` skips.
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return Unreachable::Tls;
-            }
-        }
         if current.downcast_ref::<rustls::Error>().is_some() {
             return Unreachable::Tls;
         }
@@ -1342,7 +1334,22 @@ fn unreachable_cause(error: &reqwest::Error) -> Unreachable {
         if text.contains("dns error") || text.contains("failed to lookup address") {
             return Unreachable::NameNotResolved;
         }
-        cause = current.source();
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => return Unreachable::Refused,
+                    std::io::ErrorKind::TimedOut => return Unreachable::Timeout,
+                    _ => {}
+                }
+                // An io::Error's `source()` skips the error it wraps (rustls wraps its
+                // own, sometimes twice): step into it instead.
+                match io.get_ref() {
+                    Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                    None => current.source(),
+                }
+            }
+            None => current.source(),
+        };
     }
     Unreachable::Other
 }
@@ -2108,12 +2115,16 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let (logs, _guard) = capture_logs();
+        let retries = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&retries);
+        let observer: super::super::RetryObserver = Arc::new(move |_: &RetryNotice| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
         let client = client_at(&format!("http://{addr}/api/v3"));
-        let err = client
-            .dispatch_workflow(1, "main", &inputs())
-            .await
-            .unwrap_err();
+        let err =
+            super::super::observe_retries(observer, client.dispatch_workflow(1, "main", &inputs()))
+                .await
+                .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("cannot reach GitHub at http://{addr}/api/v3: connection refused")
@@ -2122,13 +2133,13 @@ mod tests {
         assert!(err.is_transient());
         // The cause is kept for the log line.
         assert!(std::error::Error::source(&err).is_some());
-        let attempts = logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.fields.contains_key("github_endpoint"))
-            .count();
-        assert_eq!(attempts, 4, "the first attempt and 3 retries");
+        // Counted by the retry observer: log capture is per thread, and other tests
+        // share this log line's callsite.
+        assert_eq!(
+            retries.load(Ordering::SeqCst),
+            3,
+            "the first attempt and 3 retries"
+        );
     }
 
     /// A token client of `octo-org/octo-repo` at `base`, where nothing may listen.
@@ -2163,6 +2174,39 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "cannot reach GitHub at https://github.invalid/api/v3: name not resolved"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tls_failure_and_a_silent_server_are_named() {
+        // HTTPS to a plain-HTTP server: the handshake fails.
+        let fake = FakeGitHub::start(|_, _| Answer::json(200, fixture("workflow_run")));
+        let base = format!("https://{}/api/v3", fake.addr);
+        let err = client_at(&base).get_run(1).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot reach GitHub at {base}: TLS handshake failed")
+        );
+
+        // A server that takes the connection and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", silent.local_addr().unwrap());
+        let client = GitHubClient::build(
+            Url::parse(&base).unwrap(),
+            token_auth(SecretString::from(TOKEN)).unwrap(),
+            "octo-org/octo-repo".parse().unwrap(),
+            "1.2.3",
+            HttpSettings {
+                timeout: Some(Duration::from_secs(10)),
+                pool: false,
+            },
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        let err = client.get_run(1).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot reach GitHub at {base}: timed out")
         );
     }
 
@@ -2428,7 +2472,14 @@ mod tests {
             .iter()
             .filter(|e| e.fields.contains_key("github_endpoint"))
             .collect();
-        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            calls.len(),
+            2,
+            "{:?}",
+            logs.iter()
+                .map(|e| (&e.level, &e.fields))
+                .collect::<Vec<_>>()
+        );
         assert_eq!(calls[0].level, tracing::Level::INFO);
         assert_eq!(calls[0].fields["github_status"], "200");
         assert_eq!(
@@ -2711,6 +2762,12 @@ mod tests {
         }
 
         let logs = Logs::default();
+        // A subscriber that wants every event, alive for the whole test process: without
+        // one, a log line first reached on a thread with no subscriber (another test's)
+        // is cached as wanted by nobody, and this thread's capture would miss it.
+        static EVERYTHING: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        EVERYTHING.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
+        tracing::callsite::rebuild_interest_cache();
         let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&logs)));
         (logs, tracing::subscriber::set_default(subscriber))
     }
