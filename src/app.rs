@@ -95,22 +95,33 @@ impl App {
                 })
             })
             .transpose()?;
-        let github = match (&config.github_token, &config.github_repo) {
-            (Some(token), Some(repo)) => Some(
-                GitHubClient::new(
-                    config.github_api_base.clone(),
-                    token.clone(),
-                    repo.clone(),
-                    crate::VERSION,
-                )
-                .map_err(|e| ConfigError {
-                    var: "GITHUB_API_BASE".into(),
-                    reason: e.to_string(),
-                })?
-                .with_dry_run(config.dry_run),
-            ),
+        let clock = Clock::system();
+        let github = match (
+            &config.github_token,
+            config.github_app(),
+            &config.github_repo,
+        ) {
+            (Some(token), _, Some(repo)) => Some(GitHubClient::new(
+                config.github_api_base.clone(),
+                token.clone(),
+                repo.clone(),
+                crate::VERSION,
+            )),
+            (None, Some(app), Some(repo)) => Some(GitHubClient::new_app(
+                config.github_api_base.clone(),
+                app,
+                repo.clone(),
+                crate::VERSION,
+                clock.clone(),
+            )),
             _ => None,
-        };
+        }
+        .transpose()
+        .map_err(|e| ConfigError {
+            var: "GITHUB_API_BASE".into(),
+            reason: e.to_string(),
+        })?
+        .map(|github| github.with_dry_run(config.dry_run));
         let discord = DiscordClient::new(
             config.discord_api_base.clone(),
             config.discord_bot_token.clone(),
@@ -136,9 +147,15 @@ impl App {
                 backoff_base,
                 ..WorkerSettings::default()
             },
-            clock: Clock::system(),
+            clock,
             prober,
         })
+    }
+
+    /// Shortens the GitHub client's first retry delay (tests, which must not wait
+    /// seconds for GitHub's retries).
+    pub fn set_github_retry_delay(&mut self, delay: std::time::Duration) {
+        self.github = self.github.take().map(|g| g.with_retry_delay(delay));
     }
 
     /// The GitHub client, or the error a command shows when it cannot have one.

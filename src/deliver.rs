@@ -5,13 +5,75 @@
 //! Deliveries repeat when a job runs again, so each is idempotent: an edit replaces
 //! the same message, and a channel post carries a Discord `nonce` with
 //! `enforce_nonce`, which Discord deduplicates.
+//!
+//! While a deferred command waits for GitHub to answer again, [`with_retry_progress`]
+//! shows it in the command's message, so the user does not stare at "thinking…" for
+//! the 5 to 45 seconds the retries can take.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::app::App;
 use crate::discord::api::{DiscordError, MAX_NONCE_LEN};
 use crate::discord::response::Reply;
-use crate::jobs::{JobError, PendingReply};
+use crate::github::{RetryNotice, RetryObserver, observe_retries};
+use crate::jobs::{JobError, PendingReply, ReplyTarget};
+
+/// Progress edits are at least this far apart: retries can follow each other within
+/// half a second, and Discord limits how fast one message may be edited.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `work` (a deferred command's body) and, each time a GitHub call in it is about
+/// to retry, edits the message at `target` to say so (`⏳ GitHub is not answering —
+/// retrying (2/3)…`). Edits are throttled and best effort: one that fails is logged and
+/// never fails the command. None is sent after `work` has finished, so the progress
+/// line cannot overwrite the reply that follows; without a target (`valine invoke`),
+/// `work` just runs.
+pub async fn with_retry_progress<F: Future>(
+    app: &App,
+    target: Option<&ReplyTarget>,
+    work: F,
+) -> F::Output {
+    let Some(target) = target else {
+        return work.await;
+    };
+    let (tx, mut rx) = watch::channel(None::<String>);
+    let observer: RetryObserver = Arc::new(move |notice: &RetryNotice| {
+        tx.send_replace(Some(format!("⏳ {notice}")));
+    });
+    // `join!` drops `work` (and the observer's sender with it) as soon as it finishes,
+    // which ends the edit loop below.
+    let work = observe_retries(observer, work);
+    let edits = async {
+        let mut last_edit: Option<tokio::time::Instant> = None;
+        while rx.changed().await.is_ok() {
+            if let Some(at) = last_edit {
+                tokio::time::sleep_until(at + PROGRESS_EVERY).await;
+                if rx.has_changed().is_err() {
+                    break; // the command finished meanwhile: its reply comes next
+                }
+            }
+            let Some(text) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            last_edit = Some(tokio::time::Instant::now());
+            let body = serde_json::json!({ "content": text });
+            if let Err(e) = app
+                .discord
+                .edit_original(&target.application_id, &target.token, &body)
+                .await
+            {
+                tracing::info!(error.type = e.error_type(), error.message = %crate::error::chain(&e), "retry progress not shown");
+            }
+        }
+    };
+    let (output, ()) = tokio::join!(work, edits);
+    output
+}
 
 /// Discord nonces hold 25 characters; anything longer is hashed down, stably.
 pub fn nonce(text: String) -> String {
@@ -66,7 +128,7 @@ pub async fn deliver_reply(app: &App, pending: &PendingReply) -> Result<(), JobE
             .await
         }
         Err(e) => {
-            tracing::warn!(error.type = e.error_type(), error.message = %e, "editing the reply failed");
+            tracing::warn!(error.type = e.error_type(), error.message = %crate::error::chain(&e), "editing the reply failed");
             Err(e.into())
         }
     }

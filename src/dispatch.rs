@@ -363,7 +363,7 @@ async fn dispatch_unmarked(
         }
         Ok(Mutated::Performed(details)) => Some(details),
         Err(e) if outcome_unknown(&e) => {
-            tracing::warn!(error.type = e.error_type(), error.message = %e, "dispatch outcome unknown; looking for its run");
+            tracing::warn!(error.type = e.error_type(), error.message = %crate::error::chain(&e), "dispatch outcome unknown; looking for its run");
             None
         }
         Err(e) => return Err(DispatchError::Refused(e)),
@@ -418,9 +418,13 @@ async fn dispatch_unmarked(
     })
 }
 
-/// A timeout or 5xx: the request may have reached GitHub and started the run.
+/// A timeout, a broken connection or a 5xx: the request may have reached GitHub and
+/// started the run.
 fn outcome_unknown(e: &GitHubError) -> bool {
-    matches!(e, GitHubError::Unavailable { .. })
+    matches!(
+        e,
+        GitHubError::Unavailable { .. } | GitHubError::Unreachable { .. }
+    )
 }
 
 /// Sends the action through the DRY_RUN gate, with the protocol's inputs added.
@@ -559,7 +563,7 @@ async fn recover(
             )
             .await
             .unwrap_or_else(|e| {
-                tracing::warn!(error.type = e.error_type(), error.message = %e, "run lookup failed");
+                tracing::warn!(error.type = e.error_type(), error.message = %crate::error::chain(&e), "run lookup failed");
                 None
             })
         }

@@ -2,11 +2,43 @@
 //! with its cause kept, how the command ended, and what the user reads. It lives
 //! apart from `commands/` so that the use cases commands call (verification,
 //! dispatch) can return it without depending on the command registry.
+//!
+//! [`chain`] is how an error goes into a log line: with every cause, because the
+//! outermost message ("cannot reach GitHub at …: connection refused") is for the user
+//! and the operator needs the rest ("… tcp connect error: Connection refused (os error
+//! 111)").
 
 use crate::dispatch::DispatchError;
 use crate::github::api::GitHubError;
 use crate::jobs::QueueError;
 use crate::store::{Outcome, StoreError};
+
+/// `error` and each of its causes, `: `-separated, for the `error.message` of a log
+/// line: `tracing::warn!(error.message = %chain(&e), …)`. A cause whose text repeats
+/// the one before (a wrapper that displays its source) is written once.
+pub fn chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> ErrorChain<'a> {
+    ErrorChain(error)
+}
+
+/// See [`chain`].
+pub struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut cause = self.0.source();
+        while let Some(current) = cause {
+            let text = current.to_string();
+            if text != last && !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = current.source();
+        }
+        Ok(())
+    }
+}
 
 /// GitHub cannot be called: the variables it needs are missing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,5 +119,34 @@ impl CommandError {
             }
             CommandError::Denied(m) => m.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot reach GitHub at https://ghe.example.com/api/v3: connection refused")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Repeats(#[from] Outer);
+
+    #[test]
+    fn a_chain_names_every_cause_once() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "tcp connect error: Connection refused (os error 111)",
+        );
+        let error = Repeats(Outer(io));
+        assert_eq!(
+            chain(&error).to_string(),
+            "cannot reach GitHub at https://ghe.example.com/api/v3: connection refused: \
+             tcp connect error: Connection refused (os error 111)"
+        );
+        let plain = std::io::Error::other("disk full");
+        assert_eq!(chain(&plain).to_string(), "disk full");
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::app::{App, Feed};
 use crate::commands::pipeline;
-use crate::deliver::deliver_reply;
+use crate::deliver::{deliver_reply, with_retry_progress};
 use crate::discord::response::Reply;
 use crate::jobs::runner::Runner;
 use crate::jobs::worker::Worker;
@@ -69,7 +69,12 @@ impl JobHandler for Work {
         let app = self.app.as_ref();
         match job {
             Job::Command(command) => {
-                let (reply, _) = pipeline::run_deferred(app, command).await;
+                let (reply, _) = with_retry_progress(
+                    app,
+                    command.reply_to.as_ref(),
+                    pipeline::run_deferred(app, command),
+                )
+                .await;
                 let Some(target) = &command.reply_to else {
                     return Ok(());
                 };

@@ -315,7 +315,7 @@ async fn save_trace(app: &App, record: crate::store::TraceRecord) {
 /// Errors are logged at ERROR; refusals and bad input the user can fix are not errors.
 fn log_failure(e: &super::CommandError) {
     if e.outcome() == Outcome::Error {
-        tracing::error!(error.type = e.error_type(), error.message = %e, "command failed");
+        tracing::error!(error.type = e.error_type(), error.message = %crate::error::chain(e), "command failed");
     } else {
         tracing::info!(error.type = e.error_type(), error.message = %e, "command refused");
     }
@@ -472,7 +472,7 @@ pub async fn run_deferred(app: &App, job: &DeferredCommand) -> (Reply, Outcome) 
                     Err(e) => {
                         tracing::error!(
                             error.type = e.error_type(),
-                            error.message = %e,
+                            error.message = %crate::error::chain(&e),
                             "command failed"
                         );
                         let message = e.user_message(tracer.short_id());

@@ -631,7 +631,7 @@ async fn sync_reply(
         Ok(Mutated::Performed(())) => answer(done, ephemeral),
         Ok(Mutated::Suppressed(m)) => answer(format!("{done}\n{}", m.dry_run_line()), ephemeral),
         Err(e) => {
-            tracing::warn!(error.type = e.error_type(), error.message = %e, "settings sync failed");
+            tracing::warn!(error.type = e.error_type(), error.message = %crate::error::chain(&e), "settings sync failed");
             answer(format!("⚠️ saved; GitHub sync failed: {e}"), ephemeral).failed()
         }
     }

@@ -11,7 +11,16 @@
 //! certainly never reached GitHub, because a repeated dispatch is a second deploy.
 //!
 //! Each HTTP attempt logs one event with `github_status`, `github_endpoint` (method and
-//! path template, no query) and `github_rate_remaining`.
+//! path template, no query) and `github_rate_remaining`. Before each retry the
+//! task's retry observer, if any, is told (`retry.rs`, [`super::observe_retries`]).
+//!
+//! Authentication is a `GITHUB_TOKEN`, or a GitHub App ([`GitHubClient::new_app`]): an
+//! installation token fetched with the App's JWT, shared by all clones, refreshed
+//! before it expires and once more when GitHub refuses it (`app_auth.rs`).
+//!
+//! Failures name their cause: a request that got no answer says which base URL it
+//! tried and why (refused, name not resolved, timed out, TLS), and a web page where
+//! JSON was expected points at `GITHUB_API_BASE`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,12 +38,17 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::RepoSlug;
+use super::app_auth::{AppCredentials, Installation, InstallationToken, TokenGrant, TokenState};
+use super::error::Unreachable;
 pub use super::error::{GitHubError, needs};
 use super::model::{
     ContentFile, DispatchOutcome, ErrorBody, Hook, Job, JobList, RateLimit, RateLimitOverview,
     RepoAccess, RepoPublicKey, TokenInfo, Workflow, WorkflowList, WorkflowRun, WorkflowRunList,
 };
-use super::retry::{RetryPolicy, header_u64, rate_limit_wait, retry_after};
+use super::retry::{
+    RetryNotice, RetryPolicy, RetryReason, header_u64, rate_limit_wait, retry_after,
+};
+use crate::clock::Clock;
 use crate::dryrun::Mutation;
 
 /// REST API version Valine pins, sent as `X-GitHub-Api-Version`.
@@ -73,6 +87,9 @@ const SECRET: &str = "/repos/{owner}/{repo}/actions/secrets/{secret_name}";
 /// `{path}` is a file path: its `/` separate segments (see `GitHubClient::url`).
 const CONTENTS: &str = "/repos/{owner}/{repo}/contents/{path}";
 const HOOKS: &str = "/repos/{owner}/{repo}/hooks";
+/// GitHub App: the repository's installation, and a token for an installation.
+const INSTALLATION: &str = "/repos/{owner}/{repo}/installation";
+const ACCESS_TOKENS: &str = "/app/installations/{installation_id}/access_tokens";
 /// Largest workflow file read (GitHub's contents API serves files up to 1 MB this way).
 const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Bytes of a job log kept (its end): enough for any tail we show, and a bound on memory
@@ -98,25 +115,63 @@ pub struct GitHubClient {
     deadline: Option<Instant>,
     /// DRY_RUN backstop ([`GitHubClient::with_dry_run`]): mutating requests are refused.
     dry_run: bool,
+    policy: RetryPolicy,
 }
 
 struct Inner {
     http: reqwest::Client,
     base: Url,
     repo: RepoSlug,
-    /// Kept only to scrub it from text GitHub (or a proxy in front of it) sends back.
-    token: SecretString,
-    policy: RetryPolicy,
+    auth: Auth,
     /// Workflow spec → workflow, for the client's lifetime (a display name is resolved
     /// once).
     workflows: Mutex<HashMap<String, Workflow>>,
 }
 
+/// How requests are authenticated.
+enum Auth {
+    /// `GITHUB_TOKEN`: the same header on every request. The token is kept only to scrub
+    /// it from text GitHub (or a proxy in front of it) sends back.
+    Token {
+        header: HeaderValue,
+        token: SecretString,
+    },
+    /// A GitHub App: installation tokens, fetched with the App's JWT. Boxed: it holds
+    /// the key and the token state, and is one per client anyway.
+    App(Box<AppAuth>),
+}
+
+struct AppAuth {
+    credentials: AppCredentials,
+    /// Token expiry and JWT times read it (tests control it).
+    clock: Clock,
+    /// The installation and its current token. An async lock: one request refreshes,
+    /// the others wait for its token rather than each fetching one.
+    state: tokio::sync::Mutex<TokenState>,
+    /// The current token again, readable without waiting, to scrub GitHub's messages.
+    shown: Mutex<Option<SecretString>>,
+}
+
+/// What `valine doctor` reports of GitHub App authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppStatus {
+    pub app_id: String,
+    pub installation_id: u64,
+    /// Whether the installation id came from `GET /repos/{owner}/{repo}/installation`.
+    pub installation_found: bool,
+    pub token_expires_at: DateTime<Utc>,
+}
+
 impl fmt::Debug for GitHubClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match &self.inner.auth {
+            Auth::Token { .. } => "token",
+            Auth::App(_) => "github_app",
+        };
         f.debug_struct("GitHubClient")
             .field("api_base", &self.inner.base.as_str())
             .field("repo", &self.inner.repo.to_string())
+            .field("auth", &auth)
             .field("deadline", &self.deadline)
             .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
@@ -141,13 +196,37 @@ impl GitHubClient {
         repo: RepoSlug,
         user_agent_version: &str,
     ) -> Result<Self, GitHubError> {
+        Self::production(api_base, token_auth(token)?, repo, user_agent_version)
+    }
+
+    /// Builds a client that authenticates as a GitHub App installation. Nothing is sent
+    /// yet: the first request fetches the installation token (and, without an
+    /// installation id, finds the installation from the repository).
+    pub fn new_app(
+        api_base: Url,
+        credentials: AppCredentials,
+        repo: RepoSlug,
+        user_agent_version: &str,
+        clock: Clock,
+    ) -> Result<Self, GitHubError> {
+        let auth = app_auth(credentials, clock);
+        Self::production(api_base, auth, repo, user_agent_version)
+    }
+
+    /// The production transport: timeouts, pooled connections, the default retries.
+    fn production(
+        api_base: Url,
+        auth: Auth,
+        repo: RepoSlug,
+        user_agent_version: &str,
+    ) -> Result<Self, GitHubError> {
         let settings = HttpSettings {
             timeout: Some(HTTP_TIMEOUT),
             pool: true,
         };
         Self::build(
             api_base,
-            token,
+            auth,
             repo,
             user_agent_version,
             settings,
@@ -157,7 +236,7 @@ impl GitHubClient {
 
     fn build(
         mut api_base: Url,
-        token: SecretString,
+        auth: Auth,
         repo: RepoSlug,
         user_agent_version: &str,
         settings: HttpSettings,
@@ -175,18 +254,7 @@ impl GitHubClient {
         api_base.set_query(None);
         api_base.set_fragment(None);
 
-        let secret = token.expose_secret().trim();
-        if secret.is_empty() {
-            return Err(GitHubError::Config("GITHUB_TOKEN is empty".into()));
-        }
-        let mut auth = HeaderValue::from_str(&format!("Bearer {secret}")).map_err(|_| {
-            GitHubError::Config("GITHUB_TOKEN contains characters not allowed in a header".into())
-        })?;
-        // Sensitive: hidden from `Debug` and dropped by reqwest on cross-host redirects
-        // (job logs redirect to blob storage).
-        auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/vnd.github+json"),
@@ -218,12 +286,12 @@ impl GitHubClient {
                 http,
                 base: api_base,
                 repo,
-                token,
-                policy,
+                auth,
                 workflows: Mutex::new(HashMap::new()),
             }),
             deadline: None,
             dry_run: false,
+            policy,
         })
     }
 
@@ -234,6 +302,7 @@ impl GitHubClient {
             inner: Arc::clone(&self.inner),
             deadline: Some(deadline),
             dry_run: self.dry_run,
+            policy: self.policy,
         }
     }
 
@@ -247,6 +316,30 @@ impl GitHubClient {
 
     pub fn repo(&self) -> &RepoSlug {
         &self.inner.repo
+    }
+
+    /// The same client with another first backoff delay (tests, which must not wait
+    /// seconds for a retry).
+    pub fn with_retry_delay(mut self, base_delay: Duration) -> GitHubClient {
+        self.policy.base_delay = base_delay;
+        self
+    }
+
+    /// GitHub App authentication as it stands, fetching the installation token if
+    /// there is none yet; `None` with `GITHUB_TOKEN` authentication. For `valine doctor`.
+    pub async fn app_status(&self) -> Option<Result<AppStatus, GitHubError>> {
+        let Auth::App(app) = &self.inner.auth else {
+            return None;
+        };
+        Some(self.installation_token(app, None).await.map(|token| {
+            let installation_id = token.installation_id;
+            AppStatus {
+                app_id: app.credentials.app_id.clone(),
+                installation_id,
+                installation_found: app.credentials.installation_id.is_none(),
+                token_expires_at: token.expires_at,
+            }
+        }))
     }
 
     /// Finds the workflow named by `spec`: a numeric id, a file name (`deploy.yml`,
@@ -804,7 +897,11 @@ impl GitHubClient {
     /// The error for a final (not retried) failure answer.
     fn failure(&self, reply: &Reply, needs: &'static str) -> GitHubError {
         match reply.status {
-            StatusCode::UNAUTHORIZED => GitHubError::Unauthorized,
+            // With an App, `call` already fetched a new token once.
+            StatusCode::UNAUTHORIZED => match self.inner.auth {
+                Auth::Token { .. } => GitHubError::Unauthorized,
+                Auth::App(_) => GitHubError::AppCredentialsRefused,
+            },
             StatusCode::FORBIDDEN => GitHubError::Permission { needs },
             StatusCode::NOT_FOUND => GitHubError::NotFound {
                 message: self.message(reply),
@@ -829,8 +926,23 @@ impl GitHubClient {
                     .unwrap_or("error")
                     .to_owned()
             });
-        let scrubbed = crate::secret::scrub(quoted.trim(), &[self.inner.token.expose_secret()]);
+        let scrubbed = match &self.inner.auth {
+            Auth::Token { token, .. } => {
+                crate::secret::scrub(quoted.trim(), &[token.expose_secret()])
+            }
+            Auth::App(app) => {
+                let shown = app.shown.lock().unwrap_or_else(|e| e.into_inner());
+                let secrets: Vec<&str> = shown.iter().map(|t| t.expose_secret()).collect();
+                crate::secret::scrub(quoted.trim(), &secrets)
+            }
+        };
         truncate(&scrubbed, MAX_MESSAGE_CHARS)
+    }
+
+    /// The API base as configured, for messages (`https://api.github.com`,
+    /// `https://ghe.example.com/api/v3`).
+    fn base_text(&self) -> String {
+        self.inner.base.as_str().trim_end_matches('/').to_owned()
     }
 
     /// The URL of `template` under the API base, `{owner}`/`{repo}` filled from the
@@ -867,14 +979,95 @@ impl GitHubClient {
         Ok(url)
     }
 
-    /// Sends `call`, retrying as `docs/design.md#github-calls` allows. Returns every
-    /// answer that is not retried (successes and final 4xx alike) for the caller to
-    /// interpret; errors are the retries' end: rate limits, unavailability, transport
-    /// failures.
+    /// Sends `call` authenticated, retrying as `docs/design.md#github-calls` allows.
+    /// Returns every answer that is not retried (successes and final 4xx alike) for the
+    /// caller to interpret; errors are the retries' end: rate limits, unavailability,
+    /// transport failures. With an App, a 401 fetches a new installation token and
+    /// sends once more (GitHub may revoke a token before its hour is up); a 401 that
+    /// persists is returned like any other.
     async fn call(&self, call: &Call<'_>) -> Result<Reply, GitHubError> {
+        let app = match &self.inner.auth {
+            Auth::Token { header, .. } => return self.send(call, header).await,
+            Auth::App(app) => app,
+        };
+        let token = self.installation_token(app, None).await?;
+        let reply = self.send(call, &bearer(&token.token)?).await?;
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        tracing::info!(
+            github_endpoint = format!("{} {}", call.method, call.template),
+            "installation token refused; fetching a new one and sending once more"
+        );
+        let token = self.installation_token(app, Some(token.grant)).await?;
+        self.send(call, &bearer(&token.token)?).await
+    }
+
+    /// The installation token to send: the current one while it is fresh and not the
+    /// grant `refused`, else a new one (finding the installation first if needed).
+    /// Concurrent callers wait for one refresh.
+    async fn installation_token(
+        &self,
+        app: &AppAuth,
+        refused: Option<u64>,
+    ) -> Result<InstallationToken, GitHubError> {
+        let mut state = app.state.lock().await;
+        if let Some(token) = state.usable(app.clock.now(), refused) {
+            return Ok(token);
+        }
+        let jwt = app
+            .credentials
+            .key
+            .jwt(&app.credentials.app_id, app.clock.now())
+            .map_err(|e| GitHubError::Config(e.to_string()))?;
+        let jwt = bearer(&jwt)?;
+        let not_installed = || GitHubError::AppNotInstalled {
+            repo: self.inner.repo.to_string(),
+        };
+        let installation_id = match state.installation_id.or(app.credentials.installation_id) {
+            Some(id) => id,
+            None => {
+                let reply = self.send(&Call::get(INSTALLATION, &[]), &jwt).await?;
+                let found: Installation = match reply.status {
+                    StatusCode::UNAUTHORIZED => return Err(GitHubError::AppCredentialsRefused),
+                    StatusCode::NOT_FOUND => return Err(not_installed()),
+                    _ => self.success(reply, needs::ACTIONS_READ)?.json()?,
+                };
+                state.installation_id = Some(found.id);
+                found.id
+            }
+        };
+        let id = installation_id.to_string();
+        let args = [id.as_str()];
+        let exchange = Call::post(ACCESS_TOKENS, &args).not_a_change();
+        let reply = self.send(&exchange, &jwt).await?;
+        let grant: TokenGrant = match reply.status {
+            StatusCode::UNAUTHORIZED => return Err(GitHubError::AppCredentialsRefused),
+            StatusCode::NOT_FOUND => return Err(not_installed()),
+            status if status.is_success() => reply.json()?,
+            // A suspended App, an installation without access: GitHub says which.
+            status => {
+                return Err(GitHubError::Api {
+                    status: status.as_u16(),
+                    message: self.message(&reply),
+                });
+            }
+        };
+        let token = state.replace(grant, installation_id);
+        *app.shown.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.token.clone());
+        tracing::info!(
+            installation_id,
+            expires_at = %token.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "GitHub App installation token obtained"
+        );
+        Ok(token)
+    }
+
+    /// Sends `call` with the `Authorization` header `auth`, retrying as allowed.
+    async fn send(&self, call: &Call<'_>, auth: &HeaderValue) -> Result<Reply, GitHubError> {
         let url = self.url(call.template, call.args)?;
         let endpoint = format!("{} {}", call.method, call.template);
-        if self.dry_run && call.method != Method::GET {
+        if self.dry_run && call.method != Method::GET && call.changes {
             tracing::error!(
                 github_endpoint = endpoint,
                 error.type = "dry_run_bypassed",
@@ -883,9 +1076,10 @@ impl GitHubClient {
             );
             return Err(GitHubError::DryRun { endpoint });
         }
-        let mut backoff = self.inner.policy.backoff();
+        let mut backoff = self.policy.backoff();
+        let mut retry = 0;
         loop {
-            let outcome = self.attempt(call, &url, &endpoint).await;
+            let outcome = self.attempt(call, &url, &endpoint, auth).await;
             let (error, wait) = match self.judge(outcome, call.resend) {
                 Verdict::Done(reply) => return Ok(reply),
                 Verdict::Fail(error) => return Err(error),
@@ -898,13 +1092,25 @@ impl GitHubClient {
             if !self.may_wait(wait) {
                 return Err(error);
             }
+            retry += 1;
+            let reason = match &error {
+                GitHubError::RateLimited { retry_at } => RetryReason::RateLimited {
+                    retry_at: *retry_at,
+                },
+                _ => RetryReason::NotAnswering,
+            };
+            super::retry::notify(&RetryNotice {
+                retry,
+                of: self.policy.max_retries,
+                reason,
+            });
             tokio::time::sleep(wait).await;
         }
     }
 
     /// Whether a wait fits before the deadline and under the policy's longest wait.
     fn may_wait(&self, wait: Duration) -> bool {
-        wait <= self.inner.policy.max_wait
+        wait <= self.policy.max_wait
             && self
                 .effective_deadline()
                 .is_none_or(|deadline| Instant::now() + wait <= deadline)
@@ -923,9 +1129,14 @@ impl GitHubClient {
         call: &Call<'_>,
         url: &Url,
         endpoint: &str,
+        auth: &HeaderValue,
     ) -> Result<Reply, reqwest::Error> {
         let started = Instant::now();
-        let mut request = self.inner.http.request(call.method.clone(), url.clone());
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), url.clone())
+            .header(AUTHORIZATION, auth.clone());
         if !call.query.is_empty() {
             request = request.query(call.query);
         }
@@ -996,11 +1207,12 @@ impl GitHubClient {
             }
             Err(e) => {
                 crate::metrics::github_request(None, None);
+                // reqwest's own text ("error sending request") hides the cause.
                 tracing::warn!(
                     github_endpoint = endpoint,
                     github_duration_ms = elapsed_ms,
                     error.type = "github_unavailable",
-                    error.message = %e,
+                    error.message = %format_args!("{}: {e}", unreachable_cause(e)),
                     "GitHub call failed"
                 )
             }
@@ -1016,16 +1228,14 @@ impl GitHubClient {
                 return Verdict::Fail(GitHubError::Config(format!("invalid request: {e}")));
             }
             Err(e) => {
-                let (detail, reached) = if e.is_connect() {
-                    ("could not connect", false)
-                } else if e.is_timeout() {
-                    ("no answer within the timeout", true)
-                } else {
-                    ("the connection failed", true)
-                };
-                let error = GitHubError::Unavailable {
-                    status: None,
-                    detail: detail.into(),
+                let cause = unreachable_cause(&e);
+                // A failed connect never sent the request; a timeout or a broken
+                // connection may have.
+                let reached = !e.is_connect();
+                let error = GitHubError::Unreachable {
+                    base: self.base_text(),
+                    cause,
+                    source: e,
                 };
                 return if reached && resend == Resend::IfNotSent {
                     Verdict::Fail(error)
@@ -1066,8 +1276,100 @@ impl GitHubClient {
                 Resend::IfNotSent => Verdict::Fail(error),
             };
         }
+        if is_html(&reply) {
+            return Verdict::Fail(GitHubError::NotJson {
+                status: reply.status.as_u16(),
+                base: self.base_text(),
+            });
+        }
         Verdict::Done(reply)
     }
+}
+
+/// An `Authorization: Bearer` header, marked sensitive: hidden from `Debug`, and dropped
+/// by reqwest on cross-host redirects (job logs redirect to blob storage).
+fn bearer(token: &SecretString) -> Result<HeaderValue, GitHubError> {
+    let mut header = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret().trim()))
+        .map_err(|_| {
+            GitHubError::Config(
+                "the GitHub token contains characters not allowed in a header".into(),
+            )
+        })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+fn token_auth(token: SecretString) -> Result<Auth, GitHubError> {
+    if token.expose_secret().trim().is_empty() {
+        return Err(GitHubError::Config("GITHUB_TOKEN is empty".into()));
+    }
+    Ok(Auth::Token {
+        header: bearer(&token)?,
+        token,
+    })
+}
+
+fn app_auth(credentials: AppCredentials, clock: Clock) -> Auth {
+    Auth::App(Box::new(AppAuth {
+        credentials,
+        clock,
+        state: tokio::sync::Mutex::new(TokenState::default()),
+        shown: Mutex::new(None),
+    }))
+}
+
+/// Why a request got no answer, read from the error and its causes: reqwest's own
+/// text ("error sending request") names none of them.
+fn unreachable_cause(error: &reqwest::Error) -> Unreachable {
+    if error.is_timeout() {
+        return Unreachable::Timeout;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.downcast_ref::<rustls::Error>().is_some() {
+            return Unreachable::Tls;
+        }
+        // hyper-util's resolver error has no type of its own to match on.
+        let text = current.to_string().to_ascii_lowercase();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return Unreachable::NameNotResolved;
+        }
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => return Unreachable::Refused,
+                    std::io::ErrorKind::TimedOut => return Unreachable::Timeout,
+                    _ => {}
+                }
+                // An io::Error's `source()` skips the error it wraps (rustls wraps its
+                // own, sometimes twice): step into it instead.
+                match io.get_ref() {
+                    Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                    None => current.source(),
+                }
+            }
+            None => current.source(),
+        };
+    }
+    Unreachable::Other
+}
+
+/// Whether an answer is a web page: a proxy's error or login page, or a base URL that
+/// names a website instead of the API. Job logs are plain text, never HTML.
+fn is_html(reply: &Reply) -> bool {
+    let declared = reply
+        .headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("html"));
+    let start: Vec<u8> = reply
+        .body
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take(9)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    declared || start.starts_with(b"<!doctype") || start.starts_with(b"<html")
 }
 
 /// When a request may be sent again.
@@ -1089,6 +1391,9 @@ struct Call<'a> {
     query: &'a [(&'static str, String)],
     body: Option<&'a Value>,
     resend: Resend,
+    /// Whether the request changes the repository; DRY_RUN refuses those that do. An
+    /// App's token exchange is a `POST` that changes nothing.
+    changes: bool,
     /// Keep only the last bytes of the body (job logs can be many megabytes).
     keep_tail: Option<usize>,
 }
@@ -1102,6 +1407,7 @@ impl<'a> Call<'a> {
             query: &[],
             body: None,
             resend: Resend::Always,
+            changes: true,
             keep_tail: None,
         }
     }
@@ -1128,6 +1434,13 @@ impl<'a> Call<'a> {
     fn body(self, body: &'a Value) -> Self {
         Call {
             body: Some(body),
+            ..self
+        }
+    }
+
+    fn not_a_change(self) -> Self {
+        Call {
+            changes: false,
             ..self
         }
     }
@@ -1315,19 +1628,7 @@ mod tests {
 
         /// A client of `octo-org/octo-repo` behind an Enterprise-style `/api/v3` prefix.
         fn client(&self) -> GitHubClient {
-            let base = Url::parse(&format!("http://{}/api/v3", self.addr)).unwrap();
-            GitHubClient::build(
-                base,
-                SecretString::from(TOKEN),
-                "octo-org/octo-repo".parse().unwrap(),
-                "1.2.3",
-                HttpSettings {
-                    timeout: None,
-                    pool: false,
-                },
-                RetryPolicy::default(),
-            )
-            .unwrap()
+            client_at(&format!("http://{}/api/v3", self.addr))
         }
 
         fn seen(&self) -> Vec<Seen> {
@@ -1814,10 +2115,44 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let (logs, _guard) = capture_logs();
-        let client = GitHubClient::build(
-            Url::parse(&format!("http://{addr}")).unwrap(),
-            SecretString::from(TOKEN),
+        let retries = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&retries);
+        let observer: super::super::RetryObserver = Arc::new(move |_: &RetryNotice| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let client = client_at(&format!("http://{addr}/api/v3"));
+        let err =
+            super::super::observe_retries(observer, client.dispatch_workflow(1, "main", &inputs()))
+                .await
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot reach GitHub at http://{addr}/api/v3: connection refused")
+        );
+        assert_eq!(err.error_type(), "github_unavailable");
+        assert!(err.is_transient());
+        // The cause is kept for the log line.
+        assert!(std::error::Error::source(&err).is_some());
+        // Counted by the retry observer: log capture is per thread, and other tests
+        // share this log line's callsite.
+        assert_eq!(
+            retries.load(Ordering::SeqCst),
+            3,
+            "the first attempt and 3 retries"
+        );
+    }
+
+    /// A token client of `octo-org/octo-repo` at `base`, where nothing may listen.
+    fn client_at(base: &str) -> GitHubClient {
+        client_with(base, token_auth(SecretString::from(TOKEN)).unwrap())
+    }
+
+    /// A client of `octo-org/octo-repo` at `base`, without timeouts or pooled
+    /// connections (see [`HttpSettings`]).
+    fn client_with(base: &str, auth: Auth) -> GitHubClient {
+        GitHubClient::build(
+            Url::parse(base).unwrap(),
+            auth,
             "octo-org/octo-repo".parse().unwrap(),
             "1.2.3",
             HttpSettings {
@@ -1826,19 +2161,106 @@ mod tests {
             },
             RetryPolicy::default(),
         )
-        .unwrap();
-        let err = client
-            .dispatch_workflow(1, "main", &inputs())
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_name_that_does_not_resolve_is_named_as_such() {
+        // `.invalid` never resolves (RFC 6761), and resolvers answer so locally.
+        let err = client_at("https://github.invalid/api/v3")
+            .get_run(1)
             .await
             .unwrap_err();
-        assert_eq!(err.to_string(), "GitHub is unavailable: could not connect");
-        let attempts = logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.fields.contains_key("github_endpoint"))
-            .count();
-        assert_eq!(attempts, 4, "the first attempt and 3 retries");
+        assert_eq!(
+            err.to_string(),
+            "cannot reach GitHub at https://github.invalid/api/v3: name not resolved"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tls_failure_and_a_silent_server_are_named() {
+        // HTTPS to a plain-HTTP server: the handshake fails.
+        let fake = FakeGitHub::start(|_, _| Answer::json(200, fixture("workflow_run")));
+        let base = format!("https://{}/api/v3", fake.addr);
+        let err = client_at(&base).get_run(1).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot reach GitHub at {base}: TLS handshake failed")
+        );
+
+        // A server that takes the connection and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", silent.local_addr().unwrap());
+        let client = GitHubClient::build(
+            Url::parse(&base).unwrap(),
+            token_auth(SecretString::from(TOKEN)).unwrap(),
+            "octo-org/octo-repo".parse().unwrap(),
+            "1.2.3",
+            HttpSettings {
+                timeout: Some(Duration::from_secs(10)),
+                pool: false,
+            },
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        let err = client.get_run(1).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot reach GitHub at {base}: timed out")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_html_page_points_at_the_api_base() {
+        let fake = FakeGitHub::start(|_, _| {
+            Answer::text(200, "<!DOCTYPE html><html><body>Sign in</body></html>")
+                .header("content-type", "text/html; charset=utf-8")
+        });
+        let err = fake.client().get_run(1).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "GitHub answered HTML, not JSON (status 200) — check GITHUB_API_BASE (now http://{}/api/v3)",
+                fake.addr
+            )
+        );
+        assert_eq!(err.error_type(), "github_not_json");
+        assert_eq!(fake.seen().len(), 1, "a web page is not retried");
+        // A 404 page from a website is the same mistake, not a missing workflow.
+        let fake = FakeGitHub::start(|_, _| Answer::text(404, "<html><h1>Not Found</h1></html>"));
+        let err = fake
+            .client()
+            .resolve_workflow("deploy.yml")
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "github_not_json", "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_retry_is_told_to_the_observer() {
+        let fake = FakeGitHub::start(|_, n| match n {
+            0 | 1 => Answer::error(502, "Server Error"),
+            _ => Answer::json(200, fixture("workflow_run")),
+        });
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&notices);
+        let observer: super::super::RetryObserver = Arc::new(move |n: &RetryNotice| {
+            seen.lock().unwrap().push(n.to_string());
+        });
+        let client = fake.client();
+        super::super::observe_retries(observer, client.get_run(30433642))
+            .await
+            .unwrap();
+        assert_eq!(
+            *notices.lock().unwrap(),
+            [
+                "GitHub is not answering — retrying (1/3)…",
+                "GitHub is not answering — retrying (2/3)…"
+            ]
+        );
+        // Outside the observed task nobody is told, and nothing fails.
+        client.get_run(30433642).await.unwrap();
+        assert_eq!(notices.lock().unwrap().len(), 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -2050,7 +2472,14 @@ mod tests {
             .iter()
             .filter(|e| e.fields.contains_key("github_endpoint"))
             .collect();
-        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            calls.len(),
+            2,
+            "{:?}",
+            logs.iter()
+                .map(|e| (&e.level, &e.fields))
+                .collect::<Vec<_>>()
+        );
         assert_eq!(calls[0].level, tracing::Level::INFO);
         assert_eq!(calls[0].fields["github_status"], "200");
         assert_eq!(
@@ -2181,11 +2610,9 @@ mod tests {
     async fn set_repo_secret_sends_only_a_sealed_value() {
         use base64::Engine;
         use base64::engine::general_purpose::STANDARD;
-        use crypto_box::SecretKey;
-        use crypto_box::aead::OsRng;
 
-        let repo_key = SecretKey::generate(&mut OsRng);
-        let public = STANDARD.encode(repo_key.public_key().as_bytes());
+        let repo_key = [42u8; 32];
+        let public = STANDARD.encode(crate::github::seal::public_key(&repo_key));
         let fake =
             FakeGitHub::start(
                 move |seen, _| match (seen.method.as_str(), seen.route.as_str()) {
@@ -2211,7 +2638,7 @@ mod tests {
             .decode(put.body["encrypted_value"].as_str().unwrap())
             .unwrap();
         assert_eq!(
-            repo_key.unseal(&sealed).unwrap(),
+            crate::github::seal::open(&repo_key, &sealed).unwrap(),
             b"https://api.example.com"
         );
 
@@ -2335,7 +2762,251 @@ mod tests {
         }
 
         let logs = Logs::default();
+        // A subscriber that wants every event, alive for the whole test process: without
+        // one, a log line first reached on a thread with no subscriber (another test's)
+        // is cached as wanted by nobody, and this thread's capture would miss it.
+        static EVERYTHING: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        EVERYTHING.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
+        tracing::callsite::rebuild_interest_cache();
         let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&logs)));
         (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// GitHub App authentication against a fake that checks the JWTs as GitHub does.
+    mod app {
+        use super::*;
+        use crate::github::app_auth::{AppCredentials, AppKey};
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+
+        /// The test-only key pair of `fixtures/` (see its README).
+        const KEY: &str = include_str!("fixtures/test-app-key.pem");
+        const PUBLIC_DER: &[u8] = include_bytes!("fixtures/test-app-key.pub.der");
+        const INSTALLATION_PATH: &str = "/api/v3/repos/octo-org/octo-repo/installation";
+        const TOKENS_PATH: &str = "/api/v3/app/installations/77/access_tokens";
+
+        /// The claims of a JWT whose RS256 signature verifies with the App's public key,
+        /// whose issuer is the App and whose lifetime GitHub accepts; else `None`.
+        fn verified_claims(authorization: &str) -> Option<Value> {
+            let jwt = authorization.strip_prefix("Bearer ")?;
+            let (signed, signature) = jwt.rsplit_once('.')?;
+            let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+            UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, PUBLIC_DER)
+                .verify(signed.as_bytes(), &signature)
+                .ok()?;
+            let claims = URL_SAFE_NO_PAD.decode(signed.split_once('.')?.1).ok()?;
+            let claims: Value = serde_json::from_slice(&claims).ok()?;
+            let lifetime = claims["exp"].as_i64()? - claims["iat"].as_i64()?;
+            (claims["iss"] == 12345 && lifetime > 0 && lifetime <= 660).then_some(claims)
+        }
+
+        fn authorization(seen: &Seen) -> &str {
+            seen.headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        }
+
+        /// How the fake's API (not the App endpoints) treats installation tokens.
+        #[derive(Clone, Copy)]
+        enum Api {
+            Accepts,
+            /// `ghs_1` was revoked early: refused.
+            RevokedFirst,
+            /// Every token refused.
+            RefusesAll,
+        }
+
+        /// The fake: the installation is 77; the n-th token granted is `ghs_n` and
+        /// expires n hours after `t0()`.
+        fn fake(api: Api) -> FakeGitHub {
+            let grants = Arc::new(AtomicUsize::new(0));
+            FakeGitHub::start(move |seen, _| {
+                let auth = authorization(seen);
+                match (seen.method.as_str(), seen.path.as_str()) {
+                    ("GET", INSTALLATION_PATH) | ("POST", TOKENS_PATH)
+                        if verified_claims(auth).is_none() =>
+                    {
+                        Answer::error(401, "A JSON web token could not be decoded")
+                    }
+                    ("GET", INSTALLATION_PATH) => {
+                        Answer::json(200, json!({"id": 77, "app_id": 12345}))
+                    }
+                    ("POST", TOKENS_PATH) => {
+                        let n = grants.fetch_add(1, Ordering::SeqCst) as i64 + 1;
+                        let expires = t0() + chrono::Duration::hours(n);
+                        Answer::json(
+                            201,
+                            json!({"token": format!("ghs_{n}"),
+                                   "expires_at": expires.to_rfc3339_opts(SecondsFormat::Secs, true)}),
+                        )
+                    }
+                    _ => {
+                        let refused = match api {
+                            Api::Accepts => false,
+                            Api::RevokedFirst => auth == "Bearer ghs_1",
+                            Api::RefusesAll => true,
+                        };
+                        if refused || !auth.starts_with("Bearer ghs_") {
+                            Answer::error(401, "Bad credentials")
+                        } else {
+                            Answer::json(200, fixture("workflow_run"))
+                        }
+                    }
+                }
+            })
+        }
+
+        fn client(fake: &FakeGitHub, installation_id: Option<u64>) -> GitHubClient {
+            let credentials = AppCredentials {
+                app_id: "12345".into(),
+                key: AppKey::from_pem(KEY).unwrap(),
+                installation_id,
+            };
+            client_with(
+                &format!("http://{}/api/v3", fake.addr),
+                app_auth(credentials, Clock::tokio_at(t0().timestamp_millis())),
+            )
+        }
+
+        /// `(method path, Authorization)` of each request, in order.
+        fn requests(fake: &FakeGitHub) -> Vec<(String, String)> {
+            fake.seen()
+                .iter()
+                .map(|s| {
+                    (
+                        format!("{} {}", s.method, s.path),
+                        authorization(s).to_owned(),
+                    )
+                })
+                .collect()
+        }
+
+        fn exchanges(fake: &FakeGitHub) -> usize {
+            fake.seen().iter().filter(|s| s.path == TOKENS_PATH).count()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn finds_the_installation_and_sends_its_token() {
+            let fake = fake(Api::Accepts);
+            let client = client(&fake, None);
+            client.get_run(30433642).await.unwrap().unwrap();
+            let seen = requests(&fake);
+            assert_eq!(seen.len(), 3, "{seen:?}");
+            assert_eq!(seen[0].0, format!("GET {INSTALLATION_PATH}"));
+            assert_eq!(seen[1].0, format!("POST {TOKENS_PATH}"));
+            let claims = verified_claims(&seen[1].1).expect("the fake verified the JWT");
+            assert_eq!(claims["iat"], t0().timestamp() - 60);
+            assert_eq!(claims["exp"], t0().timestamp() + 540);
+            assert_eq!(
+                seen[2],
+                (
+                    format!("GET {REPO_PREFIX}/actions/runs/30433642"),
+                    "Bearer ghs_1".into()
+                )
+            );
+            // Secrets stay out of Debug.
+            let shown = format!("{client:?}");
+            assert!(
+                !shown.contains("ghs_") && !shown.contains("PRIVATE"),
+                "{shown}"
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_configured_installation_is_not_looked_up() {
+            let fake = fake(Api::Accepts);
+            client(&fake, Some(77)).get_run(1).await.unwrap();
+            assert_eq!(fake.seen()[0].path, TOKENS_PATH);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn reuses_the_token_while_fresh_and_replaces_it_five_minutes_early() {
+            let fake = fake(Api::Accepts);
+            let client = client(&fake, Some(77));
+            client.get_run(1).await.unwrap();
+            client.clone().get_run(1).await.unwrap();
+            tokio::time::advance(Duration::from_secs(54 * 60)).await;
+            client.get_run(1).await.unwrap();
+            assert_eq!(exchanges(&fake), 1, "one token for all three");
+
+            // 56 minutes in: the token's hour ends within 5 minutes.
+            tokio::time::advance(Duration::from_secs(2 * 60)).await;
+            client.get_run(1).await.unwrap();
+            assert_eq!(exchanges(&fake), 2);
+            let last = requests(&fake).pop().unwrap();
+            assert_eq!(last.1, "Bearer ghs_2");
+            let exchange = requests(&fake)
+                .into_iter()
+                .rfind(|(what, _)| what.ends_with("access_tokens"))
+                .unwrap();
+            let claims = verified_claims(&exchange.1).unwrap();
+            assert_eq!(
+                claims["iat"],
+                t0().timestamp() + 56 * 60 - 60,
+                "JWT times follow the clock"
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn concurrent_requests_share_one_refresh() {
+            let fake = fake(Api::Accepts);
+            let client = client(&fake, Some(77));
+            let calls = (0..5).map(|_| {
+                let client = client.clone();
+                async move { client.get_run(1).await }
+            });
+            for result in futures_util::future::join_all(calls).await {
+                result.unwrap();
+            }
+            assert_eq!(exchanges(&fake), 1);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_refused_token_is_replaced_once_and_the_request_sent_again() {
+            let fake = fake(Api::RevokedFirst);
+            let run = client(&fake, Some(77)).get_run(30433642).await.unwrap();
+            assert_eq!(run.unwrap().id, 30433642);
+            let auths: Vec<String> = requests(&fake)
+                .into_iter()
+                .filter(|(what, _)| what.starts_with("GET"))
+                .map(|(_, auth)| auth)
+                .collect();
+            assert_eq!(auths, ["Bearer ghs_1", "Bearer ghs_2"]);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn credentials_refused_after_a_refresh_name_the_app_settings() {
+            let fake = fake(Api::RefusesAll);
+            let err = client(&fake, Some(77)).cancel_run(1).await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "GitHub App credentials were refused — check GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
+            );
+            assert_eq!(exchanges(&fake), 2, "one refresh, no more");
+            assert!(!format!("{err:?}").contains("ghs_"));
+
+            // A key GitHub does not know: the JWT itself is refused.
+            let fake = FakeGitHub::start(|_, _| {
+                Answer::error(401, "A JSON web token could not be decoded")
+            });
+            let err = client(&fake, None).get_run(1).await.unwrap_err();
+            assert_eq!(err.error_type(), "github_unauthorized");
+            assert!(err.to_string().contains("GITHUB_APP_PRIVATE_KEY"));
+        }
+
+        #[tokio::test]
+        async fn an_app_not_installed_on_the_repository_says_so() {
+            let fake = FakeGitHub::start(|seen, _| {
+                assert!(verified_claims(authorization(seen)).is_some());
+                Answer::error(404, "Not Found")
+            });
+            let err = client(&fake, None).get_run(1).await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "the GitHub App is not installed on octo-org/octo-repo — install it there, or set GITHUB_APP_INSTALLATION_ID"
+            );
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! the token (messages from GitHub are scrubbed before they get here). `error_type` gives
 //! the stable class that logs carry as `error.type`.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 
 /// Permission texts for [`GitHubError::Permission`]: what the token needs.
@@ -24,11 +26,48 @@ pub mod needs {
     pub const HOOKS_READ: &str = "admin:repo_hook or repo scope, or Webhooks: read";
 }
 
+/// Why a request never got an answer from GitHub, as the operator needs to hear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// Nothing listens at the address (wrong port, GitHub Enterprise down).
+    Refused,
+    /// The host name does not resolve (a typo in GITHUB_API_BASE, no DNS).
+    NameNotResolved,
+    /// Connected, or tried to, but no answer came in time.
+    Timeout,
+    /// The TLS handshake failed (a proxy's certificate, plain HTTP on an HTTPS port).
+    Tls,
+    /// The connection broke for another reason.
+    Other,
+}
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unreachable::Refused => "connection refused",
+            Unreachable::NameNotResolved => "name not resolved",
+            Unreachable::Timeout => "timed out",
+            Unreachable::Tls => "TLS handshake failed",
+            Unreachable::Other => "connection failed",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
     /// 401.
     #[error("GitHub token is invalid or expired — regenerate GITHUB_TOKEN")]
     Unauthorized,
+    /// 401 with GitHub App authentication, after one refresh of the installation token;
+    /// or the App's JWT itself was refused.
+    #[error("GitHub App credentials were refused — check GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY")]
+    AppCredentialsRefused,
+    /// The App has no installation on the repository (`GET /repos/{owner}/{repo}/installation`
+    /// answered 404).
+    #[error(
+        "the GitHub App is not installed on {repo} — install it there, or set GITHUB_APP_INSTALLATION_ID"
+    )]
+    AppNotInstalled { repo: String },
     /// 403 that is not a rate limit. `needs` is one of [`needs`].
     #[error("GitHub token lacks permission (needs {needs})")]
     Permission { needs: &'static str },
@@ -55,9 +94,24 @@ pub enum GitHubError {
     /// Any other refusal, quoting GitHub's message.
     #[error("GitHub API error {status}: {message}")]
     Api { status: u16, message: String },
-    /// GitHub could not be reached or answered 5xx (after the retries that were allowed).
+    /// GitHub answered 5xx (after the retries that were allowed).
     #[error("GitHub is unavailable: {detail}")]
     Unavailable { status: Option<u16>, detail: String },
+    /// No answer at all (after the retries that were allowed): the cause, and the base
+    /// URL that was tried, so a wrong `GITHUB_API_BASE` shows.
+    #[error("cannot reach GitHub at {base}: {cause}")]
+    Unreachable {
+        base: String,
+        cause: Unreachable,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A web page where JSON was expected: a proxy's or login page, or a
+    /// `GITHUB_API_BASE` that names a website rather than the API.
+    #[error(
+        "GitHub answered HTML, not JSON (status {status}) — check GITHUB_API_BASE (now {base})"
+    )]
+    NotJson { status: u16, base: String },
     /// A success answer that is not in the shape of GitHub's contract.
     #[error("GitHub answered in an unexpected shape: {detail}")]
     Decode { detail: String },
@@ -74,14 +128,18 @@ impl GitHubError {
     /// Stable snake_case class for logs and metrics.
     pub fn error_type(&self) -> &'static str {
         match self {
-            GitHubError::Unauthorized => "github_unauthorized",
+            GitHubError::Unauthorized | GitHubError::AppCredentialsRefused => "github_unauthorized",
+            GitHubError::AppNotInstalled { .. } => "github_app_not_installed",
             GitHubError::Permission { .. } => "github_forbidden",
             GitHubError::RateLimited { .. } => "github_rate_limited",
             GitHubError::WorkflowNotFound { .. } => "github_workflow_not_found",
             GitHubError::AmbiguousWorkflow { .. } => "github_ambiguous_workflow",
             GitHubError::NotFound { .. } => "github_not_found",
             GitHubError::Api { .. } => "github_api",
-            GitHubError::Unavailable { .. } => "github_unavailable",
+            GitHubError::Unavailable { .. } | GitHubError::Unreachable { .. } => {
+                "github_unavailable"
+            }
+            GitHubError::NotJson { .. } => "github_not_json",
             GitHubError::Decode { .. } => "github_decode",
             GitHubError::Config(_) => "github_config",
             GitHubError::DryRun { .. } => "dry_run_bypassed",
@@ -93,7 +151,9 @@ impl GitHubError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            GitHubError::RateLimited { .. } | GitHubError::Unavailable { .. }
+            GitHubError::RateLimited { .. }
+                | GitHubError::Unavailable { .. }
+                | GitHubError::Unreachable { .. }
         )
     }
 }
@@ -147,5 +207,18 @@ mod tests {
         );
         assert_eq!(api.error_type(), "github_api");
         assert!(!api.is_transient());
+        assert_eq!(
+            GitHubError::AppCredentialsRefused.to_string(),
+            "GitHub App credentials were refused — check GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
+        );
+        let html = GitHubError::NotJson {
+            status: 200,
+            base: "https://github.example.com".into(),
+        };
+        assert_eq!(
+            html.to_string(),
+            "GitHub answered HTML, not JSON (status 200) — check GITHUB_API_BASE (now https://github.example.com)"
+        );
+        assert!(!html.is_transient());
     }
 }

@@ -1,14 +1,18 @@
 //! GitHub: the REST client Valine uses (`api`), its errors (`error`), its wire models
-//! (`model`), and the repository name type shared by configuration and the client.
+//! (`model`), sealing of Actions secrets (`seal`), and the repository name type shared by
+//! configuration and the client.
 
 pub mod api;
+pub mod app_auth;
 pub mod error;
 pub mod git_ref;
 mod logs;
 pub mod model;
 mod retry;
-mod seal;
+pub mod seal;
 pub mod webhook;
+
+pub use retry::{RetryNotice, RetryObserver, RetryReason, observe_retries};
 
 use std::fmt;
 use std::str::FromStr;

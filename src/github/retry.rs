@@ -10,7 +10,15 @@
 //!
 //! This module only decides; the client in `api.rs` performs the waits with
 //! `tokio::time::sleep`, which is what lets tests run them under `tokio::time::pause()`.
+//!
+//! Before each wait the client tells an observer, if the caller installed one with
+//! [`observe_retries`]: a command whose user is waiting shows the progress instead of
+//! seconds of silence. The observer is task-local so that the client stays ignorant of
+//! who is waiting (a Discord message, a log) and no call needs an extra parameter.
 
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -54,6 +62,60 @@ impl RetryPolicy {
             .with_jitter()
             .build()
     }
+}
+
+/// What the client is about to do after a failed attempt: wait, then send again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryNotice {
+    /// Which retry comes next (from 1).
+    pub retry: usize,
+    /// How many retries there may be in all.
+    pub of: usize,
+    pub reason: RetryReason,
+}
+
+/// Why the client is waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryReason {
+    /// No answer, or a 5xx: GitHub (or the way to it) is down for the moment.
+    NotAnswering,
+    /// GitHub rate-limited the request until `retry_at`.
+    RateLimited { retry_at: DateTime<Utc> },
+}
+
+/// The line a waiting user reads, e.g. `GitHub is not answering — retrying (2/3)…`.
+impl fmt::Display for RetryNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let RetryNotice { retry, of, reason } = self;
+        match reason {
+            RetryReason::NotAnswering => {
+                write!(f, "GitHub is not answering — retrying ({retry}/{of})…")
+            }
+            RetryReason::RateLimited { retry_at } => write!(
+                f,
+                "GitHub rate limit — retrying at {} UTC ({retry}/{of})…",
+                retry_at.format("%H:%M:%S")
+            ),
+        }
+    }
+}
+
+/// Told of every retry of the GitHub calls made inside [`observe_retries`]. Called
+/// synchronously before the wait: it must not block (hand the notice to a task).
+pub type RetryObserver = Arc<dyn Fn(&RetryNotice) + Send + Sync>;
+
+tokio::task_local! {
+    static OBSERVER: RetryObserver;
+}
+
+/// Runs `work` with `observer` told of each retry of the GitHub calls made in it.
+pub async fn observe_retries<F: Future>(observer: RetryObserver, work: F) -> F::Output {
+    OBSERVER.scope(observer, work).await
+}
+
+/// Tells the observer of the current task, if there is one.
+pub(crate) fn notify(notice: &RetryNotice) {
+    let _no_observer = OBSERVER.try_with(|observer| observer(notice));
 }
 
 /// A wait GitHub asked for by rate limiting us.
@@ -204,6 +266,52 @@ mod tests {
             retry_after(&headers(&[("retry-after", "soon")]), at(0)),
             None
         );
+    }
+
+    #[test]
+    fn notices_read_as_progress() {
+        let notice = RetryNotice {
+            retry: 2,
+            of: 3,
+            reason: RetryReason::NotAnswering,
+        };
+        assert_eq!(
+            notice.to_string(),
+            "GitHub is not answering — retrying (2/3)…"
+        );
+        let limited = RetryNotice {
+            retry: 1,
+            of: 3,
+            reason: RetryReason::RateLimited {
+                retry_at: at(1_700_000_000),
+            },
+        };
+        assert_eq!(
+            limited.to_string(),
+            "GitHub rate limit — retrying at 22:13:20 UTC (1/3)…"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_observing_task_is_told() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let observer: RetryObserver = Arc::new(move |n: &RetryNotice| {
+            log.lock().unwrap().push(n.retry);
+        });
+        let notice = |retry| RetryNotice {
+            retry,
+            of: 3,
+            reason: RetryReason::NotAnswering,
+        };
+        notify(&notice(9)); // nobody observes: nothing happens
+        observe_retries(observer, async {
+            notify(&notice(1));
+            notify(&notice(2));
+        })
+        .await;
+        notify(&notice(3));
+        assert_eq!(*seen.lock().unwrap(), [1, 2]);
     }
 
     #[test]

@@ -414,6 +414,10 @@ mod tests {
         // Rotation: either of two configured secrets signs; blanks never do.
         let both = "old-secret, It's a Secret to Everybody";
         assert!(signed_by_any(both, b"Hello, World!", Some(header)));
+        // Either place: GitHub may still sign with the old one while the new one is added.
+        let old_first = "It's a Secret to Everybody,new-secret";
+        assert!(signed_by_any(old_first, b"Hello, World!", Some(header)));
+        assert!(!signed_by_any(old_first, b"Hello, World?", Some(header)));
         assert!(!signed_by_any(
             "old-secret,",
             b"Hello, World!",

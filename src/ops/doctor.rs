@@ -345,9 +345,25 @@ async fn github_checks(app: &App) -> Vec<Check> {
         }
     };
     let mut checks = Vec::new();
+    // With a GitHub App, "the token" is the installation token the App's key obtains.
+    let app_token = match github.app_status().await {
+        None => None,
+        Some(Ok(status)) => Some(Check::ok("github.token", app_found(&status))),
+        Some(Err(e)) => {
+            return token_failed(
+                checks,
+                &e,
+                "no installation token from the GitHub App",
+                &NAMES[1..],
+            );
+        }
+    };
     match github.rate_limit().await {
         Ok(rate) => {
-            checks.push(Check::ok("github.token", "valid (GitHub accepted it)"));
+            checks.push(
+                app_token
+                    .unwrap_or_else(|| Check::ok("github.token", "valid (GitHub accepted it)")),
+            );
             let reset = rate
                 .reset
                 .map(|t| format!(", resets {} UTC", t.format("%H:%M")))
@@ -370,13 +386,7 @@ async fn github_checks(app: &App) -> Vec<Check> {
             );
         }
         Err(e) => {
-            checks.push(github_failure("github.token", &e));
-            checks.extend(blocked(
-                &NAMES[1..],
-                "GitHub refused the token",
-                "github.token",
-            ));
-            return checks;
+            return token_failed(checks, &e, "GitHub refused the token", &NAMES[1..]);
         }
     }
     let repo = github.repo().to_string();
@@ -430,6 +440,34 @@ async fn github_checks(app: &App) -> Vec<Check> {
     checks
 }
 
+/// `github.token` failed with `error`: that check, then each of `later` blocked by it.
+fn token_failed(
+    mut checks: Vec<Check>,
+    error: &GitHubError,
+    why: &str,
+    later: &[&'static str],
+) -> Vec<Check> {
+    checks.push(github_failure("github.token", error));
+    checks.extend(blocked(later, why, "github.token"));
+    checks
+}
+
+/// What the GitHub App check found: the App, its installation, the token's expiry.
+fn app_found(status: &crate::github::api::AppStatus) -> String {
+    let how = if status.installation_found {
+        "found from GITHUB_REPO"
+    } else {
+        "GITHUB_APP_INSTALLATION_ID"
+    };
+    format!(
+        "GitHub App {}, installation {} ({how}): installation token obtained, valid until \
+         {} UTC",
+        status.app_id,
+        status.installation_id,
+        status.token_expires_at.format("%H:%M")
+    )
+}
+
 /// A failed GitHub call as a check: the runbook's cause (the error's own words) and fix.
 fn github_failure(name: &'static str, error: &GitHubError) -> Check {
     let fix = match error {
@@ -439,7 +477,17 @@ fn github_failure(name: &'static str, error: &GitHubError) -> Check {
         }
         GitHubError::Permission { .. } => "grant the token the permission named",
         GitHubError::RateLimited { .. } => "wait for the reset, then run `valine doctor` again",
-        GitHubError::Unavailable { .. } => {
+        GitHubError::AppCredentialsRefused => {
+            "check GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (the App's current private key, \
+             PEM, from the App's settings page)"
+        }
+        GitHubError::AppNotInstalled { .. } => {
+            "install the App on the repository (App settings → Install App), or set \
+             GITHUB_APP_INSTALLATION_ID"
+        }
+        GitHubError::Unavailable { .. }
+        | GitHubError::Unreachable { .. }
+        | GitHubError::NotJson { .. } => {
             "check GITHUB_API_BASE and the network; run `valine doctor` again shortly"
         }
         _ => "see GitHub's message",

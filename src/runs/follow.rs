@@ -183,7 +183,7 @@ pub async fn poll(app: &App, job: &PollRun, now_ms: i64) -> Result<(), JobError>
         }
         // A failed read is no reason to stop following: the next tick asks again.
         Err(e) => {
-            tracing::warn!(error.type = e.error_type(), error.message = %e, "polling the run failed");
+            tracing::warn!(error.type = e.error_type(), error.message = %crate::error::chain(&e), "polling the run failed");
             None
         }
     };

@@ -68,7 +68,7 @@ async fn append_verification(
             (Outcome::Ok, None)
         }
         Err(e) => {
-            span.in_scope(|| tracing::warn!(error.type = e.error_type(), error.message = %e, "verification failed to run"));
+            span.in_scope(|| tracing::warn!(error.type = e.error_type(), error.message = %crate::error::chain(&e), "verification failed to run"));
             reply.embeds.push(
                 Embed::new("❌ Verification could not run")
                     .color(response::RED)

@@ -177,6 +177,75 @@ pub struct GitHubState {
     pub hooks_forbidden: bool,
     /// When set, a request whose token is not this one gets GitHub's 401.
     pub accepted_token: Option<String>,
+    /// GitHub App mode: the App endpoints answer, and every other request needs an
+    /// installation token this fake granted.
+    pub app: Option<FakeApp>,
+    /// The next this many requests are answered 502 (GitHub having a bad moment).
+    pub outage: usize,
+}
+
+/// A GitHub App as the fake knows it: JWTs must verify with the test key pair's public
+/// half (`src/github/fixtures/`) and name `app_id`; installation tokens live `token_ttl`
+/// of the wall clock unless revoked.
+pub struct FakeApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    pub token_ttl: chrono::Duration,
+    /// Granted token → when it expires.
+    pub tokens: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+}
+
+/// The public half of the test-only App key (PKCS#1 DER).
+const TEST_APP_PUBLIC_KEY: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/src/github/fixtures/test-app-key.pub.der"
+));
+
+/// The test-only App private key Valine is configured with in App tests.
+pub const TEST_APP_PRIVATE_KEY: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/src/github/fixtures/test-app-key.pem"
+));
+
+impl FakeApp {
+    /// Whether `authorization` carries a JWT GitHub would accept for this App now:
+    /// an RS256 signature by the App's key, `iss` the App, `iat` not in the future
+    /// (a minute of drift allowed), `exp` in the future and at most 10 minutes on.
+    fn accepts_jwt(&self, authorization: &str) -> bool {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+        let check = || -> Option<bool> {
+            let jwt = authorization.strip_prefix("Bearer ")?;
+            let (signed, signature) = jwt.rsplit_once('.')?;
+            let (header, claims) = signed.split_once('.')?;
+            let header: Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+            let claims: Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+            UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, TEST_APP_PUBLIC_KEY)
+                .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).ok()?)
+                .ok()?;
+            let now = chrono::Utc::now().timestamp();
+            let (iat, exp) = (claims["iat"].as_i64()?, claims["exp"].as_i64()?);
+            Some(
+                header["alg"] == "RS256"
+                    && claims["iss"] == self.app_id
+                    && iat <= now + 60
+                    && exp > now
+                    && exp - iat <= 11 * 60,
+            )
+        };
+        check().unwrap_or(false)
+    }
+
+    /// Whether `authorization` carries a granted, unexpired installation token.
+    fn accepts_token(&self, authorization: &str) -> bool {
+        authorization
+            .strip_prefix("Bearer ")
+            .and_then(|token| self.tokens.get(token))
+            .is_some_and(|expires| *expires > chrono::Utc::now())
+    }
 }
 
 /// A repository webhook as `GET /repos/{owner}/{repo}/hooks` lists it.
@@ -368,6 +437,11 @@ impl FakeGitHub {
             .route("/rate_limit", get(gh_rate_limit))
             .route("/repos/{owner}/{repo}/contents/{*path}", get(gh_contents))
             .route("/repos/{owner}/{repo}/hooks", get(gh_hooks))
+            .route("/repos/{owner}/{repo}/installation", get(gh_installation))
+            .route(
+                "/app/installations/{id}/access_tokens",
+                post(gh_access_tokens),
+            )
             .fallback(any(gh_fallback))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -467,6 +541,41 @@ impl FakeGitHub {
     /// The dispatches received, oldest first.
     pub fn dispatches(&self) -> Vec<Recorded> {
         self.log.matching("POST", "/dispatches")
+    }
+
+    /// Turns on GitHub App mode for App `app_id` installed as `installation_id`; tokens
+    /// live an hour.
+    pub fn enable_app(&self, app_id: u64, installation_id: u64) {
+        self.state.lock().unwrap().app = Some(FakeApp {
+            app_id,
+            installation_id,
+            token_ttl: chrono::Duration::hours(1),
+            tokens: Default::default(),
+        });
+    }
+
+    /// How long the installation tokens granted from now on live.
+    pub fn set_app_token_ttl(&self, ttl: chrono::Duration) {
+        if let Some(app) = self.state.lock().unwrap().app.as_mut() {
+            app.token_ttl = ttl;
+        }
+    }
+
+    /// Revokes every installation token granted so far (GitHub answers 401 to them).
+    pub fn revoke_app_tokens(&self) {
+        if let Some(app) = self.state.lock().unwrap().app.as_mut() {
+            app.tokens.clear();
+        }
+    }
+
+    /// Answers the next `requests` requests with 502.
+    pub fn set_outage(&self, requests: usize) {
+        self.state.lock().unwrap().outage = requests;
+    }
+
+    /// Installation tokens granted (`POST /app/installations/{id}/access_tokens`).
+    pub fn token_grants(&self) -> usize {
+        self.log.matching("POST", "/access_tokens").len()
     }
 
     /// Requests that would change something on GitHub.
@@ -905,17 +1014,96 @@ async fn gh_check_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let accepted = state.lock().unwrap().accepted_token.clone();
-    if let Some(token) = accepted {
-        let sent = request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        if sent != Some(&format!("Bearer {token}")) {
-            return gh_error(401, "Bad credentials");
+    let sent = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    {
+        let mut state = state.lock().unwrap();
+        if state.outage > 0 {
+            state.outage -= 1;
+            return gh_error(502, "Server Error");
+        }
+        if let Some(app) = &state.app {
+            let path = request.uri().path();
+            let app_endpoint = path.starts_with("/app/") || path.ends_with("/installation");
+            let accepted = if app_endpoint {
+                app.accepts_jwt(&sent)
+            } else {
+                app.accepts_token(&sent)
+            };
+            if !accepted {
+                let message = if app_endpoint {
+                    "A JSON web token could not be decoded"
+                } else {
+                    "Bad credentials"
+                };
+                return gh_error(401, message);
+            }
         }
     }
+    let accepted = state.lock().unwrap().accepted_token.clone();
+    if accepted.is_some_and(|token| sent != format!("Bearer {token}")) {
+        return gh_error(401, "Bad credentials");
+    }
     next.run(request).await
+}
+
+/// `GET /repos/{owner}/{repo}/installation` (App JWT checked by `gh_check_token`).
+async fn gh_installation(
+    State((log, state)): State<GhState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    match &state.lock().unwrap().app {
+        Some(app) => axum::Json(json!({
+            "id": app.installation_id,
+            "app_id": app.app_id,
+            "target_type": "Organization",
+            "account": {"login": "octo-org"},
+        }))
+        .into_response(),
+        None => not_found(),
+    }
+}
+
+/// `POST /app/installations/{id}/access_tokens` (App JWT checked by `gh_check_token`):
+/// a new token, `ghs_` and a number, living `token_ttl`.
+async fn gh_access_tokens(
+    State((log, state)): State<GhState>,
+    Path(id): Path<u64>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.push(&method, &uri, &headers, b"");
+    let mut state = state.lock().unwrap();
+    let Some(app) = state.app.as_mut().filter(|app| app.installation_id == id) else {
+        return not_found();
+    };
+    let token = format!("ghs_fake{:036}", next_token_number());
+    let expires_at = chrono::Utc::now() + app.token_ttl;
+    app.tokens.insert(token.clone(), expires_at);
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "token": token,
+            "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "permissions": {"actions": "write", "metadata": "read"},
+            "repository_selection": "selected",
+        })),
+    )
+        .into_response()
+}
+
+/// A number unique within the test process, for fake tokens.
+fn next_token_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// `GET …/contents/{path}`: a `content-file`, base64 in lines of 60 as GitHub sends it.

@@ -143,6 +143,8 @@ pub struct Options {
     pub tune: Option<fn(&mut valine::app::WorkerSettings)>,
     /// Replaces the app's probe client (a test-injected address policy).
     pub prober: Option<valine::verify::probe::Prober>,
+    /// Shortens the GitHub client's first retry delay (500 ms in production).
+    pub github_retry_delay: Option<Duration>,
 }
 
 impl Default for Options {
@@ -155,6 +157,7 @@ impl Default for Options {
             store: None,
             tune: None,
             prober: None,
+            github_retry_delay: None,
         }
     }
 }
@@ -213,6 +216,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     app.worker.backoff_base = Duration::from_millis(50);
     if let Some(tune) = options.tune {
         tune(&mut app.worker);
+    }
+    if let Some(delay) = options.github_retry_delay {
+        app.set_github_retry_delay(delay);
     }
     // Tests never ask a real resolver: the default targets (example.com names) resolve
     // to loopback, which the probe policy refuses unless SAFE_LOCAL, and every other

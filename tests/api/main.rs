@@ -13,6 +13,7 @@ mod diagnose_dispatch;
 mod edges;
 mod faults;
 mod followups;
+mod github;
 mod interactions;
 mod jobs;
 #[cfg(feature = "conformance")]

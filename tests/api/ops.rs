@@ -180,6 +180,36 @@ async fn doctor_on_a_healthy_set_up_is_all_ok_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn doctor_reports_github_app_authentication() {
+    let mut set_up = healthy_set_up().await;
+    set_up.github.state.lock().unwrap().accepted_token = None;
+    set_up.github.enable_app(12345, 4242);
+    set_up.vars.remove("GITHUB_TOKEN");
+    set_up.vars.insert("GITHUB_APP_ID".into(), "12345".into());
+    set_up.vars.insert(
+        "GITHUB_APP_PRIVATE_KEY".into(),
+        crate::fakes::TEST_APP_PRIVATE_KEY.into(),
+    );
+    let output = run(&set_up.vars, &["doctor"]).await;
+    let text = stdout(&output);
+    let token = line(&text, "github.token");
+    assert!(
+        token.starts_with(
+            "✅ github.token: GitHub App 12345, installation 4242 (found from GITHUB_REPO): \
+             installation token obtained, valid until"
+        ),
+        "{text}"
+    );
+    assert!(line(&text, "github.repository").starts_with("✅"), "{text}");
+    let all = format!("{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        !all.contains("ghs_fake") && !all.contains("PRIVATE KEY"),
+        "{all}"
+    );
+    assert_no_secrets(&output);
+}
+
+#[tokio::test]
 async fn doctor_names_each_set_up_mistake_with_its_fix() {
     let set_up = healthy_set_up().await;
     // A workflow without the inputs or run-name, no webhook to Valine, a command set
