@@ -905,11 +905,13 @@ mod tests {
             }
         }
         // Every example value is a valid one: the files uncommented load as they stand
-        // (`ssm:` values aside, which need SSM, and the SQS queue in a build without AWS).
+        // (`ssm:` values aside, which need SSM, the SQS queue in a build without AWS,
+        // and the GitHub App settings, the alternative to GITHUB_TOKEN: loaded below).
         let usable = |line: &&str| {
+            let upper = line.to_ascii_uppercase();
             !line.contains("ssm:")
-                && (cfg!(feature = "aws")
-                    || !line.to_ascii_uppercase().contains("VALINE_QUEUE_URL"))
+                && !upper.starts_with("GITHUB_APP_")
+                && (cfg!(feature = "aws") || !upper.contains("VALINE_QUEUE_URL"))
         };
         let uncommented = |text: &str, separator: &str| -> Vec<String> {
             text.lines()
@@ -935,7 +937,24 @@ mod tests {
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
         assert!(pairs.len() > 30, "{pairs:?}");
-        Config::from_vars(pairs).unwrap();
+        Config::from_vars(pairs.clone()).unwrap();
+        // The App settings instead of the token (the key is a secret: the test key).
+        let mut app = pairs;
+        app.remove("GITHUB_TOKEN");
+        for line in env.lines().filter_map(|l| l.strip_prefix("# ")) {
+            if let Some((name, value)) = line.split_once('=')
+                && name.starts_with("GITHUB_APP_")
+                && !value.starts_with("ssm:")
+            {
+                app.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        assert!(app.contains_key("GITHUB_APP_ID"), "{app:?}");
+        app.insert(
+            "GITHUB_APP_PRIVATE_KEY".to_owned(),
+            include_str!("github/fixtures/test-app-key.pem").to_owned(),
+        );
+        Config::from_vars(app).unwrap();
     }
 
     #[tokio::test]
