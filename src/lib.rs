@@ -62,6 +62,7 @@ pub mod dryrun;
 pub mod error;
 pub mod format;
 pub mod github;
+pub mod http_client;
 pub mod jobs;
 #[cfg(feature = "aws")]
 pub mod lambda;

@@ -9,6 +9,8 @@
 //! [`scrub`].
 
 use std::fmt;
+
+use crate::http_client::LazyClient;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,9 +155,9 @@ pub struct DiscordClient {
 }
 
 struct Inner {
-    /// A build failure is kept and reported by every call, so that construction (used
-    /// at start-up with partial configuration) never panics.
-    http: Result<reqwest::Client, Arc<reqwest::Error>>,
+    /// Built on first use (a build failure is kept and reported by every call), so
+    /// construction at start-up costs nothing and never panics.
+    http: LazyClient,
     api_base: Url,
     bot_token: Option<SecretString>,
 }
@@ -213,15 +215,15 @@ impl DiscordClient {
                 ")"
             )),
         );
-        let mut builder = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .default_headers(headers);
         // A proxy from the environment is for reaching Discord; an API on this machine
         // (`valine demo`'s stand-in, a local fake) is reached directly.
-        if is_loopback(&api_base) {
-            builder = builder.no_proxy();
-        }
-        let http = builder.build().map_err(Arc::new);
+        let direct = is_loopback(&api_base);
+        let http = LazyClient::new(move || {
+            let builder = reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .default_headers(headers.clone());
+            if direct { builder.no_proxy() } else { builder }
+        });
         Self {
             inner: Arc::new(Inner {
                 http,
@@ -513,11 +515,7 @@ impl DiscordClient {
         attempts: &mut u32,
         last_status: &mut Option<u16>,
     ) -> Result<Vec<u8>, DiscordError> {
-        let http = self
-            .inner
-            .http
-            .as_ref()
-            .map_err(|e| DiscordError::NoClient(Arc::clone(e)))?;
+        let http = self.inner.http.get().map_err(DiscordError::NoClient)?;
         let auth = if call.bot_auth {
             Some(self.auth_header()?)
         } else {

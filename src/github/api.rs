@@ -24,6 +24,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+
+use crate::http_client::LazyClient;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
@@ -119,7 +121,8 @@ pub struct GitHubClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    /// Built on first use: start-up does not load root certificates for it.
+    http: LazyClient,
     base: Url,
     repo: RepoSlug,
     auth: Auth,
@@ -265,21 +268,22 @@ impl GitHubClient {
         );
 
         ensure_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .user_agent(format!("valine/{user_agent_version}"))
-            .default_headers(headers)
-            // The GitHub base is configured explicitly; a stray HTTPS_PROXY in a Lambda
-            // or CI environment must not reroute the token.
-            .no_proxy();
-        if let Some(timeout) = settings.timeout {
-            builder = builder.timeout(timeout);
-        }
-        if !settings.pool {
-            builder = builder.pool_max_idle_per_host(0).pool_idle_timeout(None);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| GitHubError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let user_agent = format!("valine/{user_agent_version}");
+        let http = LazyClient::new(move || {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(user_agent.clone())
+                .default_headers(headers.clone())
+                // The GitHub base is configured explicitly; a stray HTTPS_PROXY in a
+                // Lambda or CI environment must not reroute the token.
+                .no_proxy();
+            if let Some(timeout) = settings.timeout {
+                builder = builder.timeout(timeout);
+            }
+            if !settings.pool {
+                builder = builder.pool_max_idle_per_host(0).pool_idle_timeout(None);
+            }
+            builder
+        });
 
         Ok(GitHubClient {
             inner: Arc::new(Inner {
@@ -1076,10 +1080,15 @@ impl GitHubClient {
             );
             return Err(GitHubError::DryRun { endpoint });
         }
+        let http = self
+            .inner
+            .http
+            .get()
+            .map_err(|e| GitHubError::Config(format!("cannot build the HTTP client: {e}")))?;
         let mut backoff = self.policy.backoff();
         let mut retry = 0;
         loop {
-            let outcome = self.attempt(call, &url, &endpoint, auth).await;
+            let outcome = self.attempt(http, call, &url, &endpoint, auth).await;
             let (error, wait) = match self.judge(outcome, call.resend) {
                 Verdict::Done(reply) => return Ok(reply),
                 Verdict::Fail(error) => return Err(error),
@@ -1126,15 +1135,14 @@ impl GitHubClient {
     /// One HTTP exchange, logged.
     async fn attempt(
         &self,
+        http: &reqwest::Client,
         call: &Call<'_>,
         url: &Url,
         endpoint: &str,
         auth: &HeaderValue,
     ) -> Result<Reply, reqwest::Error> {
         let started = Instant::now();
-        let mut request = self
-            .inner
-            .http
+        let mut request = http
             .request(call.method.clone(), url.clone())
             .header(AUTHORIZATION, auth.clone());
         if !call.query.is_empty() {
