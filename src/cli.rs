@@ -487,17 +487,34 @@ async fn demo(serve: bool) -> Result<u8, Exit> {
         walked = demo.walk_through(&mut stdout) => Some(walked),
         () = shutdown_signal() => None,
     };
-    let Some(walked) = walked else {
-        demo.stop().await;
-        return Ok(exit::FAILED);
+    // Whatever happens, the demo's servers stop and its files go.
+    let result = match walked {
+        None => Ok(exit::FAILED),
+        Some(Ok(ok)) => {
+            let code = if ok { exit::OK } else { exit::FAILED };
+            if serve {
+                match out::print(&demo.serve_hint()) {
+                    Ok(()) => {
+                        shutdown_signal().await;
+                        Ok(code)
+                    }
+                    Err(exit) => Err(exit),
+                }
+            } else {
+                Ok(code)
+            }
+        }
+        // A reader that went away (`valine demo | head`) ends the demo quietly, as it
+        // does every sub-command.
+        Some(Err(crate::demo::DemoError::Output(e)))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(exit::OK)
+        }
+        Some(Err(e)) => Err(failed(e)),
     };
-    let ok = walked.map_err(failed)?;
-    if serve {
-        out::print(&demo.serve_hint())?;
-        shutdown_signal().await;
-    }
     demo.stop().await;
-    Ok(if ok { exit::OK } else { exit::FAILED })
+    result
 }
 
 async fn register(guild: Option<String>, dry_run: bool) -> Result<u8, Exit> {

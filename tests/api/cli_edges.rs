@@ -47,6 +47,7 @@ fn output_into_a_closed_pipe_ends_quietly() {
         &["invoke", "/debug-last"],
         &["config"],
         &["completions", "bash"],
+        &["demo"],
         &["--help"],
     ];
     for args in cases {
