@@ -1,5 +1,5 @@
 //! The probe client (see `docs/design.md#ssrf-policy`): one `reqwest::Client`, built
-//! once, that can only reach addresses the rules allow.
+//! once on first use, that can only reach addresses the rules allow.
 //!
 //! Validating a URL is not enough against SSRF: a public name can resolve to
 //! `169.254.169.254`, and a public page can redirect anywhere. So the client resolves
@@ -25,6 +25,7 @@ use url::{Host, Url};
 
 use super::target::{TargetError, TargetPolicy, check_url, is_forbidden_ip};
 use crate::config::Config;
+use crate::http_client::LazyClient;
 
 /// Probe limits (see `docs/design.md#ssrf-policy`, "Limits"), starting with the connect
 /// timeout.
@@ -222,35 +223,40 @@ impl ProberBuilder {
         let allowed: AddressPolicy = self
             .allowed
             .unwrap_or_else(|| Arc::new(move |ip| safe_local || !is_forbidden_ip(ip)));
-        let resolver = CheckedResolver {
-            allowed: Arc::clone(&allowed),
-            hosts: Arc::new(self.hosts.clone()),
-        };
+        let hosts = Arc::new(self.hosts.clone());
         let hop_targets = self.targets.clone();
         let hop_allowed = Arc::clone(&allowed);
-        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > MAX_REDIRECTS {
-                return attempt.error(TooManyRedirects);
-            }
-            match check_hop(attempt.url(), &hop_targets, &hop_allowed) {
-                Ok(()) => attempt.follow(),
-                Err(refusal) => attempt.error(refusal),
-            }
-        });
+        let attempt_timeout = self.attempt_timeout;
         crate::github::api::ensure_crypto_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(format!("valine/{} (deploy verification)", crate::VERSION))
-            .no_proxy()
-            .dns_resolver(Arc::new(resolver))
-            .redirect(redirects)
-            .connect_timeout(CONNECT_TIMEOUT.min(self.attempt_timeout))
-            .timeout(self.attempt_timeout)
-            // A fresh connection per probe: each request resolves and is checked anew,
-            // and latency samples include the handshake a visitor pays.
-            .pool_max_idle_per_host(0)
-            .tls_info(true)
-            .build()
-            .map_err(|e| ProbeError::Other(format!("cannot build the probe client: {e}")))?;
+        // Built on first probe (`http_client::LazyClient`): start-up loads no root
+        // certificates for it.
+        let client = LazyClient::new(move || {
+            let resolver = CheckedResolver {
+                allowed: Arc::clone(&hop_allowed),
+                hosts: Arc::clone(&hosts),
+            };
+            let (targets, allowed) = (hop_targets.clone(), Arc::clone(&hop_allowed));
+            let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    return attempt.error(TooManyRedirects);
+                }
+                match check_hop(attempt.url(), &targets, &allowed) {
+                    Ok(()) => attempt.follow(),
+                    Err(refusal) => attempt.error(refusal),
+                }
+            });
+            reqwest::Client::builder()
+                .user_agent(format!("valine/{} (deploy verification)", crate::VERSION))
+                .no_proxy()
+                .dns_resolver(Arc::new(resolver))
+                .redirect(redirects)
+                .connect_timeout(CONNECT_TIMEOUT.min(attempt_timeout))
+                .timeout(attempt_timeout)
+                // A fresh connection per probe: each request resolves and is checked
+                // anew, and latency samples include the handshake a visitor pays.
+                .pool_max_idle_per_host(0)
+                .tls_info(true)
+        });
         Ok(Prober {
             inner: Arc::new(Inner {
                 client,
@@ -285,7 +291,7 @@ pub struct Prober {
 }
 
 struct Inner {
-    client: reqwest::Client,
+    client: LazyClient,
     targets: TargetPolicy,
     allowed: AddressPolicy,
     hosts: HashMap<String, Vec<IpAddr>>,
@@ -394,10 +400,12 @@ impl Prober {
         request: &ProbeRequest,
         started: Instant,
     ) -> Result<(ProbeResponse, Vec<u8>), ProbeError> {
-        let mut builder = self
+        let client = self
             .inner
             .client
-            .request(request.method.clone(), request.url.clone());
+            .get()
+            .map_err(|e| ProbeError::Other(format!("cannot build the probe client: {e}")))?;
+        let mut builder = client.request(request.method.clone(), request.url.clone());
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
         }
