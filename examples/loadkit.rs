@@ -6,9 +6,11 @@
 //!
 //! - `loadkit public-key`: the key to set as `DISCORD_PUBLIC_KEY`;
 //! - `loadkit sign BODY`: `TIMESTAMP SIGNATURE` for the body, signed now;
-//! - `loadkit wait-healthy HOST:PORT SINCE_NS`: polls `GET /healthz` every 0.5 ms until
-//!   it answers 200 (giving up after 10 s), then prints the milliseconds since
-//!   `SINCE_NS` (Unix time in nanoseconds, taken just before the server was started).
+//! - `loadkit start VALINE HOST:PORT LOG`: starts `VALINE serve` (with loadkit's own
+//!   environment, its output to LOG), polls `GET /healthz` every 0.2 ms until it answers
+//!   200 (giving up after 10 s, stopping the server), then prints `PID MILLISECONDS`:
+//!   the server's process id and the time from just before starting it to that answer.
+//!   The server keeps running after loadkit exits.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -38,28 +40,42 @@ fn main() {
             let message = [ts.as_bytes(), body.as_bytes()].concat();
             println!("{ts} {}", hex::encode(key.sign(&message).to_bytes()));
         }
-        ["wait-healthy", addr, since_ns] => {
-            let since_ns: u128 = since_ns.parse().expect("SINCE_NS is an integer");
-            let give_up = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < give_up {
-                if healthy(addr) {
-                    let now_ns = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .expect("the clock is after 1970")
-                        .as_nanos();
-                    println!("{:.1}", (now_ns.saturating_sub(since_ns)) as f64 / 1e6);
-                    return;
-                }
-                std::thread::sleep(Duration::from_micros(500));
-            }
-            eprintln!("loadkit: {addr}/healthz did not answer 200 within 10 s");
-            std::process::exit(1);
-        }
+        ["start", valine, addr, log] => start(valine, addr, log),
         _ => {
-            eprintln!("usage: loadkit public-key | sign BODY | wait-healthy HOST:PORT SINCE_NS");
+            eprintln!("usage: loadkit public-key | sign BODY | start VALINE HOST:PORT LOG");
             std::process::exit(2);
         }
     }
+}
+
+/// Starts `valine serve` and times it to its first healthy answer (see the module docs).
+/// Timed here rather than by the calling script, whose own process starts would count.
+fn start(valine: &str, addr: &str, log: &str) {
+    let log = std::fs::File::create(log).expect("the log file can be created");
+    let started = Instant::now();
+    let mut server = std::process::Command::new(valine)
+        .arg("serve")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("the log file"))
+        .stderr(log)
+        .spawn()
+        .expect("valine starts");
+    let give_up = started + Duration::from_secs(10);
+    while Instant::now() < give_up {
+        if healthy(addr) {
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            println!("{} {ms:.1}", server.id());
+            return;
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            eprintln!("loadkit: valine serve exited ({status}) before it was healthy");
+            std::process::exit(1);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let _ = server.kill();
+    eprintln!("loadkit: {addr}/healthz did not answer 200 within 10 s");
+    std::process::exit(1);
 }
 
 /// One `GET /healthz` on a fresh connection: true on a 200.

@@ -4,8 +4,28 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// The most threads tokio's blocking pool may start. Its main user is the SQLite store,
+/// whose calls take one lock in turn: more threads only queue on it, and under a
+/// thousand commands a second the default (512) grew the pool to twenty threads, each
+/// with its own stack and allocator arena, a quarter of the server's own memory. Name
+/// lookups and file reads share the pool, waiting at most for the calls queued ahead.
+const BLOCKING_THREADS: usize = 4;
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("valine: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let parsed = if valine::cli::started_by_lambda() {
         Ok(valine::cli::Cli {
             command: valine::cli::Command::Lambda,

@@ -1,7 +1,9 @@
 //! SQLite backend of the store: the default, embedded engine (a file, or memory for tests).
 //!
 //! One connection sits behind a mutex and every call runs on tokio's blocking pool, so the
-//! async runtime never waits on disk. Several processes may open the same file: the
+//! async runtime never waits on disk (and a test's paused clock does not run on while a
+//! call is in flight). A second connection in a thread of its own copies the write-ahead
+//! log into the file (see `checkpoint_loop`). Several processes may open the same file: the
 //! database runs in WAL mode with a busy timeout. An atomic operation is one statement
 //! (which takes the write lock as it starts) or one `BEGIN IMMEDIATE` transaction, so the
 //! write lock is taken up front, where the busy timeout applies, instead of being upgraded
@@ -40,7 +42,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -283,6 +285,9 @@ struct Inner {
     /// `None` for an in-memory database, which has no file to lose or reopen.
     file: Option<DbFile>,
     state: Mutex<State>,
+    /// Dropped with the store, which stops the checkpoint thread at once (see
+    /// `checkpoint_loop`).
+    _checkpoints: Option<mpsc::Sender<()>>,
 }
 
 /// The database file and the identity of the file Valine opened at start-up: a file
@@ -564,6 +569,11 @@ impl SqliteStore {
             let existed = path.try_exists().unwrap_or(true);
             if !existed {
                 tracing::warn!(path = %path.display(), "no database file at {}: creating a new, empty one (expected on the first start only)", path.display());
+                // Failing here leaves the creation to SQLite below, which reports why
+                // (a missing directory, permissions) in the usual terms.
+                if let Err(e) = create_whole(&path) {
+                    tracing::debug!(path = %path.display(), error.message = %e, "cannot prepare the new database beside its path; SQLite creates it in place");
+                }
             }
             let opened = open_existing_or_new(&path, OpenFlags::default());
             let id = match std::fs::metadata(&path) {
@@ -587,6 +597,7 @@ impl SqliteStore {
                 },
                 Err(fail) => return Err(fail.into_store_error(op, Some(&path))),
             };
+            let (checkpoints, stop) = mpsc::channel();
             let inner = Inner {
                 file: Some(DbFile { path, id }),
                 state: Mutex::new(State {
@@ -596,6 +607,7 @@ impl SqliteStore {
                     lost: false,
                     fault: None,
                 }),
+                _checkpoints: Some(checkpoints),
             };
             // A store that starts with a fault checkpoints inline, as SQLite does.
             let checkpointer = if fault.is_none() {
@@ -616,15 +628,15 @@ impl SqliteStore {
                     .fault = Some(fault);
                 tracing::error!(error.type = err.error_type(), error.message = %err, path = %file.path.display(), "the store cannot be written at start-up; commands are refused until it can");
             }
-            Ok((inner, checkpointer))
+            Ok((inner, checkpointer.map(|own| (own, stop))))
         })
         .await;
         match joined {
             Ok(opened) => {
                 let (inner, checkpointer) = opened?;
                 let inner = Arc::new(inner);
-                if let Some(own) = checkpointer {
-                    start_checkpointer(&inner, own);
+                if let Some((own, stop)) = checkpointer {
+                    start_checkpointer(&inner, own, stop);
                 }
                 Ok(SqliteStore { inner })
             }
@@ -682,6 +694,7 @@ impl SqliteStore {
                     lost: false,
                     fault: None,
                 }),
+                _checkpoints: None,
             })
         })
         .await;
@@ -720,6 +733,7 @@ impl SqliteStore {
                     lost: false,
                     fault: None,
                 }),
+                _checkpoints: None,
             }),
         })
     }
@@ -859,8 +873,20 @@ impl Inner {
     }
 }
 
+/// The store connection's page cache, in KiB (as a negative `cache_size`). Valine's
+/// reads touch few pages (an index walk and a row), and the operating system caches the
+/// file as well: SQLite's default of 2 MiB was most of the server's own memory.
+const CACHE_KIB: i64 = -512;
+
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// A log of at least this many pages (4 MiB at SQLite's default page size, the length at
+/// which SQLite itself would checkpoint) is caught up with the store's writes held back.
+const CATCH_UP_AFTER_PAGES: i64 = 1000;
+
+/// What a log that grew longer during a burst is cut back to when it starts over.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// The connection WAL checkpoints run on, beside the store's own. A checkpoint is where
 /// SQLite fsyncs (with `synchronous=NORMAL` a commit does not), and run by the store's
@@ -874,7 +900,9 @@ fn open_checkpointer(path: &Path) -> Option<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .and_then(|own| own.busy_timeout(Duration::from_millis(100)).map(|()| own));
+    .and_then(|own| own.busy_timeout(Duration::from_millis(100)).map(|()| own))
+    // A checkpoint copies pages from the log to the file without caching them.
+    .and_then(|own| own.pragma_update(None, "cache_size", -64).map(|()| own));
     match own {
         Ok(own) => Some(own),
         Err(e) => {
@@ -886,11 +914,11 @@ fn open_checkpointer(path: &Path) -> Option<Connection> {
 
 /// Checkpoints on `own` in a thread of its own until the store is dropped, then turns
 /// the store connection's own checkpoints off (only once the thread runs).
-fn start_checkpointer(inner: &Arc<Inner>, own: Connection) {
+fn start_checkpointer(inner: &Arc<Inner>, own: Connection, stop: mpsc::Receiver<()>) {
     let store = Arc::downgrade(inner);
     let started = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
-        .spawn(move || checkpoint_loop(&own, &store));
+        .spawn(move || checkpoint_loop(&own, &store, &stop));
     let state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
     match (started, state.conn.as_ref()) {
         (Ok(_), Some(conn)) => {
@@ -905,18 +933,55 @@ fn start_checkpointer(inner: &Arc<Inner>, own: Connection) {
     }
 }
 
-fn checkpoint_loop(own: &Connection, store: &std::sync::Weak<Inner>) {
+/// Copies the log into the file every `CHECKPOINT_EVERY`, and keeps the log from
+/// growing without end.
+///
+/// The log starts over from its beginning only when a write finds every page of it
+/// already copied. Under a steady stream of writes a checkpoint beside them never gets
+/// there (each copies what was there when it began, and more has come meanwhile), so the
+/// log would grow by every write (200 MB in 10 s of 1,000 deferred commands a second).
+/// A log past `CATCH_UP_AFTER_PAGES` is therefore checkpointed twice more: once beside
+/// the writes (copying what came during the first round, so little is left), then
+/// holding the store's lock, so no writer of this process adds to it; the store's next
+/// write starts the log over (`journal_size_limit` cuts a longer file back to
+/// `WAL_SIZE_LIMIT`). At 1,000 deferred commands a second on the test machine's disk the
+/// lock is held 3–5 ms about twice a second, and the log stays near 10 MB; one round
+/// beside the writes instead of two held it 7–14 ms.
+///
+/// The thread ends as soon as the store is dropped (`stop` disconnects), closing `own`
+/// with it: left open, a new store of this process on the same file could be handed
+/// its file descriptor by SQLite, with the access it was opened with.
+fn checkpoint_loop(own: &Connection, store: &Weak<Inner>, stop: &mpsc::Receiver<()>) {
     loop {
-        std::thread::sleep(CHECKPOINT_EVERY);
         // Dropping `own` next, as the last connection, checkpoints what is left.
-        if store.strong_count() == 0 {
+        if stop.recv_timeout(CHECKPOINT_EVERY) != Err(mpsc::RecvTimeoutError::Timeout) {
             return;
         }
         // Busy (a reader or writer kept it from finishing) is caught up next round.
-        if let Err(e) = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error.message = %e, "checkpoint failed; retrying");
+        match checkpoint(own) {
+            Ok(pages) if pages >= CATCH_UP_AFTER_PAGES => {
+                // Another round beside the writes first copies what came during the
+                // first, leaving little for the round that holds them back.
+                if let Err(e) = checkpoint(own) {
+                    tracing::debug!(error.message = %e, "checkpoint failed; retrying");
+                }
+                let Some(inner) = store.upgrade() else {
+                    return;
+                };
+                let _writes_held = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = checkpoint(own) {
+                    tracing::debug!(error.message = %e, "checkpoint failed; retrying");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error.message = %e, "checkpoint failed; retrying"),
         }
     }
+}
+
+/// One PASSIVE checkpoint on `conn`: the length of the log in pages.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }
 
 /// Opens the file as [`open_file`] does, then brings the schema up to date; returns the
@@ -954,6 +1019,67 @@ fn open_existing_or_new(path: &Path, flags: OpenFlags) -> FResult<(Connection, b
     Ok((conn, true))
 }
 
+/// Creates the database at `path` whole, with its schema, unless a file is there by now.
+///
+/// The schema is built in a file of its own beside `path` with nothing synced on the
+/// way (no rollback journal, `synchronous=OFF`), switched to WAL, synced once and then
+/// hard-linked to `path`. Creating it in place instead costs six fsyncs (journal, file,
+/// log and directory), which was half of a first start-up; and here no process ever
+/// finds a half-made database at `path`. A link, unlike a rename, never replaces a file
+/// another process has just created: that one is kept.
+fn create_whole(path: &Path) -> Result<(), BoxError> {
+    let name = path.file_name().ok_or("the database path names no file")?;
+    // Unique among the attempts of this process too: tests open one new file from
+    // several tasks at once.
+    static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attempt = ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut building = name.to_owned();
+    building.push(format!(".creating-{}-{attempt}", std::process::id()));
+    let building = path.with_file_name(building);
+    let built = build_schema(&building).and_then(|()| -> Result<(), BoxError> {
+        std::fs::File::open(&building)?.sync_all()?;
+        match std::fs::hard_link(&building, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e.into()),
+            _ => Ok(()),
+        }
+    });
+    // Whatever happened, the file under construction goes; on success `path` keeps it.
+    let _ = std::fs::remove_file(&building);
+    built?;
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Builds the current schema in a new file at `building`, in WAL mode, without syncing.
+fn build_schema(building: &Path) -> Result<(), BoxError> {
+    let op = "create";
+    let failed = |fail: Fail| -> BoxError { Box::new(fail.into_store_error(op, Some(building))) };
+    // A file left by a crashed process that had the same id is not ours.
+    match std::fs::remove_file(building) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let mut conn = Connection::open_with_flags(
+        building,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "journal_mode", "OFF")?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    migrate(&mut conn).map_err(failed)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err("the database cannot use WAL journal mode".into());
+    }
+    // Closing the only connection copies the log into the file and removes it.
+    conn.close().map_err(|(_, e)| e)?;
+    Ok(())
+}
+
 /// Opens the file in WAL mode; returns the journal mode SQLite settled on, or `None`
 /// when SQLite could only open the file read-only (it falls back to that silently).
 fn open_file(path: &Path, flags: OpenFlags) -> rusqlite::Result<(Connection, Option<String>)> {
@@ -968,6 +1094,8 @@ fn open_file(path: &Path, flags: OpenFlags) -> rusqlite::Result<(Connection, Opt
     // With WAL, NORMAL loses at most the last commits on power loss, never
     // consistency; FULL would fsync every rate-limit hit.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    conn.pragma_update(None, "cache_size", CACHE_KIB)?;
     Ok((conn, Some(mode)))
 }
 
@@ -2428,6 +2556,137 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_new_file_appears_whole_with_its_schema_in_wal_mode() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        create_whole(&path).expect("create");
+        let conn = Connection::open(&path).expect("raw open");
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        assert_eq!(check_version(&conn).expect("version"), MIGRATIONS.len());
+        drop(conn);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into())
+            .collect();
+        assert!(
+            names.iter().all(|name| !name.contains(".creating-")),
+            "{names:?}"
+        );
+        let store = SqliteStore::open(&path).await.expect("open");
+        assert_eq!(store.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+        // A file under the name being built, left by a crashed process whose id this
+        // one now has, is replaced.
+        let leftover = dir.path().join("leftover.creating-1-0");
+        std::fs::write(&leftover, b"not a database").expect("leftover");
+        build_schema(&leftover).expect("build");
+        let conn = Connection::open(&leftover).expect("raw open");
+        assert_eq!(check_version(&conn).expect("version"), MIGRATIONS.len());
+    }
+
+    #[tokio::test]
+    async fn creating_keeps_a_file_another_process_made_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let first = SqliteStore::open(&path).await.expect("open");
+        assert_eq!(first.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+        // As a second process does when the file appeared after it looked.
+        create_whole(&path).expect("create");
+        assert_eq!(first.hit_rate_window("u", 0, 100).await.expect("hit"), 2);
+        drop(first);
+        let again = SqliteStore::open(&path).await.expect("reopen");
+        assert_eq!(again.hit_rate_window("u", 0, 100).await.expect("hit"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_is_an_error_and_the_store_goes_on() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        let err = store
+            .call("test_panic", |conn| -> FResult<()> {
+                let tx = conn.transaction()?;
+                tx.execute_batch("CREATE TABLE half_done (x INTEGER)")?;
+                panic!("a bug in a store call");
+            })
+            .await
+            .expect_err("a panic is an error");
+        assert!(
+            matches!(
+                err,
+                StoreError::Task {
+                    op: "test_panic",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+        // The transaction the panic left was rolled back.
+        assert_eq!(store.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+        let tables: i64 = store
+            .call("test", |conn| {
+                Ok(conn.query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'",
+                    [],
+                    |row| row.get(0),
+                )?)
+            })
+            .await
+            .expect("count");
+        assert_eq!(tables, 0);
+    }
+
+    /// The salt of a WAL file's header, which changes each time the log starts over.
+    fn wal_salt(wal: &Path) -> Option<[u8; 8]> {
+        let bytes = std::fs::read(wal).ok()?;
+        bytes.get(16..24)?.try_into().ok()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_starts_over_under_unbroken_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("valine.db");
+        let wal = dir.path().join("valine.db-wal");
+        let store = SqliteStore::open(&path).await.expect("open");
+        store
+            .call("test", |conn| {
+                Ok(conn.execute_batch("CREATE TABLE filler (x BLOB NOT NULL)")?)
+            })
+            .await
+            .expect("table");
+        let first = wal_salt(&wal).expect("a log");
+        let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let writer = tokio::spawn({
+            let (store, writing) = (store.clone(), Arc::clone(&writing));
+            async move {
+                // Never a pause for a checkpoint beside the writes to catch up in.
+                while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    store
+                        .call("test", |conn| {
+                            let tx =
+                                conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                            tx.execute("DELETE FROM filler WHERE rowid % 50 = 0", [])?;
+                            tx.execute("INSERT INTO filler (x) VALUES (zeroblob(16384))", [])?;
+                            tx.commit()?;
+                            Ok(())
+                        })
+                        .await
+                        .expect("write");
+                }
+            }
+        });
+        eventually(Duration::from_secs(30), || async {
+            wal_salt(&wal).is_some_and(|salt| salt != first)
+        })
+        .await;
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        writer.await.expect("writer");
+        let size = std::fs::metadata(&wal).expect("log").len();
+        assert!(size <= WAL_SIZE_LIMIT as u64 * 2, "the log is {size} bytes");
+    }
+
+    #[tokio::test]
     async fn checkpoints_run_beside_the_store_connection_until_it_closes() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("valine.db");
@@ -2948,6 +3207,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("valine.db");
         drop(SqliteStore::open(&path).await.expect("create"));
+        // Every connection of the first store is closed once its log is folded in.
+        let wal = dir.path().join("valine.db-wal");
+        eventually(Duration::from_secs(5), || async { !wal.exists() }).await;
         let Some(guard) = read_only(&path) else {
             eprintln!("SKIPPED: neither permission bits nor chattr make a file read-only here");
             return;
