@@ -957,31 +957,26 @@ fn checkpoint_loop(own: &Connection, store: &Weak<Inner>, stop: &mpsc::Receiver<
         if stop.recv_timeout(CHECKPOINT_EVERY) != Err(mpsc::RecvTimeoutError::Timeout) {
             return;
         }
-        // Busy (a reader or writer kept it from finishing) is caught up next round.
-        match checkpoint(own) {
-            Ok(pages) if pages >= CATCH_UP_AFTER_PAGES => {
-                // Another round beside the writes first copies what came during the
-                // first, leaving little for the round that holds them back.
-                if let Err(e) = checkpoint(own) {
-                    tracing::debug!(error.message = %e, "checkpoint failed; retrying");
-                }
-                let Some(inner) = store.upgrade() else {
-                    return;
-                };
-                let _writes_held = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Err(e) = checkpoint(own) {
-                    tracing::debug!(error.message = %e, "checkpoint failed; retrying");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error.message = %e, "checkpoint failed; retrying"),
+        if checkpoint(own).is_some_and(|pages| pages >= CATCH_UP_AFTER_PAGES) {
+            // Another round beside the writes first copies what came during the first,
+            // leaving little for the round that holds them back.
+            checkpoint(own);
+            let Some(inner) = store.upgrade() else {
+                return;
+            };
+            let _writes_held = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+            checkpoint(own);
         }
     }
 }
 
-/// One PASSIVE checkpoint on `conn`: the length of the log in pages.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+/// One PASSIVE checkpoint on `conn`: the length of the log in pages, or `None` when it
+/// failed (logged; busy, when a reader or writer kept it from finishing, is caught up
+/// next round).
+fn checkpoint(conn: &Connection) -> Option<i64> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+        .inspect_err(|e| tracing::debug!(error.message = %e, "checkpoint failed; retrying"))
+        .ok()
 }
 
 /// Opens the file as [`open_file`] does, then brings the schema up to date; returns the
@@ -2692,13 +2687,19 @@ mod tests {
         let path = dir.path().join("valine.db");
         let wal = dir.path().join("valine.db-wal");
         let store = SqliteStore::open(&path).await.expect("open");
-        let inline: i64 = {
+        let pragma = |name: &str| -> i64 {
             let state = store.inner.state.lock().expect("lock");
             let conn = state.conn.as_ref().expect("open");
-            conn.pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
+            conn.pragma_query_value(None, name, |row| row.get(0))
                 .expect("pragma")
         };
-        assert_eq!(inline, 0, "the store's connection no longer checkpoints");
+        assert_eq!(
+            pragma("wal_autocheckpoint"),
+            0,
+            "the store's connection no longer checkpoints"
+        );
+        assert_eq!(pragma("journal_size_limit"), WAL_SIZE_LIMIT);
+        assert_eq!(pragma("cache_size"), CACHE_KIB);
         let before = std::fs::metadata(&path).expect("db").len();
         for user in 0..400 {
             store
