@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tracing::Instrument;
 
@@ -109,8 +111,20 @@ pub fn router(app: Arc<App>) -> Router {
             HeaderName::from_static("x-signature-ed25519"),
         ]))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
         .with_state(app)
+}
+
+/// An `x-request-id` for a request that came without one: a v4 UUID, as tower-http's
+/// `MakeRequestUuid` makes, without its system call per request ([`crate::trace::random_uuid`]).
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = crate::trace::random_uuid().hyphenated().to_string();
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {

@@ -54,7 +54,14 @@ pub fn short_id(id: &str) -> &str {
 }
 
 pub fn new_trace_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    random_uuid().simple().to_string()
+}
+
+/// A random (version 4) UUID drawn from the thread's cryptographically secure generator,
+/// which the system seeds: `Uuid::new_v4` makes a system call for each id, and the
+/// request path makes one or two ids per request.
+pub fn random_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
 /// Records the steps of one command execution.

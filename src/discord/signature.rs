@@ -9,8 +9,14 @@
 //! `{"error":"invalid request signature"}`, see [`SignatureError::PUBLIC_MESSAGE`]) so a
 //! prober learns nothing; the variant only tells the logs why.
 
-use ed25519_dalek::ed25519::signature::MultipartVerifier;
-use ed25519_dalek::{Signature, VerifyingKey};
+use std::sync::Arc;
+
+use curve25519_dalek::Scalar;
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::VartimeEdwardsPrecomputation;
+use curve25519_dalek::traits::VartimePrecomputedMultiscalarMul;
+use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha512};
 
 /// Largest accepted distance between the signed timestamp and the server clock, in
 /// seconds, in either direction. A captured request replayed later than this is refused
@@ -105,9 +111,22 @@ impl SignatureError {
 
 /// The application's public key, parsed once at start-up so a bad key fails there
 /// rather than on the first interaction.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SignatureVerifier {
     key: VerifyingKey,
+    /// Lookup tables of multiples of the base point and of the negated key, built once:
+    /// every verification computes `[s]B + [k](-A)` with the same two points, and a
+    /// generic verification rebuilds the key's table (a narrower one) on every call.
+    /// About 20 KiB; a verification then costs about 35 µs instead of 44 µs here.
+    tables: Arc<VartimeEdwardsPrecomputation>,
+}
+
+impl std::fmt::Debug for SignatureVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignatureVerifier")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SignatureVerifier {
@@ -127,7 +146,12 @@ impl SignatureVerifier {
         if key.is_weak() {
             return Err(KeyError::InvalidKey);
         }
-        Ok(Self { key })
+        let tables =
+            VartimeEdwardsPrecomputation::new([ED25519_BASEPOINT_POINT, -key.to_edwards()]);
+        Ok(Self {
+            key,
+            tables: Arc::new(tables),
+        })
     }
 
     /// Checks the two signature headers against the raw body.
@@ -147,31 +171,46 @@ impl SignatureVerifier {
         if signature_hex.len() != SIGNATURE_HEX_LEN {
             return Err(SignatureError::MalformedSignature);
         }
-        let mut sig_bytes = [0u8; 64];
-        hex::decode_to_slice(signature_hex, &mut sig_bytes)
+        // R, then s: 32 bytes each.
+        let (mut r_bytes, mut s_bytes) = ([0u8; 32], [0u8; 32]);
+        let (r_hex, s_hex) = signature_hex.as_bytes().split_at(SIGNATURE_HEX_LEN / 2);
+        hex::decode_to_slice(r_hex, &mut r_bytes)
+            .and_then(|()| hex::decode_to_slice(s_hex, &mut s_bytes))
             .map_err(|_| SignatureError::MalformedSignature)?;
         let signed_at = parse_timestamp(timestamp)?;
 
         // The signed message is the timestamp header exactly as sent, then the body, hashed
         // in two parts rather than copied into one buffer.
         //
-        // This is ed25519-dalek's `verify_strict` without the work that does not depend on
-        // the request. `verify_strict` adds two checks to the plain (cofactorless)
-        // verification: the key is not of small order, which `from_hex` checked once at
-        // start-up, and the signature's `R` is not of small order, which it finds by
-        // decompressing `R` on every request (a field exponentiation, about a tenth of a
-        // verification). The plain verification compares `R` byte for byte with a point
-        // it computed and compressed itself, so an `R` it accepts is the canonical
-        // encoding of a point; a point of small order is then one of eight known
-        // encodings, compared here instead. Same signatures accepted, same refused (the
-        // tests hold it to `verify_strict`).
-        let signature = Signature::from_bytes(&sig_bytes);
-        if is_small_order_encoding(signature.r_bytes()) {
+        // This is ed25519-dalek's `verify_strict` (RFC 8032 §5.1.7, cofactorless) without
+        // the work that does not depend on the request:
+        // - `verify_strict` refuses a key of small order: `from_hex` did, once;
+        // - it builds a lookup table of the key's multiples on every call: `tables` holds
+        //   wider ones for the key and the base point, built at start-up;
+        // - it refuses an `R` of small order by decompressing it on every request (a field
+        //   exponentiation, about a tenth of a verification). The equation below compares
+        //   `R` byte for byte with a point it computed and compressed itself, so an `R`
+        //   that passes is the canonical encoding of a point; a point of small order is
+        //   then one of eight known encodings, compared here instead.
+        // Same signatures accepted, same refused: the tests hold it to `verify_strict`.
+        if is_small_order_encoding(&r_bytes) {
             return Err(SignatureError::Mismatch);
         }
-        self.key
-            .multipart_verify(&[timestamp.as_bytes(), body], &signature)
-            .map_err(|_| SignatureError::Mismatch)?;
+        // `s` must be reduced (below the group order `l`): otherwise `s + l` would be a
+        // second valid signature of the same message.
+        let s: Option<Scalar> = Scalar::from_canonical_bytes(s_bytes).into();
+        let s = s.ok_or(SignatureError::Mismatch)?;
+        let mut hash = Sha512::new();
+        hash.update(r_bytes);
+        hash.update(self.key.as_bytes());
+        hash.update(timestamp.as_bytes());
+        hash.update(body);
+        let k = Scalar::from_bytes_mod_order_wide(&hash.finalize().into());
+        // [s]B - [k]A must be R.
+        let expected_r = self.tables.vartime_multiscalar_mul([s, k]).compress();
+        if expected_r.to_bytes() != r_bytes {
+            return Err(SignatureError::Mismatch);
+        }
 
         // Checked after the signature so that `StaleTimestamp` in the logs means "really
         // from Discord, but old": a replay or clock skew, not a forgery.
@@ -197,7 +236,7 @@ fn parse_timestamp(timestamp: &str) -> Result<i64, SignatureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::{Signature, Signer, SigningKey};
 
     const NOW: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"{"type":1}"#;
@@ -412,6 +451,12 @@ mod tests {
         assert_eq!(masked, listed, "no other encoding is listed");
     }
 
+    /// The order `l` of the base point, little-endian: 2^252 + 27742317777372353535851937790883648493.
+    const GROUP_ORDER_LE: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+
     /// A signature whose `R` is the identity, made by the key's owner: `s = k·a` makes
     /// the plain (cofactorless) equation hold. `verify_strict` refuses it, so must we.
     fn identity_r_signature(key: &SigningKey, message: &[u8]) -> Signature {
@@ -453,6 +498,16 @@ mod tests {
             bytes[..32].copy_from_slice(&small);
             candidates.push(Signature::from_bytes(&bytes));
         }
+        // The same `s` unreduced: `s + l` satisfies the equation too.
+        let mut bytes = genuine.to_bytes();
+        let mut carry = 0u16;
+        for (byte, l) in bytes[32..].iter_mut().zip(GROUP_ORDER_LE) {
+            let sum = u16::from(*byte) + u16::from(l) + carry;
+            *byte = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "s + l fits in 32 bytes");
+        candidates.push(Signature::from_bytes(&bytes));
         for signature in candidates {
             let strict = key.verifying_key().verify_strict(&message, &signature);
             let ours = v.verify(

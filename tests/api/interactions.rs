@@ -229,3 +229,25 @@ async fn healthz_reports_version_stage_and_store() {
     assert_eq!(body["stage"], "test");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_its_own_or_a_new_random_one() {
+    let app = spawn_app().await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let uuid = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(uuid.get_version_num(), 4, "{id}");
+        seen.push(id);
+    }
+    assert_ne!(seen[0], seen[1]);
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "from-the-caller")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "from-the-caller");
+}
