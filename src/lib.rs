@@ -46,6 +46,7 @@
 //! - [`clock`]: the one clock every lease, poll and expiry reads.
 //! - [`telemetry`]: one flat JSON object per log line; [`secret`]: redaction.
 
+pub mod allocator;
 pub mod app;
 pub mod auth;
 #[cfg(feature = "aws")]

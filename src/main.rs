@@ -12,6 +12,7 @@ use clap::Parser;
 const BLOCKING_THREADS: usize = 4;
 
 fn main() -> ExitCode {
+    valine::allocator::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(BLOCKING_THREADS)
