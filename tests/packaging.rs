@@ -2,8 +2,9 @@
 //! the `Dockerfile` and `deploy/systemd/valine.service`: that the settings they give
 //! Valine are ones its configuration accepts, that the health check is a sub-command the
 //! binary has, that the image runs as an unprivileged user with its store in the
-//! volume, and that the dependency-caching stage stubs every target Cargo.toml declares
-//! (a bench or example added without a stub breaks `docker build`).
+//! volume, that the dependency-caching stage stubs every target Cargo.toml declares
+//! (a bench or example added without a stub breaks `docker build`), and that every file
+//! the sources embed is in the repository (a clean clone builds).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -125,6 +126,56 @@ fn the_image_runs_unprivileged_with_a_health_check_the_binary_has() {
     assert_eq!(entry.1, r#"["valine"]"#);
     let cmd = steps.iter().rfind(|(k, _)| k == "CMD").unwrap();
     assert_eq!(cmd.1, r#"["serve"]"#);
+}
+
+/// The files `src/` embeds with `include_bytes!` or `include_str!`, from the repository root.
+fn embedded_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            embedded_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for macro_name in ["include_bytes!(\"", "include_str!(\""] {
+                for (at, _) in text.match_indices(macro_name) {
+                    let rest = &text[at + macro_name.len()..];
+                    let name = &rest[..rest.find('"').unwrap()];
+                    found.push(path.parent().unwrap().join(name));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_file_the_sources_embed_is_in_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Outside a git checkout (a source archive) there is no index to ask.
+    if !root.join(".git").exists() {
+        return;
+    }
+    let mut files = Vec::new();
+    embedded_files(&root.join("src"), &mut files);
+    assert!(
+        files.iter().any(|f| f.ends_with("store/sqlite_empty.db")),
+        "{files:?}"
+    );
+    for file in files {
+        // An ignored file (`*.db` is) builds here and breaks every clean clone.
+        let tracked = Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["ls-files", "--error-unmatch"])
+            .arg(&file)
+            .output()
+            .expect("git");
+        assert!(
+            tracked.status.success(),
+            "{} is embedded but not in the repository: {}",
+            file.display(),
+            String::from_utf8_lossy(&tracked.stderr)
+        );
+    }
 }
 
 #[test]
