@@ -758,6 +758,58 @@ impl SqliteStore {
             Err(source) => Err(StoreError::Task { op, source }),
         }
     }
+
+    /// Runs a short operation on the calling thread when the store is free, and as
+    /// [`Self::call`] does otherwise. Handing a call to the blocking pool costs two thread
+    /// wake-ups, more than one indexed read or write on the connection (a WAL commit does
+    /// not fsync); a deferred acknowledgement makes two such calls (docs/design.md, "SQLite
+    /// on the request path"). Only for operations whose time does not grow with the data:
+    /// an async worker thread waits on them. A store that is reopening, or whose lock a
+    /// checkpoint holds, is left to the blocking pool.
+    async fn call_short<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> FResult<T> + Send + 'static,
+    {
+        match self.try_now(op, f) {
+            Ok(done) => done,
+            Err(f) => self.call(op, f).await,
+        }
+    }
+
+    /// [`Self::call_short`] on this thread, or `f` back when the store is busy or
+    /// reopening.
+    fn try_now<T, F>(&self, op: &'static str, f: F) -> Result<StoreResult<T>, F>
+    where
+        F: FnOnce(&mut Connection) -> FResult<T>,
+    {
+        let mut state = match self.inner.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(f),
+        };
+        if state.stale || state.lost {
+            return Err(f);
+        }
+        // As on the pool: a panic while the lock is held unwinds through
+        // `Transaction::drop`, which rolls back, so the store goes on.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.inner.run(&mut state, op, f)
+        }));
+        Ok(ran.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|m| (*m).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(StoreError::Failed {
+                op,
+                problem: "the operation panicked".into(),
+                retryable: false,
+                source: format!("panicked: {message}").into(),
+            })
+        }))
+    }
 }
 
 impl Inner {
@@ -1762,8 +1814,8 @@ fn live_block(conn: &Connection, user_id: &str, now: i64) -> FResult<Option<Bloc
     )
 }
 
-/// Both reads in one hand-off to the blocking pool and one hold of the connection:
-/// each hand-off costs a thread wake-up on the request path.
+/// Both reads in one hold of the connection, on the request's own thread when the store
+/// is free ([`SqliteStore::call_short`]).
 #[async_trait]
 impl AdmissionStore for SqliteStore {
     async fn admit(
@@ -1774,7 +1826,7 @@ impl AdmissionStore for SqliteStore {
         hit: Option<RateHit>,
     ) -> StoreResult<Admission> {
         let user_id = user_id.to_owned();
-        self.call("admit", move |conn| {
+        self.call_short("admit", move |conn| {
             if check_block && live_block(conn, &user_id, now)?.is_some() {
                 return Ok(Admission::Blocked);
             }
@@ -1798,7 +1850,8 @@ impl JobStore for SqliteStore {
     async fn enqueue_job(&self, job: &NewJob, now_ms: i64) -> StoreResult<()> {
         let op = "enqueue_job";
         let row = JobRow::new(job).map_err(|fail| fail.into_store_error(op, None))?;
-        self.call(op, move |conn| row.insert(conn, now_ms)).await
+        self.call_short(op, move |conn| row.insert(conn, now_ms))
+            .await
     }
 
     async fn claim_job(
@@ -2668,39 +2721,67 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_that_panics_is_an_error_and_the_store_goes_on() {
-        let store = SqliteStore::open_in_memory().await.expect("open");
-        let err = store
-            .call("test_panic", |conn| -> FResult<()> {
+        // On the blocking pool (`call`) and on the caller's thread (`call_short`).
+        for short in [false, true] {
+            let store = SqliteStore::open_in_memory().await.expect("open");
+            let half_done = |conn: &mut Connection| -> FResult<()> {
                 let tx = conn.transaction()?;
                 tx.execute_batch("CREATE TABLE half_done (x INTEGER)")?;
                 panic!("a bug in a store call");
-            })
-            .await
+            };
+            let err = if short {
+                store.call_short("test_panic", half_done).await
+            } else {
+                store.call("test_panic", half_done).await
+            }
             .expect_err("a panic is an error");
-        assert!(
-            matches!(
-                err,
-                StoreError::Task {
-                    op: "test_panic",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(!err.is_retryable());
-        // The transaction the panic left was rolled back.
-        assert_eq!(store.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
-        let tables: i64 = store
-            .call("test", |conn| {
-                Ok(conn.query_row(
-                    "SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'",
-                    [],
-                    |row| row.get(0),
-                )?)
-            })
-            .await
-            .expect("count");
-        assert_eq!(tables, 0);
+            assert_eq!(err.op(), "test_panic");
+            if short {
+                assert!(
+                    format!("{:?}", std::error::Error::source(&err))
+                        .contains("a bug in a store call"),
+                    "{err:?}"
+                );
+            } else {
+                assert!(matches!(err, StoreError::Task { .. }), "{err:?}");
+            }
+            assert!(!err.is_retryable());
+            // The transaction the panic left was rolled back.
+            assert_eq!(store.hit_rate_window("u", 0, 100).await.expect("hit"), 1);
+            let tables: i64 = store
+                .call_short("test", |conn| {
+                    Ok(conn.query_row(
+                        "SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'",
+                        [],
+                        |row| row.get(0),
+                    )?)
+                })
+                .await
+                .expect("count");
+            assert_eq!(tables, 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_call_runs_on_the_callers_thread_unless_the_store_is_busy() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        let here = std::thread::current().id();
+        let thread = |_: &mut Connection| Ok(std::thread::current().id());
+        assert_eq!(store.call_short("t", thread).await.expect("free"), here);
+        // Held elsewhere (a checkpoint catching up): the call waits on the blocking pool,
+        // not on this thread, which serves other requests meanwhile.
+        let held = store.inner.state.lock().expect("lock");
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.call_short("t", thread).await }
+        });
+        // The spawned call runs first on this single-threaded runtime, finds the lock
+        // taken and goes to the pool.
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        let ran_on = waiting.await.expect("task").expect("busy");
+        assert_ne!(ran_on, here);
     }
 
     /// The salt of a WAL file's header, which changes each time the log starts over.
