@@ -520,6 +520,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Debug builds verify slowly: a few dozen keys and bodies, each a new table.
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+        /// Any key's genuine signature over any body passes, and one flipped bit of the
+        /// body fails, as with `verify_strict`.
+        #[test]
+        fn any_key_and_body_verify_as_verify_strict_does(
+            seed in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            flip in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let key = SigningKey::from_bytes(&seed);
+            let ts = NOW.to_string();
+            let sig = sign(&key, &ts, &body);
+            proptest::prop_assert_eq!(verifier_for(&key).verify(Some(&sig), Some(&ts), &body, NOW), Ok(()));
+            let mut tampered = [ts.as_bytes(), &body].concat();
+            let bit = flip.index(tampered.len() * 8);
+            tampered[bit / 8] ^= 1 << (bit % 8);
+            let (ts2, body2) = tampered.split_at(ts.len());
+            let ours = verifier_for(&key).verify(Some(&sig), std::str::from_utf8(ts2).ok(), body2, NOW);
+            let strict = key.verifying_key().verify_strict(&tampered, &Signature::from_bytes(
+                &hex::decode(&sig).expect("hex").try_into().expect("64 bytes"),
+            ));
+            proptest::prop_assert!(strict.is_err());
+            proptest::prop_assert!(ours.is_err(), "{:?}", ours);
+        }
+    }
+
     #[test]
     fn weak_public_keys_are_refused_at_construction() {
         // The identity and the point of order 2: both decode, both are of small order.
