@@ -1094,7 +1094,12 @@ fn create_whole(path: &Path) -> Result<(), BoxError> {
     let building = path.with_file_name(building);
     let built = (|| -> Result<(), BoxError> {
         // A file left by a crashed process that had the same id is not ours: truncated.
-        let mut file = std::fs::File::create(&building)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // The permissions SQLite gives a database it creates (before the umask).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
+        let mut file = options.open(&building)?;
         file.write_all(EMPTY_DATABASE)?;
         file.sync_all()?;
         match std::fs::hard_link(&building, path) {
@@ -2622,6 +2627,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("valine.db");
         create_whole(&path).expect("create");
+        // No more than SQLite's own 0644: nobody else may write the store.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let bits = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(bits & !0o644, 0, "{bits:o}");
+        }
         let conn = Connection::open(&path).expect("raw open");
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |row| row.get(0))
