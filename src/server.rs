@@ -123,7 +123,7 @@ struct RandomRequestId;
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let id = crate::trace::random_uuid().hyphenated().to_string();
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        HeaderValue::try_from(id).ok().map(RequestId::new)
     }
 }
 

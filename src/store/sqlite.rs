@@ -777,8 +777,8 @@ impl SqliteStore {
         }
     }
 
-    /// [`Self::call_short`] on this thread, or `f` back when the store is busy or
-    /// reopening.
+    /// [`Self::call_short`] on this thread, or `f` back when the store is busy or due to
+    /// reopen its file.
     fn try_now<T, F>(&self, op: &'static str, f: F) -> Result<StoreResult<T>, F>
     where
         F: FnOnce(&mut Connection) -> FResult<T>,
@@ -788,7 +788,8 @@ impl SqliteStore {
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Err(f),
         };
-        if state.stale || state.lost {
+        // Reopening the file is I/O; a lost file only answers an error, here as well.
+        if state.stale {
             return Err(f);
         }
         // As on the pool: a panic while the lock is held unwinds through
