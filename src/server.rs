@@ -16,14 +16,13 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tracing::Instrument;
 
@@ -35,6 +34,8 @@ use crate::github::webhook;
 use crate::jobs::{self, Job};
 use crate::runs::{self, Received};
 use crate::secret::ExposeSecret;
+
+mod request_id;
 
 const DISCORD_BODY_LIMIT: usize = 1024 * 1024;
 const GITHUB_BODY_LIMIT: usize = 25 * 1024 * 1024;
@@ -69,8 +70,10 @@ fn not_configured(var: &str) -> Response {
 }
 
 /// A body over the route's limit is refused by the limit layer (or the extractor) with a
-/// plain-text 413; every other error here is JSON, so this one is too.
-async fn json_payload_too_large(response: Response) -> Response {
+/// plain-text 413; every other error here is JSON, so this one is too. A plain function
+/// (`tower::util::MapResponseLayer`), not axum's async `map_response`: that one boxes a
+/// future for every request.
+fn json_payload_too_large(response: Response) -> Response {
     let is_json = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -86,7 +89,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/discord/interactions", post(interactions))
         .route("/discord", post(interactions))
         .layer(RequestBodyLimitLayer::new(DISCORD_BODY_LIMIT))
-        .layer(axum::middleware::map_response(json_payload_too_large))
+        .layer(MapResponseLayer::new(json_payload_too_large))
         // Whatever goes wrong inside, Discord gets a message, not a 5xx.
         .layer(CatchPanicLayer::custom(|_| {
             let trace_id = crate::trace::new_trace_id();
@@ -96,35 +99,22 @@ pub fn router(app: Arc<App>) -> Router {
     let github = Router::new()
         .route("/github/webhook", post(github_webhook))
         .layer(RequestBodyLimitLayer::new(GITHUB_BODY_LIMIT))
-        .layer(axum::middleware::map_response(json_payload_too_large));
-    let request_id = HeaderName::from_static("x-request-id");
+        .layer(MapResponseLayer::new(json_payload_too_large))
+        // The limit layer enforces 25 MiB; axum's own default for the `Bytes` extractor
+        // (2 MiB) must not cut the webhook first. Only here: the interaction route reads
+        // its body itself, and an extension set on every request costs an allocation.
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .merge(discord)
         .merge(github)
         .route("/healthz", get(healthz))
-        // The route layers enforce the limits; axum's own default (2 MiB) must not cut
-        // the webhook's 25 MiB first.
-        .layer(DefaultBodyLimit::disable())
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
             HeaderName::from_static("x-hub-signature-256"),
             HeaderName::from_static("x-signature-ed25519"),
         ]))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
+        .layer(request_id::RequestIdLayer)
         .with_state(app)
-}
-
-/// An `x-request-id` for a request that came without one: a v4 UUID, as tower-http's
-/// `MakeRequestUuid` makes, without its system call per request ([`crate::trace::random_uuid`]).
-#[derive(Clone, Copy)]
-struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = crate::trace::random_uuid().hyphenated().to_string();
-        HeaderValue::try_from(id).ok().map(RequestId::new)
-    }
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
@@ -357,6 +347,11 @@ pub async fn run(
         Arc::clone(&app),
         stop_rx,
     )));
+    // Each answer is one write: Nagle's algorithm could only hold it back behind an
+    // unacknowledged earlier one, adding a delayed-ACK wait to a keep-alive connection.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new jobs will be claimed");
