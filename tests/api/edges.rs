@@ -38,6 +38,19 @@ async fn an_oversized_webhook_is_a_json_413() {
     );
 }
 
+/// GitHub sends deliveries of up to 25 MiB; axum's own 2 MiB default for a buffered body
+/// must not refuse one first.
+#[tokio::test]
+async fn a_webhook_over_two_mebibytes_is_accepted() {
+    let app = spawn_app().await;
+    let zen = "x".repeat(3 * 1024 * 1024);
+    let res = app
+        .post_webhook("ping", "d-large", &json!({"zen": zen, "hook_id": 1}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+}
+
 #[tokio::test]
 async fn an_option_of_the_wrong_json_type_gets_the_friendly_reply() {
     let app = spawn_app().await;
