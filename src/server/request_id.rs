@@ -44,25 +44,23 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let id = match request.headers().get(&HEADER) {
-            Some(theirs) => theirs.clone(),
-            None => new_id(),
-        };
+        let id = request.headers().get(&HEADER).cloned().or_else(new_id);
         RequestIdFuture {
             inner: self.inner.call(request),
-            id: Some(id),
+            id,
         }
     }
 }
 
 /// A v4 UUID, as tower-http's `MakeRequestUuid` makes, without its system call per
 /// request ([`crate::trace::random_uuid`]).
-fn new_id() -> HeaderValue {
+/// (Always `Some`: hex digits and hyphens are valid in a header value.)
+fn new_id() -> Option<HeaderValue> {
     let mut buffer = uuid::Uuid::encode_buffer();
     let id = crate::trace::random_uuid()
         .hyphenated()
         .encode_lower(&mut buffer);
-    HeaderValue::from_str(id).expect("a hyphenated UUID is a valid header value")
+    HeaderValue::from_str(id).ok()
 }
 
 pin_project_lite::pin_project! {
