@@ -16,8 +16,8 @@ use crate::github::api::GitHubClient;
 #[cfg(feature = "aws")]
 use crate::jobs::sqs::SqsQueue;
 use crate::jobs::{Job, JobQueue, QueueError, StoreQueue};
+use crate::probe::Prober;
 use crate::store::{self, NewJob, SharedStore, StoreError};
-use crate::verify::probe::Prober;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

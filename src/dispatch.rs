@@ -47,6 +47,7 @@ use crate::app::App;
 use crate::clock::duration_ms;
 use crate::discord::interaction::ReplyHandle;
 use crate::dryrun::{Mutated, Mutation};
+use crate::error::CommandError;
 use crate::github::api::{GitHubClient, GitHubError};
 use crate::github::model::{DispatchOutcome, Workflow, WorkflowRun};
 use crate::store::{
@@ -277,6 +278,16 @@ pub enum DispatchError {
 impl From<StoreError> for DispatchError {
     fn from(e: StoreError) -> Self {
         DispatchError::Store(e)
+    }
+}
+
+/// A dispatch that was not made fails the command with the cause's own message.
+impl From<DispatchError> for CommandError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::Refused(e) | DispatchError::GitHub(e) => CommandError::GitHub(e),
+            DispatchError::Store(e) => CommandError::Store(e),
+        }
     }
 }
 

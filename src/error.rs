@@ -1,14 +1,15 @@
 //! The error of a use case run for a command, a button or a job: what went wrong,
 //! with its cause kept, how the command ended, and what the user reads. It lives
 //! apart from `commands/` so that the use cases commands call (verification,
-//! dispatch) can return it without depending on the command registry.
+//! dispatch) can return it without depending on the command registry. Conversions
+//! from a use case's own error live beside that error (e.g. `dispatch::DispatchError`),
+//! so this module depends only on the adapters' errors.
 //!
 //! [`chain`] is how an error goes into a log line: with every cause, because the
 //! outermost message ("cannot reach GitHub at …: connection refused") is for the user
 //! and the operator needs the rest ("… tcp connect error: Connection refused (os error
 //! 111)").
 
-use crate::dispatch::DispatchError;
 use crate::github::api::GitHubError;
 use crate::jobs::QueueError;
 use crate::store::{Outcome, StoreError};
@@ -71,16 +72,6 @@ pub enum CommandError {
 impl From<GitHubNotConfigured> for CommandError {
     fn from(e: GitHubNotConfigured) -> Self {
         CommandError::NotConfigured(e.to_string())
-    }
-}
-
-/// A dispatch that was not made fails the command with the cause's own message.
-impl From<DispatchError> for CommandError {
-    fn from(e: DispatchError) -> Self {
-        match e {
-            DispatchError::Refused(e) | DispatchError::GitHub(e) => CommandError::GitHub(e),
-            DispatchError::Store(e) => CommandError::Store(e),
-        }
     }
 }
 

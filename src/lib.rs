@@ -7,10 +7,11 @@
 //!                 │                         │
 //! protocol     discord/ (signature, interaction, response, api, register)
 //!              github/ (api, model, webhook wire shapes, git_ref)
+//!              probe/ (SSRF-safe probe targets and client, certificate expiry)
 //!                 │
 //! use cases    commands/ (Command trait, registry, pipeline, one file per command)
 //!              dispatch (dispatch once)   runs/ (what a run event triggers)
-//!              verify/ (targets, probe client, checks, reports)   work (job handler)
+//!              verify/ (checks, reports)   work (job handler)
 //!              deliver, settings, trace, ratelimit, auth, dryrun, error
 //! ports        store/ (traits, records and their rules, sqlite.rs, conformance suite)
 //!              jobs/ (Job, JobQueue port: store queue and SQS, runner, worker)   clock
@@ -33,8 +34,10 @@
 //!   the follow-up jobs (announce, follow, poll) with their messages.
 //! - [`jobs`]: durable background work: the job kinds, the queue port, the runner of
 //!   one job record and the worker loop; [`work`] maps each job kind to its use case.
-//! - [`verify`]: deployment verification: SSRF-safe probe targets and client, checks,
-//!   reports, one verification per run attempt.
+//! - [`verify`]: deployment verification: checks, reports, one verification per run
+//!   attempt.
+//! - [`probe`]: the adapter verification probes through: SSRF-safe probe targets and
+//!   client, a certificate's expiry date.
 //! - [`store`]: persistence behind one interface, with the rules beside the records.
 //! - [`deliver`]: edits of deferred replies and channel posts with nonces.
 //! - [`error`]: the typed error of a use case.
@@ -69,6 +72,7 @@ pub mod jobs;
 pub mod lambda;
 pub mod metrics;
 pub mod ops;
+pub mod probe;
 pub mod ratelimit;
 pub mod runs;
 pub mod secret;

@@ -25,12 +25,12 @@ use crate::dryrun::{Mutated, Mutation};
 use crate::github::api::GitHubError;
 use crate::github::git_ref::GitRef;
 use crate::jobs::PollRun;
+use crate::probe::target::{ProbeTarget, TargetPolicy};
 use crate::runs::follow::schedule_poll;
 use crate::runs::report::{CANCEL_ACTION, cancel_button};
 use crate::settings;
 use crate::store::{AuditRecord, CorrelationKind, CorrelationRecord, retention};
 use crate::trace::Tracer;
-use crate::verify::target::{ProbeTarget, TargetPolicy};
 
 /// `/deploy-client`.
 pub struct DeployClient;

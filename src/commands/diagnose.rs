@@ -20,12 +20,12 @@ use crate::discord::response::{Embed, GREEN, RED, Reply, YELLOW};
 use crate::dispatch::{self, Action, DispatchError, DispatchRequest, Dispatched};
 use crate::github::api::GitHubClient;
 use crate::github::model::{RateLimit, TokenInfo, Workflow, WorkflowRun};
+use crate::probe::cert;
+use crate::probe::target::ProbeTarget;
+use crate::probe::{ProbeError, ProbeResponse};
 use crate::store::{CorrelationKind, StepStatus};
 use crate::trace::Tracer;
-use crate::verify::cert;
 use crate::verify::checks::{self, FAILED_CONCLUSIONS, FailingStep, Side, TargetState};
-use crate::verify::probe::{ProbeError, ProbeResponse};
-use crate::verify::target::ProbeTarget;
 
 /// `/diagnose`.
 pub struct Diagnose;
@@ -840,7 +840,7 @@ mod tests {
             path: "/".into(),
             samples: vec![
                 answer(30),
-                Err(ProbeError::Timeout(crate::verify::probe::ATTEMPT_TIMEOUT)),
+                Err(ProbeError::Timeout(crate::probe::ATTEMPT_TIMEOUT)),
             ],
         };
         assert_eq!(flaky.latency(), Some((30, 30, 30)));

@@ -28,9 +28,9 @@ use crate::discord::interaction::{Caller, OptionValue};
 use crate::discord::response::{Button, ButtonStyle, Reply};
 use crate::dryrun::Mutated;
 use crate::jobs::{ButtonPress, DeferredCommand, Job, ReplyTarget};
+use crate::probe::target::{ProbeTarget, TargetPolicy};
 use crate::store::{AuditRecord, PendingConfirmation, SettingRecord, StoreError, retention};
 use crate::trace::Tracer;
-use crate::verify::target::{ProbeTarget, TargetPolicy};
 
 /// How long a preview's buttons work: 15 minutes, like the interaction token.
 pub const CONFIRM_WINDOW_SECS: i64 = 15 * 60;

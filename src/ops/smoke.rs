@@ -24,9 +24,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Check, Status};
-use crate::verify::cert;
-use crate::verify::probe::{ProbeError, ProbeRequest, ProbeResponse, Prober};
-use crate::verify::target::TargetPolicy;
+use crate::probe::cert;
+use crate::probe::target::TargetPolicy;
+use crate::probe::{ProbeError, ProbeRequest, ProbeResponse, Prober};
 
 /// A certificate expiring sooner than this is flagged.
 const CERT_WARN_DAYS: i64 = 14;

@@ -8,11 +8,11 @@
 
 use futures_util::future::join_all;
 
-use super::probe::{ProbeError, ProbeResponse, Prober};
-use super::target::ProbeTarget;
 use crate::app::App;
 use crate::error::CommandError;
 use crate::github::model::{Job, WorkflowRun};
+use crate::probe::target::ProbeTarget;
+use crate::probe::{ProbeError, ProbeResponse, Prober};
 use crate::settings::{self, InUse};
 use crate::store::StepStatus;
 use crate::trace::Tracer;

@@ -1,17 +1,14 @@
-//! Deployment verification (see `docs/design.md#verification` and
-//! `docs/design.md#ssrf-policy`): which URLs may be probed ([`target`]), the probe client
-//! that enforces it at connect time ([`probe`]), the checks of a deploy run ([`checks`])
-//! and their report ([`report`]).
+//! Deployment verification (see `docs/design.md#verification`): the checks of a deploy
+//! run ([`checks`]) and their report ([`report`]). The URLs it may probe and the client
+//! that probes them are the adapter in [`crate::probe`] (`docs/design.md#ssrf-policy`),
+//! which knows nothing of runs or of the app.
 //!
 //! Other code calls [`verify_run`] and renders the [`Verification`] it returns with
 //! [`Verification::to_reply`].
 
-pub mod cert;
 pub mod checks;
-pub mod probe;
 pub mod report;
 pub mod shared;
-pub mod target;
 
 pub use checks::{Verification, verify_run};
 pub use shared::verify_once;

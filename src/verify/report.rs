@@ -2,8 +2,8 @@
 //! failure with its fix, and the `Re-verify` / run / `Re-run failed jobs` buttons.
 
 use super::checks::{Category, FAILED_CONCLUSIONS, Side, TargetState, Verification};
-use super::probe::ProbeError;
 use crate::discord::response::{Button, ButtonStyle, Embed, GREEN, RED, Reply};
+use crate::probe::ProbeError;
 
 /// `valine:reverify:<run id>`: verify the run again (anyone).
 pub const REVERIFY_ACTION: &str = "reverify";
@@ -272,9 +272,9 @@ mod tests {
 
     use super::*;
     use crate::github::model::WorkflowRun;
+    use crate::probe::ProbeResponse;
+    use crate::probe::target::{ProbeTarget, TargetPolicy};
     use crate::verify::checks::{ActionsCheck, FailingStep, PathProbe};
-    use crate::verify::probe::ProbeResponse;
-    use crate::verify::target::{ProbeTarget, TargetPolicy};
 
     fn ok(path: &str, status: u16, cache: Option<&str>) -> PathProbe {
         PathProbe {

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use super::target::{ProbeTarget, TargetPolicy};
 use crate::app::App;
 use crate::discord::response::Reply;
 use crate::error::CommandError;
+use crate::probe::target::{ProbeTarget, TargetPolicy};
 use crate::store::{VerificationRecord, retention};
 use crate::trace::Tracer;
 

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
-use valine::verify::probe::Prober;
-use valine::verify::target::TargetPolicy;
+use valine::probe::Prober;
+use valine::probe::target::TargetPolicy;
 
 use crate::helpers::{
     APPLICATION_ID, Options, command, ephemeral_text, press, send, spawn_app, spawn_app_with,

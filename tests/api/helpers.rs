@@ -142,7 +142,7 @@ pub struct Options {
     /// Adjusts the worker's timings after the test defaults are applied (short polls).
     pub tune: Option<fn(&mut valine::app::WorkerSettings)>,
     /// Replaces the app's probe client (a test-injected address policy).
-    pub prober: Option<valine::verify::probe::Prober>,
+    pub prober: Option<valine::probe::Prober>,
     /// Shortens the GitHub client's first retry delay (500 ms in production).
     pub github_retry_delay: Option<Duration>,
 }
@@ -227,9 +227,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         Some(prober) => prober,
         None => {
             let loopback: std::net::IpAddr = [127, 0, 0, 1].into();
-            valine::verify::probe::Prober::builder(
-                valine::verify::target::TargetPolicy::from_config(&app.config),
-            )
+            valine::probe::Prober::builder(valine::probe::target::TargetPolicy::from_config(
+                &app.config,
+            ))
             .host("app.example.com", vec![loopback])
             .host("api.example.com", vec![loopback])
             .host("*", vec![])

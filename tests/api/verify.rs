@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::fakes::{FakeSite, Page, healthy_sites, job_json, page, run_json};
 use crate::helpers::{APPLICATION_ID, GITHUB_TOKEN, Options, TestApp, command, spawn_app_with};
-use valine::verify::probe::Prober;
-use valine::verify::target::TargetPolicy;
+use valine::probe::Prober;
+use valine::probe::target::TargetPolicy;
 
 fn iso(offset_secs: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))

@@ -7,7 +7,7 @@
 //! ranges and local names. The `url` crate parses hosts the way browsers do, so numeric
 //! disguises (`2130706433`, `0x7f.1`, `017700000001`, `127.1`) arrive here as the IPv4
 //! address they stand for and meet the same range check. Names are resolved at probe
-//! time, where every resolved address is checked again (`probe.rs`).
+//! time, where every resolved address is checked again (the client in this module's parent).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

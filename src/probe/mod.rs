@@ -13,6 +13,12 @@
 //!
 //! The address policy is injectable ([`ProberBuilder::address_policy`]) so tests can
 //! allow one loopback address and forbid another.
+//!
+//! Beside the client: the rules a URL must pass before it becomes a [`target::ProbeTarget`]
+//! ([`target`]), and the expiry date read from a server certificate ([`cert`]).
+
+pub mod cert;
+pub mod target;
 
 use std::collections::HashMap;
 use std::error::Error as _;
@@ -23,7 +29,7 @@ use std::time::{Duration, Instant};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
-use super::target::{TargetError, TargetPolicy, check_url, is_forbidden_ip};
+use self::target::{TargetError, TargetPolicy, check_url, is_forbidden_ip};
 use crate::config::Config;
 use crate::http_client::LazyClient;
 
