@@ -550,6 +550,22 @@ mod tests {
         addr
     }
 
+    /// A server on 127.0.0.2 (the address the tests forbid) that counts the requests
+    /// reaching it: a probe that gets there is the leak the client must prevent.
+    async fn forbidden_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        let addr = serve_on(
+            "127.0.0.2",
+            Router::new().fallback(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { "secret" }
+            }),
+        )
+        .await;
+        (addr, hits)
+    }
+
     fn local() -> TargetPolicy {
         TargetPolicy {
             safe_local: true,
@@ -603,16 +619,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_resolving_to_a_forbidden_address_is_refused_at_connect_time() {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        let forbidden = serve_on(
-            "127.0.0.2",
-            Router::new().fallback(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async { "secret" }
-            }),
-        )
-        .await;
+        let (forbidden, hits) = forbidden_server().await;
         let prober = only_first_loopback()
             .host("evil.test", vec!["127.0.0.2".parse().unwrap()])
             // Any forbidden address among the answers refuses the name.
@@ -641,16 +648,7 @@ mod tests {
 
     #[tokio::test]
     async fn redirects_are_rechecked_per_hop_and_limited() {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        let forbidden = serve_on(
-            "127.0.0.2",
-            Router::new().fallback(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async { "secret" }
-            }),
-        )
-        .await;
+        let (forbidden, hits) = forbidden_server().await;
         let target = format!("http://evil.test:{}/meta", forbidden.port());
         let literal = format!("http://{forbidden}/meta");
         let allowed = serve_on(
