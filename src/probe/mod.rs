@@ -14,7 +14,7 @@
 //! The address policy is injectable ([`ProberBuilder::address_policy`]) so tests can
 //! allow one loopback address and forbid another.
 //!
-//! Beside the client: the rules a URL must pass before it becomes a [`target::ProbeTarget`]
+//! Beside the client: the rules a URL must pass to become a [`target::ProbeTarget`]
 //! ([`target`]), and the expiry date read from a server certificate ([`cert`]).
 
 pub mod cert;
